@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# Side-by-side pgbench: direct primary vs PgBouncer vs pgswitch. NOT a test;
+# numbers depend on the machine. Results: stdout and .bench/results.md.
+#
+#   benches/compare.sh
+#
+# Environment:
+#   BENCH_SECONDS  duration of each pgbench run (15)
+#   POOL           server pool size of both poolers (20)
+#   IDLE_CLIENTS   idle client connections for the memory test (2000; 0 = skip)
+#   BENCH_SCALE    pgbench scale factor (10)
+#   BENCH_BUILD    1 = cargo build --release first (default); 0 = use the existing binary
+#   PGBOUNCER_PORT / PGSWITCH_PORT  listen ports (16432 / 16433)
+#   PGSWITCH_BIN   pgswitch binary (target/release/pgswitch)
+#
+# Targets: (a) direct 127.0.0.1:15432, (b) PgBouncer (transaction mode),
+# (c) target/release/pgswitch (transaction mode). A target whose binary is
+# missing is skipped with a warning. Pooler CPU is utime+stime of the pooler
+# process (all threads) from /proc/PID/stat, per processed transaction.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+cd "$REPO"
+
+BENCH_SECONDS="${BENCH_SECONDS:-15}"
+POOL="${POOL:-20}"
+IDLE_CLIENTS="${IDLE_CLIENTS:-2000}"
+BENCH_SCALE="${BENCH_SCALE:-10}"
+BENCH_BUILD="${BENCH_BUILD:-1}"
+PGB_PORT="${PGBOUNCER_PORT:-16432}"
+PGS_PORT="${PGSWITCH_PORT:-16433}"
+BENCH_DIR="$REPO/.bench"
+RESULTS="$BENCH_DIR/results.md"
+PGSWITCH_BIN="${PGSWITCH_BIN:-$REPO/target/release/pgswitch}"
+export PGPASSWORD=app-secret
+CLK_TCK="$(getconf CLK_TCK)"
+
+mkdir -p "$BENCH_DIR"
+raise_nofile
+log "open-files limit: $(ulimit -n)"
+
+# ------------------------------------------------------------ cleanup
+
+PGB_PID="" PGS_PID="" IDLE_PID="" PGB_LAUNCHER_PID=""
+stop_pid() {   # stop_pid PID NAME : TERM, wait up to 10s, then KILL
+    local pid="$1" name="$2"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        warn "$name (pid $pid) did not exit; sending KILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    stop_pid "$IDLE_PID" idle_clients.py
+    stop_pid "$PGS_PID" pgswitch
+    stop_pid "$PGB_PID" pgbouncer
+    stop_pid "$PGB_LAUNCHER_PID" "pgbouncer launcher"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------ prerequisites
+
+ensure_pg_server
+PSQL="$PG_BIN/psql"
+PGBENCH="$PG_BIN/pgbench"
+[ -x "$PGBENCH" ] || die "pgbench not found in $PG_BIN"
+
+if ! command -v pgbouncer >/dev/null 2>&1; then
+    apt_install pgbouncer
+    # Debian's package starts its own pgbouncer service (localhost:6432);
+    # stop that service, we run our own instance.
+    if [ -x /etc/init.d/pgbouncer ]; then
+        log "stopping the pgbouncer service started by the Debian package"
+        service pgbouncer stop >/dev/null 2>&1 || true
+    fi
+fi
+PGBOUNCER="$(command -v pgbouncer || true)"
+[ -n "$PGBOUNCER" ] || { [ -x /usr/sbin/pgbouncer ] && PGBOUNCER=/usr/sbin/pgbouncer; } \
+    || die "pgbouncer not found after installation"
+
+bash "$REPO/scripts/cluster.sh" up >/dev/null
+eval "$(bash "$REPO/scripts/cluster.sh" env)"
+PRIMARY_PORT="${PGSWITCH_TEST_PRIMARY##*:}"; PRIMARY_PORT="${PRIMARY_PORT%%/*}"
+
+if [ "$BENCH_BUILD" = 1 ]; then
+    if ensure_cargo_on_path; then
+        log "cargo build --release"
+        cargo build --release
+    else
+        cargo_missing_hint
+        warn "cannot build pgswitch; its target will be skipped unless $PGSWITCH_BIN exists"
+    fi
+fi
+
+# pgbench tables in database bench (once).
+app_psql() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PRIMARY_PORT" -U app -d bench "$@"; }
+branches="$(app_psql -tAc "SELECT CASE WHEN to_regclass('pgbench_branches') IS NULL THEN -1 ELSE 0 END")"
+if [ "$branches" = 0 ]; then
+    branches="$(app_psql -tAc "SELECT count(*) FROM pgbench_branches")"
+fi
+if [ "$branches" = "$BENCH_SCALE" ]; then
+    log "pgbench tables already initialised (scale $BENCH_SCALE)"
+else
+    log "pgbench -i -s $BENCH_SCALE on bench (direct, port $PRIMARY_PORT)"
+    "$PGBENCH" -i -s "$BENCH_SCALE" -q -h 127.0.0.1 -p "$PRIMARY_PORT" -U app bench
+fi
+
+# ------------------------------------------------------------ helpers
+
+port_busy() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -t 1 >/dev/null 2>&1; }
+
+# wait_port PORT PID NAME LOG: poll pg_isready (bounded) while PID lives.
+wait_port() {
+    local port="$1" pid="$2" name="$3" logf="$4" deadline=$(( SECONDS + 30 ))
+    until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -d bench -U app -t 1; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            warn "$name exited during start-up; last lines of $logf:"
+            tail -n 20 "$logf" >&2 || true
+            return 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            warn "$name not accepting connections on $port after 30s; see $logf"
+            return 1
+        fi
+        sleep 0.1
+    done
+    log "$name is accepting connections on 127.0.0.1:$port (pid $pid)"
+}
+
+cpu_ticks() {  # utime + stime (fields 14, 15) of PID, all threads
+    local stat rest
+    stat="$(cat "/proc/$1/stat")"
+    rest="${stat##*) }"           # drop "pid (comm) "; rest starts at field 3
+    # shellcheck disable=SC2086
+    set -- $rest
+    echo $(( ${12} + ${13} ))
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# ------------------------------------------------------------ PgBouncer
+
+PGB_DIR="$BENCH_DIR/pgbouncer"
+if is_root; then
+    mkdir -p "$PGB_DIR"
+    chown postgres:postgres "$PGB_DIR"
+    if ! runuser -u postgres -- test -w "$PGB_DIR"; then
+        PGB_DIR=/tmp/pgswitch-bench-pgbouncer
+        log "NOTE: postgres OS user cannot reach $BENCH_DIR; PgBouncer files go to $PGB_DIR"
+        mkdir -p "$PGB_DIR"
+        chown postgres:postgres "$PGB_DIR"
+    fi
+else
+    mkdir -p "$PGB_DIR"
+fi
+chmod 0700 "$PGB_DIR"
+
+pgb_version="$("$PGBOUNCER" --version | head -n 1 | awk '{print $2}')"
+prepared_line="; max_prepared_statements needs PgBouncer >= 1.21 (this is $pgb_version)"
+if [ "$(printf '%s\n1.21\n' "$pgb_version" | sort -V | head -n 1)" = 1.21 ]; then
+    prepared_line="max_prepared_statements = 0"
+fi
+
+as_pg tee "$PGB_DIR/userlist.txt" >/dev/null <<'EOF'
+"app" "app-secret"
+EOF
+as_pg chmod 0600 "$PGB_DIR/userlist.txt"
+as_pg tee "$PGB_DIR/pgbouncer.ini" >/dev/null <<EOF
+; generated by benches/compare.sh
+[databases]
+bench = host=127.0.0.1 port=$PRIMARY_PORT dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $PGB_DIR/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+max_client_conn = 6000
+$prepared_line
+ignore_startup_parameters = extra_float_digits
+; connection logging would dominate the -C (reconnect) workload
+log_connections = 0
+log_disconnections = 0
+logfile = $PGB_DIR/pgbouncer.log
+pidfile = $PGB_DIR/pgbouncer.pid
+EOF
+# The .bench copies the brief asks for (readable next to results.md).
+if [ "$PGB_DIR" != "$BENCH_DIR/pgbouncer" ]; then
+    cp "$PGB_DIR/pgbouncer.ini" "$BENCH_DIR/pgbouncer.ini"
+fi
+
+port_busy "$PGB_PORT" && die "port $PGB_PORT is already in use (a leftover pgbouncer? see $PGB_DIR/pgbouncer.pid)"
+rm -f "$PGB_DIR/pgbouncer.pid"
+log "starting PgBouncer $pgb_version on 127.0.0.1:$PGB_PORT (pool $POOL, transaction mode)"
+# PgBouncer refuses to run as root. setpriv execs (so $! is pgbouncer itself);
+# runuser forks, so the pid is read from the pidfile either way.
+if is_root; then
+    if command -v setpriv >/dev/null 2>&1; then
+        setpriv --reuid=postgres --regid=postgres --init-groups \
+            "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini" >>"$PGB_DIR/pgbouncer.stderr" 2>&1 &
+    else
+        runuser -u postgres -- "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini" >>"$PGB_DIR/pgbouncer.stderr" 2>&1 &
+    fi
+else
+    "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini" >>"$PGB_DIR/pgbouncer.stderr" 2>&1 &
+fi
+PGB_LAUNCHER_PID=$!
+deadline=$(( SECONDS + 15 ))
+until [ -s "$PGB_DIR/pgbouncer.pid" ]; do
+    if ! kill -0 "$PGB_LAUNCHER_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+        tail -n 20 "$PGB_DIR/pgbouncer.stderr" "$PGB_DIR/pgbouncer.log" >&2 2>/dev/null || true
+        die "pgbouncer did not start"
+    fi
+    sleep 0.1
+done
+PGB_PID="$(cat "$PGB_DIR/pgbouncer.pid")"
+[ "$PGB_PID" = "$PGB_LAUNCHER_PID" ] && PGB_LAUNCHER_PID=""
+wait_port "$PGB_PORT" "$PGB_PID" pgbouncer "$PGB_DIR/pgbouncer.log" || die "pgbouncer is not usable"
+
+# ------------------------------------------------------------ pgswitch
+
+if [ -x "$PGSWITCH_BIN" ]; then
+    port_busy "$PGS_PORT" && die "port $PGS_PORT is already in use"
+    log "starting pgswitch on 127.0.0.1:$PGS_PORT (pool $POOL, transaction mode)"
+    RUST_LOG=warn "$PGSWITCH_BIN" \
+        --primary "postgres://app:app-secret@127.0.0.1:$PRIMARY_PORT/bench" \
+        --listen "127.0.0.1:$PGS_PORT" --pool-mode transaction --pool-size "$POOL" \
+        >"$BENCH_DIR/pgswitch.log" 2>&1 &
+    PGS_PID=$!
+    if ! wait_port "$PGS_PORT" "$PGS_PID" pgswitch "$BENCH_DIR/pgswitch.log"; then
+        warn "skipping the pgswitch target"
+        stop_pid "$PGS_PID" pgswitch; PGS_PID=""
+    fi
+else
+    warn "$PGSWITCH_BIN not found; skipping the pgswitch target (run cargo build --release)"
+fi
+
+# ------------------------------------------------------------ workloads
+
+WORKLOADS=(
+    "select-only simple c=16|-S -n -M simple -c 16"
+    "select-only simple c=256|-S -n -M simple -c 256"
+    "select-only extended c=16|-S -n -M extended -c 16"
+    "select-only simple c=16 reconnect (-C)|-C -S -n -M simple -c 16"
+    "TPC-B-like c=16|-c 16"
+)
+TARGETS=("direct|$PRIMARY_PORT|")
+TARGETS+=("pgbouncer|$PGB_PORT|$PGB_PID")
+[ -n "$PGS_PID" ] && TARGETS+=("pgswitch|$PGS_PORT|$PGS_PID")
+
+ROWS=()
+FAILED=0
+NOTE_CONN=0
+wi=0
+for w in "${WORKLOADS[@]}"; do
+    wi=$(( wi + 1 ))
+    wname="${w%%|*}"; read -r -a wargs <<<"${w#*|}"
+    direct_tps=""
+    for t in "${TARGETS[@]}"; do
+        IFS='|' read -r tname tport tpid <<<"$t"
+        log "$wname -> $tname (${BENCH_SECONDS}s)"
+        before=""; [ -n "$tpid" ] && before="$(cpu_ticks "$tpid")"
+        out="$BENCH_DIR/pgbench-${wi}-$tname.out"
+        rc=0
+        "$PGBENCH" -h 127.0.0.1 -p "$tport" -U app -j 2 -T "$BENCH_SECONDS" "${wargs[@]}" bench \
+            >"$out" 2>&1 || rc=$?
+        after=""; [ -n "$tpid" ] && after="$(cpu_ticks "$tpid")"
+        tps="$(awk '/^tps = / {print $3; exit}' "$out")"
+        tx="$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out")"
+        if [ "$rc" -ne 0 ] || [ -z "$tps" ] || [ -z "$tx" ] || [ "$tx" = 0 ]; then
+            warn "pgbench failed against $tname (exit $rc); output:"
+            tail -n 15 "$out" >&2
+            FAILED=1
+            ROWS+=("| $wname | $tname | FAILED | - | - |")
+            continue
+        fi
+        if grep -q 'number of failed transactions: [1-9]' "$out"; then
+            warn "$tname: $(grep 'number of failed transactions' "$out")"
+        fi
+        [ "$tname" = direct ] && direct_tps="$tps"
+        ratio="-"
+        [ -n "$direct_tps" ] && ratio="$(awk -v a="$tps" -v b="$direct_tps" 'BEGIN {printf "%.2f", a / b}')"
+        cpu="-"
+        if [ -n "$tpid" ]; then
+            cpu="$(awk -v d="$(( after - before ))" -v hz="$CLK_TCK" -v n="$tx" \
+                'BEGIN {printf "%.1f", d * 1e6 / hz / n}')"
+        fi
+        tps_fmt="$(awk -v a="$tps" 'BEGIN {printf "%.0f", a}')"
+        # Connecting (SCRAM) many clients can eat much of a short run; flag it.
+        conn_ms="$(awk '/^initial connection time = / {print $5; exit}' "$out")"
+        if [ -n "$conn_ms" ] && awk -v c="$conn_ms" -v t="$BENCH_SECONDS" 'BEGIN {exit !(c > t * 250)}'; then
+            tps_fmt="$tps_fmt *"
+            NOTE_CONN=1
+            warn "$tname: initial connection time ${conn_ms} ms is over 25% of the run; use a longer BENCH_SECONDS"
+        fi
+        ROWS+=("| $wname | $tname | $tps_fmt | $ratio | $cpu |")
+        log "  tps=$tps_fmt ratio=$ratio cpu_us_per_tx=$cpu"
+    done
+done
+
+# ------------------------------------------------------------ idle clients
+
+MEM_ROWS=()
+if [ "$IDLE_CLIENTS" -gt 0 ]; then
+    for t in "${TARGETS[@]}"; do
+        IFS='|' read -r tname tport tpid <<<"$t"
+        [ -n "$tpid" ] || continue   # poolers only
+        rss0="$(rss_kb "$tpid")"
+        log "idle memory: $IDLE_CLIENTS idle clients -> $tname"
+        idle_out="$BENCH_DIR/idle-$tname.out"
+        python3 "$REPO/benches/idle_clients.py" --host 127.0.0.1 --port "$tport" \
+            -n "$IDLE_CLIENTS" --dbname bench --hold 3600 >"$idle_out" 2>&1 &
+        IDLE_PID=$!
+        deadline=$(( SECONDS + 180 ))
+        ok=0
+        while kill -0 "$IDLE_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+            if grep -q '^ready ' "$idle_out"; then ok=1; break; fi
+            sleep 0.2
+        done
+        if [ "$ok" = 1 ]; then
+            rss1="$(rss_kb "$tpid")"
+            per="$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE_CLIENTS" 'BEGIN {printf "%.1f", (b - a) / n}')"
+            MEM_ROWS+=("| $tname | $IDLE_CLIENTS | $rss0 | $rss1 | $per |")
+            log "  VmRSS $rss0 kB -> $rss1 kB = $per kB per idle client"
+        else
+            warn "idle clients against $tname did not all connect:"
+            tail -n 5 "$idle_out" >&2
+            MEM_ROWS+=("| $tname | $IDLE_CLIENTS | $rss0 | FAILED | - |")
+            FAILED=1
+        fi
+        stop_pid "$IDLE_PID" idle_clients.py
+        IDLE_PID=""
+    done
+fi
+
+# ------------------------------------------------------------ report
+
+cleanup
+trap - EXIT
+
+cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+{
+    echo "# pgswitch vs PgBouncer vs direct"
+    echo
+    echo "$BENCH_SECONDS s per run, pgbench -j 2, scale $BENCH_SCALE, pool size $POOL, transaction mode."
+    echo
+    echo "| workload | target | TPS | ratio to direct | pooler CPU µs/tx |"
+    echo "|---|---|---:|---:|---:|"
+    printf '%s\n' "${ROWS[@]}"
+    echo
+    echo "Pooler CPU is the pooler process's utime+stime over the whole pgbench run divided by"
+    echo "processed transactions; it includes authenticating pgbench's clients (SCRAM), which"
+    echo "dominates the -C workload."
+    if [ "$NOTE_CONN" = 1 ]; then
+        echo "\\* pgbench's initial connection time exceeded 25% of the run: that TPS is unreliable."
+    fi
+    if [ "${#MEM_ROWS[@]}" -gt 0 ]; then
+        echo
+        echo "| pooler | idle clients | VmRSS before (kB) | VmRSS with clients (kB) | kB per idle client |"
+        echo "|---|---:|---:|---:|---:|"
+        printf '%s\n' "${MEM_ROWS[@]}"
+    fi
+    echo
+    echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- pgbouncer: $("$PGBOUNCER" --version | head -n 1)"
+    echo "- postgres: $("$PG_BIN/postgres" --version)"
+    if [ -x "$PGSWITCH_BIN" ]; then
+        echo "- pgswitch: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+    fi
+} | tee "$RESULTS"
+log "results written to $RESULTS"
+[ "$FAILED" = 0 ] || die "some runs failed (see warnings above)"

@@ -1,0 +1,132 @@
+//! Wires the pieces together: listener, pools, cancel registry, the
+//! maintenance task, and shutdown (one token to stop accepting and let
+//! transactions finish, one to close everyone when `shutdown_timeout` ends).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::pool::Pools;
+use crate::session::{self, cancel::CancelRegistry};
+
+/// State every session shares.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub pools: Pools,
+    pub cancels: CancelRegistry,
+    /// Logged-in clients, against max_client_conn.
+    pub clients: AtomicUsize,
+    /// Graceful: stop accepting; sessions end at their next idle point.
+    pub shutdown: CancellationToken,
+    /// Forced: sessions end now.
+    pub hard_shutdown: CancellationToken,
+}
+
+pub struct App {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl App {
+    /// Binds the listen address (port 0 picks a free one, for tests).
+    pub async fn bind(config: Config) -> std::io::Result<App> {
+        let listener = TcpListener::bind(config.general.listen).await?;
+        let shared = Arc::new(Shared {
+            config: Arc::new(config),
+            pools: Pools::default(),
+            cancels: CancelRegistry::default(),
+            clients: AtomicUsize::new(0),
+            shutdown: CancellationToken::new(),
+            hard_shutdown: CancellationToken::new(),
+        });
+        shared.pools.prepare(&shared.config);
+        Ok(App { shared, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Cancel it to start a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Accepts clients until shutdown, then drains: running transactions get
+    /// up to `shutdown_timeout`, after which the rest are closed with 57P01.
+    /// Returns when every task it started has ended.
+    pub async fn run(self) {
+        let App { shared, listener } = self;
+        let tracker = TaskTracker::new();
+        tracker.spawn(maintain(shared.clone()));
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((stream, peer)) => {
+                        let shared = shared.clone();
+                        tracker.spawn(async move { session::run(&shared, stream, peer).await });
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                _ = shared.shutdown.cancelled() => break,
+            }
+        }
+        drop(listener);
+        tracker.close();
+        let timeout = shared.config.general.shutdown_timeout;
+        tracing::info!(
+            ?timeout,
+            "shutting down: no new clients; waiting for running transactions"
+        );
+        if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+            tracing::warn!("shutdown_timeout reached; closing remaining clients");
+            shared.hard_shutdown.cancel();
+            tracker.wait().await;
+        }
+        shared.pools.close();
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// Idle timeouts, lifetimes and min_idle warm-up, once a second.
+async fn maintain(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => shared.pools.maintain(&shared.config).await,
+            _ = shared.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Raises the open-file soft limit to the hard limit; returns the new soft
+/// limit (each client needs one descriptor, each server connection one).
+pub fn raise_nofile_limit() -> std::io::Result<u64> {
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(lim.rlim_cur)
+    }
+}

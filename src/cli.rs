@@ -1,0 +1,78 @@
+//! The command line. Every flag also reads an environment variable; flags
+//! beat env vars, which beat the config file.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Overrides, PoolMode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgswitch",
+    version,
+    about = "PostgreSQL connection pooler and read/write router"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file and list every problem; exits non-zero if any.
+    CheckConfig { file: PathBuf },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Primary server URL: postgres://USER:PASS@HOST:PORT/DB. Clients log in
+    /// with the same user, password and database name.
+    #[arg(long, env = "PGSWITCH_PRIMARY")]
+    pub primary: Option<String>,
+    /// Replica server URL (repeatable; env: comma-separated).
+    #[arg(long = "replica", env = "PGSWITCH_REPLICAS", value_delimiter = ',')]
+    pub replicas: Vec<String>,
+    /// Address to accept clients on [default: 127.0.0.1:6432].
+    #[arg(long, env = "PGSWITCH_LISTEN")]
+    pub listen: Option<String>,
+    /// How long a client holds a server connection [default: session].
+    #[arg(long, env = "PGSWITCH_POOL_MODE", value_enum)]
+    pub pool_mode: Option<PoolMode>,
+    /// Server connections per (database, user) pool [default: 20].
+    #[arg(long, env = "PGSWITCH_POOL_SIZE")]
+    pub pool_size: Option<usize>,
+    /// TOML config file (see config/pgswitch.example.toml).
+    #[arg(long, env = "PGSWITCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "PGSWITCH_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl RunArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            primary: self.primary.clone(),
+            replicas: self
+                .replicas
+                .iter()
+                .filter(|r| !r.is_empty())
+                .cloned()
+                .collect(),
+            listen: self.listen.clone(),
+            pool_mode: self.pool_mode,
+            pool_size: self.pool_size,
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The TOML file as written by an operator. Unknown keys are errors; every
+//! field is optional and defaults are applied in `validate`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{AuthMethod, PoolMode, Problem, Problems};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub pgswitch: GeneralFile,
+    #[serde(default)]
+    pub databases: Vec<DatabaseFile>,
+    #[serde(default)]
+    pub users: Vec<UserFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralFile {
+    pub listen: Option<String>,
+    pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<usize>,
+    pub min_idle: Option<usize>,
+    pub max_client_conn: Option<usize>,
+    pub max_message_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub query_wait_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub server_idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub server_lifetime: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub server_reset_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub client_idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_transaction_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseFile {
+    pub name: String,
+    pub primary: String,
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    pub pool_size: Option<usize>,
+    pub pool_mode: Option<PoolMode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFile {
+    pub name: String,
+    pub password: Option<String>,
+    pub auth: Option<AuthMethod>,
+    pub server_user: Option<String>,
+    pub server_password: Option<String>,
+    pub pool_size: Option<usize>,
+}
+
+impl FileConfig {
+    /// Reads and parses `path`; a parse error names the file, the key and the
+    /// line.
+    pub fn read(path: &Path) -> Result<FileConfig, Problems> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems::one(Problem::new(
+                &file,
+                "-",
+                format!("cannot read the file: {e}"),
+                "check the path given to --config / PGSWITCH_CONFIG",
+            ))
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "-".into());
+            Problems::one(Problem::new(
+                &file,
+                &key,
+                e.message().to_owned(),
+                "see config/pgswitch.example.toml for every valid key and its type",
+            ))
+        })
+    }
+}

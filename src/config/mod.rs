@@ -1,0 +1,166 @@
+//! Configuration: the TOML file model ([`file`]), command-line/env overrides
+//! ([`Overrides`]), and the validated [`Config`] the rest of pgswitch reads.
+//!
+//! Precedence: flags beat env vars (clap reads both), which beat the file.
+//! `validate` reports every problem at once, each with its file, key and fix.
+
+mod file;
+mod server_url;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use file::FileConfig;
+pub use server_url::ServerAddr;
+pub use validate::{Problem, Problems};
+
+use crate::auth::ScramVerifier;
+
+/// How long a client keeps a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// For the client's whole session.
+    Session,
+    /// Until the end of each transaction.
+    Transaction,
+    /// Until the end of each statement; transaction blocks are refused.
+    Statement,
+}
+
+impl std::fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
+        })
+    }
+}
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum AuthMethod {
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "md5")]
+    Md5,
+    #[serde(rename = "trust")]
+    Trust,
+}
+
+/// Settings that apply to the whole process.
+#[derive(Debug, Clone)]
+pub struct General {
+    pub listen: SocketAddr,
+    pub pool_mode: PoolMode,
+    pub pool_size: usize,
+    pub min_idle: usize,
+    pub max_client_conn: usize,
+    pub max_message_bytes: usize,
+    pub connect_timeout: Duration,
+    pub query_wait_timeout: Duration,
+    pub server_idle_timeout: Option<Duration>,
+    pub server_lifetime: Option<Duration>,
+    pub server_reset_timeout: Duration,
+    pub client_idle_timeout: Option<Duration>,
+    pub idle_transaction_timeout: Option<Duration>,
+    pub shutdown_timeout: Duration,
+}
+
+/// A database clients can name, and the servers behind it.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub name: String,
+    pub primary: ServerAddr,
+    pub replicas: Vec<ServerAddr>,
+    pub pool_size: Option<usize>,
+    pub pool_mode: Option<PoolMode>,
+}
+
+/// What a client must present, precomputed at load time so that a connection
+/// storm costs no key derivation.
+#[derive(Clone)]
+pub enum ClientAuth {
+    Trust,
+    Scram(ScramVerifier),
+    /// `md5(password || user)` as hex, without the "md5" prefix.
+    Md5 {
+        hash: String,
+    },
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secrets, not even derived ones.
+        f.write_str(match self {
+            ClientAuth::Trust => "trust",
+            ClientAuth::Scram(_) => "scram-sha-256",
+            ClientAuth::Md5 { .. } => "md5",
+        })
+    }
+}
+
+/// A user clients can log in as, and how pgswitch logs in to servers for it.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub auth: ClientAuth,
+    pub server_user: String,
+    pub server_password: Option<String>,
+    pub pool_size: Option<usize>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub general: General,
+    pub databases: Vec<Database>,
+    pub users: Vec<User>,
+    /// The file it came from, if any (for reload and messages).
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn database(&self, name: &str) -> Option<&Database> {
+        self.databases.iter().find(|d| d.name == name)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// Pool mode for a database (its own, else the global one).
+    pub fn pool_mode(&self, db: &Database) -> PoolMode {
+        db.pool_mode.unwrap_or(self.general.pool_mode)
+    }
+
+    /// Pool size for a (database, user): the user's, else the database's,
+    /// else the global one.
+    pub fn pool_size(&self, db: &Database, user: &User) -> usize {
+        user.pool_size
+            .or(db.pool_size)
+            .unwrap_or(self.general.pool_size)
+    }
+
+    /// Loads `path` (if any), applies `overrides`, validates.
+    pub fn load(path: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, Problems> {
+        let file = match path {
+            Some(p) => FileConfig::read(p)?,
+            None => FileConfig::default(),
+        };
+        validate::build(file, overrides, path)
+    }
+}
+
+/// Values from flags or env vars, which beat the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub primary: Option<String>,
+    pub replicas: Vec<String>,
+    pub listen: Option<String>,
+    pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<usize>,
+}

@@ -1,0 +1,416 @@
+//! Turns the file model plus overrides into a [`Config`], collecting every
+//! problem instead of stopping at the first.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::file::{FileConfig, UserFile};
+use super::{
+    AuthMethod, ClientAuth, Config, Database, General, Overrides, PoolMode, ServerAddr, User,
+};
+use crate::auth::ScramVerifier;
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl Problem {
+    pub fn new(file: &str, key: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Problem {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}: {} (fix: {})",
+            self.file, self.key, self.message, self.fix
+        )
+    }
+}
+
+/// Every problem found; never empty.
+#[derive(Debug, Clone)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn one(p: Problem) -> Self {
+        Problems(vec![p])
+    }
+}
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+struct Checker {
+    file: String,
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn problem(&mut self, key: &str, message: impl Into<String>, fix: impl Into<String>) {
+        let p = Problem::new(&self.file, key, message, fix);
+        self.problems.push(p);
+    }
+}
+
+/// Zero means "off" for optional timeouts.
+fn nonzero(d: Option<Duration>, default: Option<Duration>) -> Option<Duration> {
+    match d {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => default,
+    }
+}
+
+pub fn build(file: FileConfig, ov: &Overrides, path: Option<&Path>) -> Result<Config, Problems> {
+    let source = if path.is_some() {
+        "config file"
+    } else {
+        "command line"
+    };
+    let mut c = Checker {
+        file: path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| source.to_owned()),
+        problems: Vec::new(),
+    };
+    let general = general(&mut c, &file, ov);
+    let (databases, url_user) = databases(&mut c, &file, ov);
+    let users = users(&mut c, &file.users, url_user);
+    if databases.is_empty() {
+        c.problem(
+            "databases",
+            "no database is configured",
+            "pass --primary postgres://USER:PASS@HOST:PORT/DB or add a [[databases]] table",
+        );
+    }
+    if !general.listen.ip().is_loopback() {
+        for u in users.iter().filter(|u| matches!(u.auth, ClientAuth::Trust)) {
+            c.problem(
+                "pgswitch.listen",
+                format!("listening on {} (not loopback) while user '{}' needs no password", general.listen, u.name),
+                "give the user a password ([[users]] password = ..., or a password in the --primary URL), or listen on 127.0.0.1",
+            );
+        }
+    }
+    if c.problems.is_empty() {
+        Ok(Config {
+            general,
+            databases,
+            users,
+            source: path.map(Path::to_path_buf),
+        })
+    } else {
+        Err(Problems(c.problems))
+    }
+}
+
+fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
+    let g = &file.pgswitch;
+    let listen_text = ov
+        .listen
+        .clone()
+        .or_else(|| g.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:6432".into());
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        c.problem(
+            "pgswitch.listen",
+            format!("'{listen_text}' is not an address:port"),
+            "use e.g. 127.0.0.1:6432 or 0.0.0.0:6432",
+        );
+        SocketAddr::from(([127, 0, 0, 1], 6432))
+    });
+    let pool_size = ov.pool_size.or(g.pool_size).unwrap_or(20);
+    if pool_size == 0 {
+        c.problem(
+            "pgswitch.pool_size",
+            "must be at least 1",
+            "set pool_size = 20 or another positive number",
+        );
+    }
+    let min_idle = g.min_idle.unwrap_or(0);
+    if min_idle > pool_size {
+        c.problem(
+            "pgswitch.min_idle",
+            format!("{min_idle} is larger than pool_size {pool_size}"),
+            "lower min_idle or raise pool_size",
+        );
+    }
+    let max_message_bytes = g.max_message_bytes.unwrap_or(64 << 20);
+    if !(1024..=(1 << 30)).contains(&max_message_bytes) {
+        c.problem(
+            "pgswitch.max_message_bytes",
+            format!("{max_message_bytes} is outside 1024..=1073741824"),
+            "use a value between 1 KiB and 1 GiB (Postgres's own cap)",
+        );
+    }
+    let connect_timeout = g.connect_timeout.unwrap_or(Duration::from_secs(5));
+    if connect_timeout.is_zero() {
+        c.problem(
+            "pgswitch.connect_timeout",
+            "must be above zero",
+            "use e.g. \"5s\"",
+        );
+    }
+    General {
+        listen,
+        pool_mode: ov.pool_mode.or(g.pool_mode).unwrap_or(PoolMode::Session),
+        pool_size,
+        min_idle,
+        max_client_conn: g.max_client_conn.unwrap_or(10_000),
+        max_message_bytes,
+        connect_timeout,
+        query_wait_timeout: nonzero(g.query_wait_timeout, Some(Duration::from_secs(30)))
+            .unwrap_or(Duration::from_secs(3600 * 24)),
+        server_idle_timeout: nonzero(g.server_idle_timeout, Some(Duration::from_secs(600))),
+        server_lifetime: nonzero(g.server_lifetime, Some(Duration::from_secs(3600))),
+        server_reset_timeout: g
+            .server_reset_timeout
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(5)),
+        client_idle_timeout: nonzero(g.client_idle_timeout, None),
+        idle_transaction_timeout: nonzero(g.idle_transaction_timeout, None),
+        shutdown_timeout: g.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
+    }
+}
+
+/// Databases from the file plus the one named by `--primary`; also returns
+/// the (user, password) of the `--primary` URL, which becomes a client user.
+fn databases(
+    c: &mut Checker,
+    file: &FileConfig,
+    ov: &Overrides,
+) -> (Vec<Database>, Option<(String, Option<String>)>) {
+    let mut out = Vec::new();
+    for (i, d) in file.databases.iter().enumerate() {
+        let key = format!("databases[{i}]");
+        let primary = parse_url(c, &format!("{key}.primary"), &d.primary);
+        let replicas = d
+            .replicas
+            .iter()
+            .enumerate()
+            .filter_map(|(j, r)| parse_url(c, &format!("{key}.replicas[{j}]"), r))
+            .collect();
+        if d.pool_size == Some(0) {
+            c.problem(
+                &format!("{key}.pool_size"),
+                "must be at least 1",
+                "remove it to use pgswitch.pool_size, or set a positive number",
+            );
+        }
+        if out.iter().any(|o: &Database| o.name == d.name) {
+            c.problem(
+                &format!("{key}.name"),
+                format!("database '{}' is listed twice", d.name),
+                "give each [[databases]] entry a unique name",
+            );
+        }
+        if let Some(primary) = primary {
+            out.push(Database {
+                name: d.name.clone(),
+                primary,
+                replicas,
+                pool_size: d.pool_size,
+                pool_mode: d.pool_mode,
+            });
+        }
+    }
+    let mut url_user = None;
+    if let Some(url) = &ov.primary {
+        let replicas = ov
+            .replicas
+            .iter()
+            .filter_map(|r| parse_url(c, "--replica", r))
+            .collect();
+        if let Some(primary) = parse_url(c, "--primary", url) {
+            let Some(user) = primary.user.clone() else {
+                c.problem(
+                    "--primary",
+                    "the URL names no user",
+                    "use postgres://USER:PASSWORD@HOST:PORT/DB",
+                );
+                return (out, None);
+            };
+            let name = primary.dbname.clone().unwrap_or_else(|| user.clone());
+            url_user = Some((user, primary.password.clone()));
+            out.retain(|d| d.name != name);
+            out.push(Database {
+                name,
+                primary,
+                replicas,
+                pool_size: None,
+                pool_mode: None,
+            });
+        }
+    } else if !ov.replicas.is_empty() {
+        c.problem(
+            "--replica",
+            "replicas were given without --primary",
+            "add --primary URL, or list replicas under [[databases]] in the file",
+        );
+    }
+    (out, url_user)
+}
+
+fn parse_url(c: &mut Checker, key: &str, url: &str) -> Option<ServerAddr> {
+    ServerAddr::parse(url)
+        .map_err(|e| c.problem(key, e, "use postgres://USER:PASSWORD@HOST:PORT/DB"))
+        .ok()
+}
+
+fn users(
+    c: &mut Checker,
+    file_users: &[UserFile],
+    url_user: Option<(String, Option<String>)>,
+) -> Vec<User> {
+    let mut out: Vec<User> = Vec::new();
+    for (i, u) in file_users.iter().enumerate() {
+        let key = format!("users[{i}]");
+        if out.iter().any(|o| o.name == u.name) {
+            c.problem(
+                &format!("{key}.name"),
+                format!("user '{}' is listed twice", u.name),
+                "give each [[users]] entry a unique name",
+            );
+            continue;
+        }
+        let method = u.auth.unwrap_or(if u.password.is_some() {
+            AuthMethod::ScramSha256
+        } else {
+            AuthMethod::Trust
+        });
+        let Some(auth) = client_auth(c, &key, &u.name, method, u.password.as_deref()) else {
+            continue;
+        };
+        let plain = u.password.as_deref().filter(|p| !is_hashed(p));
+        if u.pool_size == Some(0) {
+            c.problem(
+                &format!("{key}.pool_size"),
+                "must be at least 1",
+                "remove it or set a positive number",
+            );
+        }
+        out.push(User {
+            name: u.name.clone(),
+            auth,
+            server_user: u.server_user.clone().unwrap_or_else(|| u.name.clone()),
+            server_password: u
+                .server_password
+                .clone()
+                .or_else(|| plain.map(str::to_owned)),
+            pool_size: u.pool_size,
+        });
+    }
+    if let Some((name, password)) = url_user {
+        if !out.iter().any(|u| u.name == name) {
+            let method = if password.is_some() {
+                AuthMethod::ScramSha256
+            } else {
+                AuthMethod::Trust
+            };
+            if let Some(auth) = client_auth(c, "--primary", &name, method, password.as_deref()) {
+                out.push(User {
+                    server_user: name.clone(),
+                    name,
+                    auth,
+                    server_password: password,
+                    pool_size: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn is_hashed(p: &str) -> bool {
+    p.starts_with("SCRAM-SHA-256$") || (p.len() == 35 && p.starts_with("md5"))
+}
+
+fn client_auth(
+    c: &mut Checker,
+    key: &str,
+    user: &str,
+    method: AuthMethod,
+    password: Option<&str>,
+) -> Option<ClientAuth> {
+    let key = format!("{key}.password");
+    match (method, password) {
+        (AuthMethod::Trust, _) => Some(ClientAuth::Trust),
+        (_, None) => {
+            c.problem(
+                &key,
+                format!("user '{user}' uses password auth but has no password"),
+                "set password = \"...\" or auth = \"trust\"",
+            );
+            None
+        }
+        (AuthMethod::ScramSha256, Some(p)) if p.starts_with("SCRAM-SHA-256$") => {
+            match ScramVerifier::parse(p) {
+                Some(v) => Some(ClientAuth::Scram(v)),
+                None => {
+                    c.problem(
+                        &key,
+                        "malformed SCRAM verifier",
+                        "copy rolpassword from pg_authid as is, or give the plain password",
+                    );
+                    None
+                }
+            }
+        }
+        (AuthMethod::ScramSha256, Some(p)) if is_hashed(p) => {
+            c.problem(
+                &key,
+                "an md5 hash cannot serve SCRAM-SHA-256 auth",
+                "give the plain password or a SCRAM verifier, or set auth = \"md5\"",
+            );
+            None
+        }
+        (AuthMethod::ScramSha256, Some(p)) => {
+            Some(ClientAuth::Scram(ScramVerifier::from_password(p)))
+        }
+        (AuthMethod::Md5, Some(p)) if p.starts_with("SCRAM-SHA-256$") => {
+            c.problem(
+                &key,
+                "a SCRAM verifier cannot serve md5 auth",
+                "give the plain password or the md5 hash, or set auth = \"scram-sha-256\"",
+            );
+            None
+        }
+        (AuthMethod::Md5, Some(p)) if is_hashed(p) => Some(ClientAuth::Md5 {
+            hash: p[3..].to_owned(),
+        }),
+        (AuthMethod::Md5, Some(p)) => {
+            let full = postgres_protocol::password::md5(p.as_bytes(), user);
+            Some(ClientAuth::Md5 {
+                hash: full[3..].to_owned(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

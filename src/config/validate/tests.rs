@@ -1,0 +1,141 @@
+use super::*;
+use crate::config::{Config, Overrides};
+
+fn load_str(toml: &str, ov: &Overrides) -> Result<Config, Problems> {
+    let file: FileConfig = toml::from_str(toml)
+        .map_err(|e| Problems::one(Problem::new("t", "-", e.to_string(), "")))?;
+    build(file, ov, Some(Path::new("t.toml")))
+}
+
+#[test]
+fn primary_url_alone_is_a_full_config() {
+    let ov = Overrides {
+        primary: Some("postgres://app:pw@127.0.0.1:15432/app".into()),
+        ..Default::default()
+    };
+    let c = Config::load(None, &ov).unwrap();
+    assert_eq!(c.databases[0].name, "app");
+    let u = c.user("app").unwrap();
+    assert!(matches!(u.auth, ClientAuth::Scram(_)));
+    assert_eq!(u.server_password.as_deref(), Some("pw"));
+    assert_eq!(c.general.pool_mode, PoolMode::Session);
+    assert_eq!(c.general.listen.port(), 6432);
+}
+
+#[test]
+fn passwordless_url_needs_loopback() {
+    let ov = Overrides {
+        primary: Some("postgres://app@127.0.0.1/app".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        Config::load(None, &ov).unwrap().user("app").unwrap().auth,
+        ClientAuth::Trust
+    ));
+    let ov = Overrides {
+        listen: Some("0.0.0.0:6432".into()),
+        ..ov
+    };
+    let err = Config::load(None, &ov).unwrap_err();
+    assert!(err.to_string().contains("not loopback"), "{err}");
+}
+
+#[test]
+fn every_problem_is_listed_with_key() {
+    let err = load_str(
+        r#"
+        [pgswitch]
+        listen = "nope"
+        pool_size = 0
+        [[databases]]
+        name = "a"
+        primary = "mysql://x"
+        [[users]]
+        name = "u"
+        auth = "md5"
+        "#,
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"pgswitch.listen"), "{keys:?}");
+    assert!(keys.contains(&"pgswitch.pool_size"), "{keys:?}");
+    assert!(keys.contains(&"databases[0].primary"), "{keys:?}");
+    assert!(keys.contains(&"users[0].password"), "{keys:?}");
+    assert!(err
+        .0
+        .iter()
+        .all(|p| p.file == "t.toml" && !p.fix.is_empty()));
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let err = FileConfig::read(Path::new("/nonexistent/pgswitch.toml")).unwrap_err();
+    assert!(err.to_string().contains("cannot read"));
+    let dir = std::env::temp_dir().join(format!("pgswitch-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[pgswitch]\npool_sise = 3\n").unwrap();
+    let err = FileConfig::read(&path).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("pool_sise") && text.contains("line 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn flags_beat_file() {
+    let c = load_str(
+        "[pgswitch]\npool_size = 5\npool_mode = \"session\"\n[[databases]]\nname = \"d\"\nprimary = \"postgres://u:p@h/d\"\n",
+        &Overrides { pool_size: Some(7), pool_mode: Some(PoolMode::Transaction), ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(
+        (c.general.pool_size, c.general.pool_mode),
+        (7, PoolMode::Transaction)
+    );
+}
+
+#[test]
+fn user_auth_forms() {
+    let c = load_str(
+        r#"
+        [[databases]]
+        name = "d"
+        primary = "postgres://h/d"
+        [[users]]
+        name = "plain_md5"
+        password = "pw"
+        auth = "md5"
+        [[users]]
+        name = "hashed_md5"
+        password = "md5a3556571e93b0d20722ba62be61e8c2d"
+        auth = "md5"
+        [[users]]
+        name = "verifier"
+        password = "SCRAM-SHA-256$4096:c2FsdHNhbHQ=$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        server_password = "pw"
+        "#,
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert!(
+        matches!(&c.user("plain_md5").unwrap().auth, ClientAuth::Md5 { hash } if hash.len() == 32)
+    );
+    assert!(
+        matches!(&c.user("hashed_md5").unwrap().auth, ClientAuth::Md5 { hash } if hash == "a3556571e93b0d20722ba62be61e8c2d")
+    );
+    assert_eq!(
+        c.user("verifier").unwrap().server_password.as_deref(),
+        Some("pw")
+    );
+    assert_eq!(c.user("hashed_md5").unwrap().server_password, None);
+}
+
+#[test]
+fn example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pgswitch.example.toml");
+    let c = Config::load(Some(&path), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.databases.is_empty());
+}

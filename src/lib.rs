@@ -1,0 +1,25 @@
+//! pgswitch: a PostgreSQL connection pooler (and, soon, read/write router)
+//! that speaks the wire protocol on both sides.
+//!
+//! # Layout
+//! - [`cli`]: clap definitions (run, check-config, version).
+//! - [`config`]: TOML model, validation with every problem listed, overrides.
+//! - [`app`]: listener, shared state, maintenance, shutdown.
+//! - [`protocol`]: sans-IO frame splitting, startup packets, message builders.
+//! - [`auth`]: server-side SCRAM-SHA-256 and md5 for clients.
+//! - [`session`]: one task per client: login, the forwarding state machine,
+//!   cancel keys.
+//! - [`pool`]: deadpool pools per (database, user), backend connections,
+//!   parameter sync, the release door.
+//!
+//! The life of a query is told in `docs/architecture.md`.
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod pool;
+pub mod protocol;
+pub mod session;

@@ -1,0 +1,115 @@
+//! Entry point: parse flags, load config, run. No logic lives here.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgswitch::cli::{Cli, Command, LogFormat};
+use pgswitch::config::{Config, Overrides};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Version) => {
+            println!("pgswitch {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some(Command::CheckConfig { file }) => {
+            match Config::load(Some(&file), &Overrides::default()) {
+                Ok(c) => {
+                    println!(
+                        "{}: OK ({} databases, {} users)",
+                        file.display(),
+                        c.databases.len(),
+                        c.users.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        None => run(cli),
+    }
+}
+
+fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.run.log_format);
+    let config = match Config::load(cli.run.config.as_deref(), &cli.run.overrides()) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("pgswitch: invalid configuration:\n{problems}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pgswitch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgswitch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    match pgswitch::app::raise_nofile_limit() {
+        Ok(n) => tracing::info!(
+            open_files = n,
+            max_clients_estimate = n.saturating_sub(64) / 2,
+            "file descriptor limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+    let listen = config.general.listen;
+    let mode = config.general.pool_mode;
+    let app = pgswitch::app::App::bind(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(listen = %app.local_addr()?, pool_mode = %mode, "pgswitch ready");
+    let token = app.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received");
+        token.cancel();
+    });
+    app.run().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

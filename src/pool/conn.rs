@@ -1,0 +1,312 @@
+//! One backend connection: TCP connect, startup and authentication (trust,
+//! cleartext, md5, SCRAM-SHA-256 via postgres-protocol), and the few
+//! statements pgswitch runs itself (parameter sync, reset, rollback).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::params::ParamSet;
+use crate::config::ServerAddr;
+use crate::protocol::frame::{peek_header, HEADER_LEN};
+use crate::protocol::messages::{self, BackendError};
+
+/// Who to log in as, where.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: ServerAddr,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("could not connect to server {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("timed out after {timeout:?} connecting to server {addr}")]
+    ConnectTimeout { addr: String, timeout: Duration },
+    #[error("server {addr} rejected the login: {error}")]
+    Rejected { addr: String, error: BackendError },
+    #[error("server {addr} asked for a password but none is configured for user '{user}'")]
+    NoPassword { addr: String, user: String },
+    #[error("server {addr}: {0}", addr = .1)]
+    Protocol(String, String),
+    #[error("server {addr} connection lost: {source}")]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server {addr} returned an error: {error}")]
+    Query { addr: String, error: BackendError },
+    #[error("server {addr} did not answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+}
+
+/// Where a connection stands, as pgswitch last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// ReadyForQuery with this status byte ('I', 'T' or 'E') and nothing
+    /// outstanding.
+    Ready(u8),
+    /// Requests are in flight; the protocol position is unknown.
+    Busy,
+    /// I/O failed or the stream desynchronised: never reuse.
+    Broken,
+}
+
+pub struct ServerConn {
+    pub stream: TcpStream,
+    /// Bytes read from the server and not yet handled.
+    pub buf: BytesMut,
+    pub params: ParamSet,
+    /// BackendKeyData: (process id, secret key), for cancel requests.
+    pub key: (i32, i32),
+    pub addr: Arc<ServerAddr>,
+    pub state: ConnState,
+}
+
+impl ServerConn {
+    pub async fn connect(t: &Target) -> Result<ServerConn, ServerError> {
+        let addr_s = t.addr.to_string();
+        let stream = tokio::time::timeout(
+            t.connect_timeout,
+            TcpStream::connect((t.addr.host.as_str(), t.addr.port)),
+        )
+        .await
+        .map_err(|_| ServerError::ConnectTimeout {
+            addr: addr_s.clone(),
+            timeout: t.connect_timeout,
+        })?
+        .map_err(|source| ServerError::Connect {
+            addr: addr_s.clone(),
+            source,
+        })?;
+        let _ = stream.set_nodelay(true);
+        let mut conn = ServerConn {
+            stream,
+            buf: BytesMut::with_capacity(16 * 1024),
+            params: ParamSet::default(),
+            key: (0, 0),
+            addr: Arc::new(t.addr.clone()),
+            state: ConnState::Busy,
+        };
+        tokio::time::timeout(t.connect_timeout, conn.login(t))
+            .await
+            .map_err(|_| ServerError::ConnectTimeout {
+                addr: addr_s,
+                timeout: t.connect_timeout,
+            })??;
+        Ok(conn)
+    }
+
+    async fn login(&mut self, t: &Target) -> Result<(), ServerError> {
+        let mut out = BytesMut::new();
+        let params = [("user", t.user.as_str()), ("database", t.database.as_str())];
+        frontend::startup_message(params.iter().copied(), &mut out)
+            .map_err(|e| self.proto(e.to_string()))?;
+        self.write(&out).await?;
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let (tag, body) = self.read_message().await?;
+            match tag {
+                b'R' => self.auth_step(t, &body, &mut scram).await?,
+                b'E' => {
+                    let error = BackendError::parse(&body);
+                    return Err(ServerError::Rejected {
+                        addr: self.addr.to_string(),
+                        error,
+                    });
+                }
+                b'S' => {
+                    if let Some((k, v)) = messages::parse_parameter_status(&body) {
+                        self.params.set(k, v);
+                    }
+                }
+                b'K' => self.key = messages::parse_backend_key_data(&body).unwrap_or((0, 0)),
+                b'Z' => {
+                    self.state = ConnState::Ready(body.first().copied().unwrap_or(b'I'));
+                    return Ok(());
+                }
+                _ => {} // NoticeResponse, NegotiateProtocolVersion: nothing to do.
+            }
+        }
+    }
+
+    async fn auth_step(
+        &mut self,
+        t: &Target,
+        body: &[u8],
+        scram: &mut Option<ScramSha256>,
+    ) -> Result<(), ServerError> {
+        let code = body
+            .get(0..4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(-1);
+        let data = body.get(4..).unwrap_or_default();
+        let password = || {
+            t.password
+                .as_deref()
+                .ok_or_else(|| ServerError::NoPassword {
+                    addr: t.addr.to_string(),
+                    user: t.user.clone(),
+                })
+        };
+        let mut out = BytesMut::new();
+        match code {
+            0 => return Ok(()),
+            3 => frontend::password_message(password()?.as_bytes(), &mut out),
+            5 => {
+                let salt: [u8; 4] = data
+                    .get(0..4)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| self.proto("short md5 salt".into()))?;
+                let hash = postgres_protocol::authentication::md5_hash(
+                    t.user.as_bytes(),
+                    password()?.as_bytes(),
+                    salt,
+                );
+                frontend::password_message(hash.as_bytes(), &mut out)
+            }
+            10 => {
+                let s = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
+                let r = frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out);
+                *scram = Some(s);
+                r
+            }
+            11 => {
+                let s = scram
+                    .as_mut()
+                    .ok_or_else(|| self.proto("SASL continue without SASL start".into()))?;
+                s.update(data).map_err(|e| self.proto(e.to_string()))?;
+                frontend::sasl_response(s.message(), &mut out)
+            }
+            12 => {
+                let s = scram
+                    .as_mut()
+                    .ok_or_else(|| self.proto("SASL final without SASL start".into()))?;
+                return s
+                    .finish(data)
+                    .map_err(|e| self.proto(format!("server SCRAM signature: {e}")));
+            }
+            other => return Err(self.proto(format!("unsupported authentication request {other}"))),
+        }
+        .map_err(|e| self.proto(e.to_string()))?;
+        self.write(&out).await
+    }
+
+    fn proto(&self, msg: String) -> ServerError {
+        ServerError::Protocol(msg, self.addr.to_string())
+    }
+
+    fn io(&mut self, source: std::io::Error) -> ServerError {
+        self.state = ConnState::Broken;
+        ServerError::Io {
+            addr: self.addr.to_string(),
+            source,
+        }
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
+        match self.stream.write_all(bytes).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    /// Reads more bytes into `buf`; EOF is an error (the server went away).
+    pub async fn fill(&mut self) -> Result<usize, ServerError> {
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) => Err(self.io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    /// One whole message (outside the forwarding path: login and our own
+    /// statements, whose replies are small).
+    async fn read_message(&mut self) -> Result<(u8, BytesMut), ServerError> {
+        loop {
+            match peek_header(&self.buf) {
+                Err(e) => {
+                    self.state = ConnState::Broken;
+                    return Err(self.proto(e.to_string()));
+                }
+                Ok(Some((tag, len))) if self.buf.len() >= HEADER_LEN + len => {
+                    self.buf.advance(HEADER_LEN);
+                    return Ok((tag, self.buf.split_to(len)));
+                }
+                Ok(_) => {
+                    self.fill().await?;
+                }
+            }
+        }
+    }
+
+    /// Runs a statement of pgswitch's own under `timeout`, swallowing its
+    /// replies but recording ParameterStatus. The connection is Broken if it
+    /// fails to come back to ReadyForQuery in time.
+    pub async fn run(&mut self, sql: &str, timeout: Duration) -> Result<(), ServerError> {
+        let addr = self.addr.to_string();
+        match tokio::time::timeout(timeout, self.run_inner(sql)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.state = ConnState::Broken;
+                Err(ServerError::Timeout { addr, timeout })
+            }
+        }
+    }
+
+    async fn run_inner(&mut self, sql: &str) -> Result<(), ServerError> {
+        let mut out = BytesMut::new();
+        messages::query(&mut out, sql);
+        self.state = ConnState::Busy;
+        self.write(&out).await?;
+        let mut failure = None;
+        loop {
+            let (tag, body) = self.read_message().await?;
+            match tag {
+                b'E' => failure = Some(BackendError::parse(&body)),
+                b'S' => {
+                    if let Some((k, v)) = messages::parse_parameter_status(&body) {
+                        self.params.set(k, v);
+                    }
+                }
+                b'Z' => {
+                    self.state = ConnState::Ready(body.first().copied().unwrap_or(b'I'));
+                    return match failure {
+                        Some(error) => Err(ServerError::Query {
+                            addr: self.addr.to_string(),
+                            error,
+                        }),
+                        None => Ok(()),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// True if the server closed the socket or sent something unprompted
+    /// (Postgres sends a FATAL to idle connections when it shuts down).
+    pub fn is_dead(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        }
+    }
+}

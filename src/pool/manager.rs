@@ -1,0 +1,63 @@
+//! deadpool manager: creates backend connections and decides, on every
+//! checkout, whether a pooled one may be handed out again.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+
+use super::conn::{ConnState, ServerConn, ServerError, Target};
+use super::params::ParamSet;
+
+pub struct Manager {
+    pub target: Target,
+    pub lifetime: Option<Duration>,
+    /// Parameters reported by the first connection: what a client is told at
+    /// login, before it has a server of its own.
+    pub first_params: Mutex<Option<ParamSet>>,
+}
+
+impl Manager {
+    pub fn new(target: Target, lifetime: Option<Duration>) -> Self {
+        Manager {
+            target,
+            lifetime,
+            first_params: Mutex::new(None),
+        }
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = ServerConn;
+    type Error = ServerError;
+
+    async fn create(&self) -> Result<ServerConn, ServerError> {
+        let conn = ServerConn::connect(&self.target).await?;
+        if let Ok(mut p) = self.first_params.lock() {
+            if p.is_none() {
+                *p = Some(conn.params.clone());
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Only an idle ('I'), live connection within its lifetime goes out again.
+    /// Dirty connections are cleaned at release (see `pool::release`), so
+    /// anything else here is discarded.
+    async fn recycle(
+        &self,
+        conn: &mut ServerConn,
+        metrics: &Metrics,
+    ) -> RecycleResult<ServerError> {
+        if conn.state != ConnState::Ready(b'I') {
+            return Err(RecycleError::message("connection was not returned idle"));
+        }
+        if self.lifetime.is_some_and(|l| metrics.age() > l) {
+            return Err(RecycleError::message("server_lifetime reached"));
+        }
+        if conn.is_dead() {
+            return Err(RecycleError::message("server closed the connection"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! Backend pools: one deadpool pool per (database, user) and server, handing
+//! out [`ServerConn`]s, and the single door through which they come back
+//! ([`release`]).
+//!
+//! - [`conn`]: one backend connection, its login and our own statements.
+//! - [`manager`]: the deadpool manager (create, recycle).
+//! - [`params`]: ParameterStatus tracking and parameter sync.
+
+pub mod conn;
+pub mod manager;
+pub mod params;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool::managed::{Object, PoolError, Timeouts};
+use deadpool::Runtime;
+
+pub use conn::{ConnState, ServerConn, ServerError, Target};
+pub use manager::Manager;
+pub use params::ParamSet;
+
+use crate::config::{Config, Database, User};
+
+pub type Pool = deadpool::managed::Pool<Manager>;
+/// A checked-out server connection; dropping it returns it to its pool.
+pub type Server = Object<Manager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("timed out after {waited:?} waiting for a server connection in pool {pool} (pool_size {size}, all busy)")]
+    WaitTimeout {
+        pool: String,
+        size: usize,
+        waited: Duration,
+    },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("pool {0} is closed")]
+    Closed(String),
+}
+
+/// The pools of one (database, user). Replica pools join it with routing.
+pub struct PoolSet {
+    /// `database/user`, for messages and metrics.
+    pub name: String,
+    pub primary: Pool,
+    pub size: usize,
+    wait_timeout: Duration,
+}
+
+impl PoolSet {
+    fn new(cfg: &Config, db: &Database, user: &User) -> Self {
+        let g = &cfg.general;
+        let size = cfg.pool_size(db, user);
+        let target = Target {
+            addr: db.primary.clone(),
+            user: user.server_user.clone(),
+            password: user.server_password.clone().or_else(|| {
+                // The --primary URL's own credentials serve its own user.
+                (db.primary.user.as_deref() == Some(user.server_user.as_str()))
+                    .then(|| db.primary.password.clone())
+                    .flatten()
+            }),
+            database: db.primary.dbname.clone().unwrap_or_else(|| db.name.clone()),
+            connect_timeout: g.connect_timeout,
+        };
+        let manager = Manager::new(target, g.server_lifetime);
+        let timeouts = Timeouts {
+            wait: Some(g.query_wait_timeout),
+            create: Some(g.connect_timeout + Duration::from_millis(100)),
+            recycle: Some(Duration::from_secs(1)),
+        };
+        let primary = Pool::builder(manager)
+            .max_size(size)
+            .timeouts(timeouts)
+            .runtime(Runtime::Tokio1)
+            .build()
+            // Only fails without a runtime for timeouts, which we always set.
+            .unwrap_or_else(|e| panic!("pool builder: {e}"));
+        PoolSet {
+            name: format!("{}/{}", db.name, user.name),
+            primary,
+            size,
+            wait_timeout: g.query_wait_timeout,
+        }
+    }
+
+    /// A server connection, waiting at most `query_wait_timeout`.
+    pub async fn checkout(&self) -> Result<Server, CheckoutError> {
+        self.primary.get().await.map_err(|e| match e {
+            PoolError::Timeout(deadpool::managed::TimeoutType::Wait) => {
+                CheckoutError::WaitTimeout {
+                    pool: self.name.clone(),
+                    size: self.size,
+                    waited: self.wait_timeout,
+                }
+            }
+            PoolError::Timeout(_) => CheckoutError::Server(ServerError::ConnectTimeout {
+                addr: self.primary.manager().target.addr.to_string(),
+                timeout: self.primary.manager().target.connect_timeout,
+            }),
+            PoolError::Backend(e) => CheckoutError::Server(e),
+            _ => CheckoutError::Closed(self.name.clone()),
+        })
+    }
+
+    /// Parameters to report to a new client, learned from the first server
+    /// connection (made now if there is none yet).
+    pub async fn login_params(&self) -> Result<ParamSet, CheckoutError> {
+        if let Some(p) = self.cached_params() {
+            return Ok(p);
+        }
+        drop(self.checkout().await?);
+        Ok(self.cached_params().unwrap_or_default())
+    }
+
+    fn cached_params(&self) -> Option<ParamSet> {
+        self.primary.manager().first_params.lock().ok()?.clone()
+    }
+
+    /// Drops idle connections past their idle timeout or lifetime, then tops
+    /// the pool up to `min_idle`.
+    async fn maintain(
+        &self,
+        idle_timeout: Option<Duration>,
+        lifetime: Option<Duration>,
+        min_idle: usize,
+    ) {
+        self.primary.retain(|_, m| {
+            idle_timeout.is_none_or(|t| m.last_used() < t) && lifetime.is_none_or(|l| m.age() < l)
+        });
+        let status = self.primary.status();
+        let missing = min_idle
+            .saturating_sub(status.size)
+            .min(status.max_size - status.size);
+        let mut held = Vec::with_capacity(missing);
+        for _ in 0..missing {
+            match self.checkout().await {
+                Ok(s) => held.push(s),
+                Err(e) => {
+                    tracing::warn!(pool = %self.name, error = %e, "min_idle warm-up failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Every (database, user) pool, created on first use.
+#[derive(Default)]
+pub struct Pools {
+    sets: Mutex<HashMap<(String, String), Arc<PoolSet>>>,
+}
+
+impl Pools {
+    pub fn get(&self, cfg: &Config, db: &Database, user: &User) -> Arc<PoolSet> {
+        let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
+        sets.entry((db.name.clone(), user.name.clone()))
+            .or_insert_with(|| Arc::new(PoolSet::new(cfg, db, user)))
+            .clone()
+    }
+
+    pub fn all(&self) -> Vec<Arc<PoolSet>> {
+        self.sets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates the pools of every configured (database, user) pair, so that
+    /// min_idle warm-up starts before the first client.
+    pub fn prepare(&self, cfg: &Config) {
+        for db in &cfg.databases {
+            for user in &cfg.users {
+                self.get(cfg, db, user);
+            }
+        }
+    }
+
+    pub async fn maintain(&self, cfg: &Config) {
+        let g = &cfg.general;
+        for set in self.all() {
+            set.maintain(g.server_idle_timeout, g.server_lifetime, g.min_idle)
+                .await;
+        }
+    }
+
+    pub fn close(&self) {
+        for set in self.all() {
+            set.primary.close();
+        }
+    }
+}
+
+/// How a client is done with a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// End of a transaction or statement: the connection is idle and keeps
+    /// its session state (transaction and statement modes).
+    Idle,
+    /// End of a client session: wipe session state with `DISCARD ALL`.
+    EndSession,
+}
+
+/// The one door back into the pool. Rolls back an open transaction, resets
+/// session state when asked, and discards the connection if it is broken,
+/// mid-request, or the cleanup fails or times out.
+pub async fn release(mut server: Server, how: Release, timeout: Duration) {
+    let cleanup: &[&str] = match (server.state, how) {
+        (ConnState::Ready(b'I'), Release::Idle) => &[],
+        (ConnState::Ready(b'I'), Release::EndSession) => &["DISCARD ALL"],
+        (ConnState::Ready(_), Release::Idle) => &["ROLLBACK"],
+        (ConnState::Ready(_), Release::EndSession) => &["ROLLBACK", "DISCARD ALL"],
+        (ConnState::Busy, _) => {
+            // The client left mid-request (query, pipeline or COPY). Stop the
+            // server's work and drop the connection: closing the socket makes
+            // Postgres roll back.
+            cancel(&server.addr, server.key).await;
+            discard(server);
+            return;
+        }
+        (ConnState::Broken, _) => return discard(server),
+    };
+    for sql in cleanup {
+        if let Err(e) = server.run(sql, timeout).await {
+            tracing::warn!(server = %server.addr, error = %e, "reset failed; discarding server connection");
+            return discard(server);
+        }
+    }
+    if server.state != ConnState::Ready(b'I') {
+        discard(server);
+    }
+}
+
+fn discard(server: Server) {
+    drop(Object::take(server));
+}
+
+/// Sends a CancelRequest for `key` to the server at `addr` (fire and forget).
+pub async fn cancel(addr: &crate::config::ServerAddr, key: (i32, i32)) {
+    use tokio::io::AsyncWriteExt;
+    let mut buf = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::cancel_request(key.0, key.1, &mut buf);
+    let connect = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port));
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(Ok(mut s)) => {
+            let _ = s.write_all(&buf).await;
+            let _ = s.shutdown().await;
+        }
+        _ => tracing::warn!(server = %addr, "could not deliver cancel request"),
+    }
+}

@@ -1,0 +1,204 @@
+//! Messages pgswitch writes itself (encoded with pgwire's typed messages) and
+//! lazy views of the few backend messages it reads.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use pgwire::messages::response::{ErrorResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::startup::{
+    Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey,
+};
+use pgwire::messages::Message;
+
+/// Severity of an error pgswitch reports itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The statement failed; the connection goes on.
+    Error,
+    /// The connection is closed after this message.
+    Fatal,
+}
+
+/// Appends one pgwire message. Our own messages are far below pgwire's caps;
+/// a failure would only drop the message, never panic.
+fn put<M: Message>(msg: M, buf: &mut BytesMut) {
+    if let Err(e) = msg.encode(buf) {
+        tracing::error!(error = %e, "could not encode a protocol message");
+    }
+}
+
+/// ErrorResponse with severity, SQLSTATE, message and an optional hint.
+pub fn error_response(
+    buf: &mut BytesMut,
+    severity: Severity,
+    code: &str,
+    message: &str,
+    hint: Option<&str>,
+) {
+    let sev = match severity {
+        Severity::Error => "ERROR",
+        Severity::Fatal => "FATAL",
+    };
+    let mut fields = vec![
+        (b'S', sev.to_owned()),
+        (b'V', sev.to_owned()),
+        (b'C', code.to_owned()),
+        (b'M', message.to_owned()),
+    ];
+    if let Some(h) = hint {
+        fields.push((b'H', h.to_owned()));
+    }
+    put(ErrorResponse::new(fields), buf);
+}
+
+pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+    let status = match status {
+        b'T' => TransactionStatus::Transaction,
+        b'E' => TransactionStatus::Error,
+        _ => TransactionStatus::Idle,
+    };
+    put(ReadyForQuery::new(status), buf);
+}
+
+pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+    put(ParameterStatus::new(name.to_owned(), value.to_owned()), buf);
+}
+
+pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: i32) {
+    put(BackendKeyData::new(pid, SecretKey::I32(secret)), buf);
+}
+
+pub fn auth_ok(buf: &mut BytesMut) {
+    put(Authentication::Ok, buf);
+}
+
+pub fn auth_sasl(buf: &mut BytesMut) {
+    put(Authentication::SASL(vec!["SCRAM-SHA-256".to_owned()]), buf);
+}
+
+pub fn auth_sasl_continue(buf: &mut BytesMut, data: Vec<u8>) {
+    put(Authentication::SASLContinue(Bytes::from(data)), buf);
+}
+
+pub fn auth_sasl_final(buf: &mut BytesMut, data: Vec<u8>) {
+    put(Authentication::SASLFinal(Bytes::from(data)), buf);
+}
+
+pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
+    put(Authentication::MD5Password(salt.to_vec()), buf);
+}
+
+/// Tells a client asking for protocol 3.x (x > 0) or `_pq_.` options that we
+/// speak 3.0 and which options we ignored.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, unsupported: Vec<String>) {
+    put(NegotiateProtocolVersion::new(0, unsupported), buf);
+}
+
+/// The whole frame of a simple Query message.
+pub fn query(buf: &mut BytesMut, sql: &str) {
+    buf.put_u8(b'Q');
+    buf.put_i32((4 + sql.len() + 1) as i32);
+    buf.put_slice(sql.as_bytes());
+    buf.put_u8(0);
+}
+
+/// Fields of an ErrorResponse or NoticeResponse body: `(code, value)*\0`.
+/// Tolerates truncation; never panics on bad input.
+pub fn error_fields(body: &[u8]) -> impl Iterator<Item = (u8, &str)> {
+    let mut rest = body;
+    std::iter::from_fn(move || {
+        let (&code, tail) = rest.split_first()?;
+        if code == 0 {
+            return None;
+        }
+        let end = tail.iter().position(|&b| b == 0)?;
+        let value = std::str::from_utf8(&tail[..end]).unwrap_or("");
+        rest = &tail[end + 1..];
+        Some((code, value))
+    })
+}
+
+/// A backend error, kept for reporting: SQLSTATE, severity and message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackendError {
+    pub severity: String,
+    pub code: String,
+    pub message: String,
+}
+
+impl BackendError {
+    pub fn parse(body: &[u8]) -> Self {
+        let mut e = BackendError::default();
+        for (code, value) in error_fields(body) {
+            match code {
+                b'V' => e.severity = value.to_owned(),
+                b'S' if e.severity.is_empty() => e.severity = value.to_owned(),
+                b'C' => e.code = value.to_owned(),
+                b'M' => e.message = value.to_owned(),
+                _ => {}
+            }
+        }
+        e
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.severity, self.code, self.message)
+    }
+}
+
+/// `name\0value\0` body of ParameterStatus.
+pub fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {
+    let mut parts = body.split(|&b| b == 0);
+    let name = std::str::from_utf8(parts.next()?).ok()?;
+    let value = std::str::from_utf8(parts.next()?).ok()?;
+    Some((name, value))
+}
+
+/// `pid: i32, secret: i32` body of BackendKeyData (protocol 3.0).
+pub fn parse_backend_key_data(body: &[u8]) -> Option<(i32, i32)> {
+    let pid = i32::from_be_bytes(body.get(0..4)?.try_into().ok()?);
+    let secret = i32::from_be_bytes(body.get(4..8)?.try_into().ok()?);
+    Some((pid, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::whole_messages;
+
+    #[test]
+    fn error_round_trip() {
+        let mut buf = BytesMut::new();
+        error_response(
+            &mut buf,
+            Severity::Fatal,
+            "28P01",
+            "password authentication failed",
+            None,
+        );
+        let (tag, body) = whole_messages(&buf).next().unwrap();
+        assert_eq!(tag, b'E');
+        let e = BackendError::parse(body);
+        assert_eq!((e.severity.as_str(), e.code.as_str()), ("FATAL", "28P01"));
+    }
+
+    #[test]
+    fn error_fields_survive_truncation() {
+        let fields: Vec<_> = error_fields(b"SERROR\0C4200").collect();
+        assert_eq!(fields, vec![(b'S', "ERROR")]);
+    }
+
+    #[test]
+    fn parameter_status_and_key_data() {
+        assert_eq!(
+            parse_parameter_status(b"TimeZone\0UTC\0"),
+            Some(("TimeZone", "UTC"))
+        );
+        assert_eq!(parse_parameter_status(b"x"), None);
+        let mut buf = BytesMut::new();
+        backend_key_data(&mut buf, 5, -3);
+        let (_, body) = whole_messages(&buf).next().unwrap();
+        assert_eq!(parse_backend_key_data(body), Some((5, -3)));
+        assert_eq!(parse_backend_key_data(b"abc"), None);
+    }
+}

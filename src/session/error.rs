@@ -1,0 +1,108 @@
+//! Everything that can end or fail a client session, who is at fault, and
+//! the one conversion to the wire (SQLSTATE, severity, message, hint).
+
+use crate::pool::{CheckoutError, ServerError};
+use crate::protocol::startup::StartupError;
+use crate::protocol::FrameError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The client went away or its socket failed: nobody to tell.
+    #[error("client connection lost: {0}")]
+    ClientGone(std::io::Error),
+    #[error("{0}")]
+    Startup(#[from] StartupError),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("password authentication failed for user \"{0}\"")]
+    Auth(String),
+    #[error("database \"{0}\" does not exist")]
+    NoDatabase(String),
+    #[error("no such user, or no password given")]
+    NoUser,
+    #[error("sorry, too many clients already (max_client_conn = {0})")]
+    TooManyClients(usize),
+    #[error("{0}")]
+    Checkout(#[from] CheckoutError),
+    #[error("{0}")]
+    Server(#[from] ServerError),
+    #[error("terminating connection due to idle-session timeout")]
+    IdleTimeout,
+    #[error("terminating connection due to idle-in-transaction timeout")]
+    IdleInTransaction,
+    #[error("terminating connection due to administrator command (pgswitch is shutting down)")]
+    Shutdown,
+    #[error("timed out waiting for the startup and authentication exchange")]
+    LoginTimeout,
+}
+
+impl SessionError {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            SessionError::ClientGone(_) => "08006",
+            SessionError::Startup(StartupError::UnsupportedProtocol(..)) => "0A000",
+            SessionError::Startup(_) | SessionError::Protocol(_) => "08P01",
+            SessionError::Frame(FrameError::TooLarge { .. }) => "54000",
+            SessionError::Frame(_) => "08P01",
+            SessionError::Auth(_) | SessionError::NoUser => "28P01",
+            SessionError::NoDatabase(_) => "3D000",
+            SessionError::TooManyClients(_) => "53300",
+            SessionError::Checkout(CheckoutError::WaitTimeout { .. }) => "53300",
+            SessionError::Checkout(CheckoutError::Server(e)) | SessionError::Server(e) => {
+                server_sqlstate(e)
+            }
+            SessionError::Checkout(CheckoutError::Closed(_)) => "57P01",
+            SessionError::IdleTimeout => "57P05",
+            SessionError::IdleInTransaction => "25P03",
+            SessionError::Shutdown => "57P01",
+            SessionError::LoginTimeout => "08006",
+        }
+    }
+
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SessionError::Frame(FrameError::TooLarge { .. }) => {
+                Some("send a smaller message, or raise max_message_bytes in the pgswitch config")
+            }
+            SessionError::TooManyClients(_) => Some("raise max_client_conn in the pgswitch config, or close idle clients"),
+            SessionError::Checkout(CheckoutError::WaitTimeout { .. }) => {
+                Some("all server connections stayed busy; raise pool_size or query_wait_timeout, or look for long transactions")
+            }
+            SessionError::Checkout(CheckoutError::Server(_)) | SessionError::Server(_) => {
+                Some("check that the server is up and reachable from pgswitch; retry the transaction")
+            }
+            _ => None,
+        }
+    }
+
+    /// True when the client should hear about it.
+    pub fn reportable(&self) -> bool {
+        !matches!(self, SessionError::ClientGone(_))
+    }
+
+    /// The text a client sees. Unknown users read exactly like a wrong
+    /// password, as in Postgres, so user names do not leak.
+    pub fn client_message(&self, user: &str) -> String {
+        match self {
+            SessionError::NoUser => SessionError::Auth(user.to_owned()).to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn server_sqlstate(e: &ServerError) -> &'static str {
+    match e {
+        // The server's own verdict on our login, e.g. 28P01 or 3D000, would
+        // mislead the client (it is our config that is wrong), so report it
+        // as a connection failure with the server's message.
+        ServerError::Connect { .. }
+        | ServerError::ConnectTimeout { .. }
+        | ServerError::Rejected { .. } => "08006",
+        ServerError::NoPassword { .. } => "08006",
+        ServerError::Protocol(..) => "08P01",
+        ServerError::Io { .. } | ServerError::Timeout { .. } => "08006",
+        ServerError::Query { .. } => "08006",
+    }
+}

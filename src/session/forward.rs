@@ -1,0 +1,381 @@
+//! The session state machine: forwards frames between one client and the
+//! server connection it holds, attaching a server at the first message of a
+//! transaction (or session) and releasing it when the pool mode says so.
+//!
+//! Transaction state comes only from ReadyForQuery. A server connection may
+//! change hands only when it is "quiet": every request answered, as tracked
+//! by [`Pending`] from the tags passing through.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::cancel::ClientSlot;
+use super::pending::Pending;
+use super::SessionError;
+use crate::app::Shared;
+use crate::config::PoolMode;
+use crate::pool::{self, ConnState, ParamSet, PoolSet, Release, Server};
+use crate::protocol::frame::{peek_header, Item, Splitter};
+use crate::protocol::messages::{self, Severity};
+
+/// A server connection held by the client, and where the exchange stands.
+struct Link {
+    server: Server,
+    split: Splitter,
+    pending: Pending,
+}
+
+impl Link {
+    /// Every request answered: the connection may change hands.
+    fn quiet(&self) -> bool {
+        self.pending.quiet() && self.split.at_boundary()
+    }
+
+    fn status(&self) -> Option<u8> {
+        match self.server.state {
+            ConnState::Ready(s) if self.quiet() => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// What the client is doing, for timers and shutdown.
+enum Phase {
+    /// Between transactions: no server, or a server at 'I' (session mode).
+    Idle,
+    /// Inside a transaction block, waiting for the client.
+    IdleInTransaction,
+    /// A request is running.
+    Active,
+}
+
+pub struct Forwarder<'a> {
+    shared: &'a Shared,
+    client: &'a mut TcpStream,
+    cbuf: BytesMut,
+    csplit: Splitter,
+    /// Parameters as the client was told them.
+    params: ParamSet,
+    pool: Arc<PoolSet>,
+    mode: PoolMode,
+    slot: &'a ClientSlot,
+    link: Option<Link>,
+}
+
+impl<'a> Forwarder<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shared: &'a Shared,
+        client: &'a mut TcpStream,
+        cbuf: BytesMut,
+        params: ParamSet,
+        pool: Arc<PoolSet>,
+        mode: PoolMode,
+        slot: &'a ClientSlot,
+    ) -> Self {
+        let max = shared.config.general.max_message_bytes;
+        Forwarder {
+            shared,
+            client,
+            cbuf,
+            csplit: Splitter::new(max),
+            params,
+            pool,
+            mode,
+            slot,
+            link: None,
+        }
+    }
+
+    /// Runs until the client terminates or an error ends the session; always
+    /// hands the server connection back through `pool::release`.
+    pub async fn run(mut self) -> Result<(), SessionError> {
+        let result = self.pump().await;
+        if let Some(link) = self.link.take() {
+            self.slot.detach();
+            let how = if self.mode == PoolMode::Session {
+                Release::EndSession
+            } else {
+                Release::Idle
+            };
+            pool::release(
+                link.server,
+                how,
+                self.shared.config.general.server_reset_timeout,
+            )
+            .await;
+        }
+        result
+    }
+
+    fn phase(&self) -> Phase {
+        match &self.link {
+            None => Phase::Idle,
+            Some(l) => match l.status() {
+                Some(b'I') => Phase::Idle,
+                Some(_) => Phase::IdleInTransaction,
+                None => Phase::Active,
+            },
+        }
+    }
+
+    async fn pump(&mut self) -> Result<(), SessionError> {
+        let g = &self.shared.config.general;
+        loop {
+            let (timer, on_timeout) = match self.phase() {
+                Phase::Idle => (g.client_idle_timeout, SessionError::IdleTimeout),
+                Phase::IdleInTransaction => {
+                    (g.idle_transaction_timeout, SessionError::IdleInTransaction)
+                }
+                Phase::Active => (None, SessionError::Shutdown),
+            };
+            let graceful = matches!(self.phase(), Phase::Idle);
+            let Self {
+                client,
+                cbuf,
+                link,
+                shared,
+                ..
+            } = self;
+            cbuf.reserve(8 * 1024);
+            let event = tokio::select! {
+                r = client.read_buf(cbuf) => Event::Client(r),
+                r = server_fill(link) => Event::Server(r),
+                _ = sleep_opt(timer) => return Err(on_timeout),
+                _ = shared.shutdown.cancelled(), if graceful => return Err(SessionError::Shutdown),
+                _ = shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
+            };
+            match event {
+                Event::Client(Ok(0)) => {
+                    return Err(SessionError::ClientGone(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ))
+                }
+                Event::Client(Ok(_)) => {
+                    if self.on_client_bytes().await? == Flow::Terminate {
+                        return Ok(());
+                    }
+                }
+                Event::Client(Err(e)) => return Err(SessionError::ClientGone(e)),
+                Event::Server(r) => {
+                    r?;
+                    self.on_server_bytes().await?;
+                }
+            }
+        }
+    }
+
+    /// Forwards every complete message header (and the body bytes that came
+    /// with it) to the server, attaching one first if needed.
+    async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
+        if self.link.is_none() {
+            match peek_header(&self.cbuf)? {
+                None => return Ok(Flow::Continue),
+                Some((b'X', _)) => return Ok(Flow::Terminate),
+                Some(_) => self.attach().await?,
+            }
+        }
+        let Some(link) = self.link.as_mut() else {
+            return Ok(Flow::Continue);
+        };
+        let mut pos = 0;
+        let mut flow = Flow::Continue;
+        while let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], |_| false)? {
+            if let Item::Header { tag, .. } = item {
+                // Terminate is ours to handle; the server connection lives on.
+                if tag == b'X' {
+                    flow = Flow::Terminate;
+                    break;
+                }
+                link.pending.client(tag);
+                link.server.state = ConnState::Busy;
+            }
+            pos += n;
+        }
+        if pos > 0 {
+            link.server.write(&self.cbuf[..pos]).await?;
+            self.cbuf.advance(pos);
+        }
+        Ok(flow)
+    }
+
+    /// Forwards server output to the client, noting ReadyForQuery and
+    /// ParameterStatus on the way, then releases the server if the pool mode
+    /// says this is the end of its turn.
+    async fn on_server_bytes(&mut self) -> Result<(), SessionError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        let conn: &mut crate::pool::ServerConn = &mut link.server;
+        let mut pos = 0;
+        let mut refused_block = false;
+        loop {
+            let step = match link
+                .split
+                .next(&conn.buf[pos..], |t| t == b'Z' || t == b'S')
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    conn.state = ConnState::Broken;
+                    return Err(SessionError::Protocol(format!(
+                        "server {} sent {e}",
+                        conn.addr
+                    )));
+                }
+            };
+            let Some((item, n)) = step else { break };
+            match item {
+                Item::Whole { tag: b'Z', body } => {
+                    link.pending.server(b'Z');
+                    let status = body.first().copied().unwrap_or(b'I');
+                    let quiet = link.pending.quiet();
+                    conn.state = if quiet {
+                        ConnState::Ready(status)
+                    } else {
+                        ConnState::Busy
+                    };
+                    if self.mode == PoolMode::Statement && status != b'I' && quiet {
+                        // Swallow this ReadyForQuery; answer after the rollback.
+                        refused_block = true;
+                        break;
+                    }
+                }
+                Item::Whole { tag: b'S', body } => {
+                    if let Some((k, v)) = messages::parse_parameter_status(body) {
+                        self.params.set(k, v);
+                        conn.params.set(k, v);
+                    }
+                }
+                Item::Header { tag, .. } => link.pending.server(tag),
+                _ => {}
+            }
+            pos += n;
+        }
+        if pos > 0 {
+            self.client
+                .write_all(&conn.buf[..pos])
+                .await
+                .map_err(SessionError::ClientGone)?;
+            conn.buf.advance(pos);
+        }
+        if refused_block {
+            return self.refuse_transaction_block().await;
+        }
+        let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
+        if pooled && link.status() == Some(b'I') && self.csplit.at_boundary() {
+            self.detach().await;
+        }
+        Ok(())
+    }
+
+    /// Statement mode: a statement left a transaction open. Roll it back on
+    /// the server and tell the client, instead of pinning the server.
+    async fn refuse_transaction_block(&mut self) -> Result<(), SessionError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        let conn: &mut crate::pool::ServerConn = &mut link.server;
+        let skip = peek_header(&conn.buf)?.map_or(0, |(_, len)| 5 + len);
+        let skip = skip.min(conn.buf.len());
+        conn.buf.advance(skip);
+        let timeout = self.shared.config.general.server_reset_timeout;
+        link.server.run("ROLLBACK", timeout).await?;
+        let mut out = BytesMut::new();
+        messages::error_response(
+            &mut out,
+            Severity::Error,
+            "25P01",
+            "transaction blocks are not allowed in statement pool mode; the transaction was rolled back",
+            Some("run each statement on its own, or use pool_mode = transaction for this database"),
+        );
+        messages::ready_for_query(&mut out, b'I');
+        self.client
+            .write_all(&out)
+            .await
+            .map_err(SessionError::ClientGone)?;
+        self.detach().await;
+        Ok(())
+    }
+
+    /// Takes a server from the pool and brings its parameters in line with
+    /// what this client was told.
+    async fn attach(&mut self) -> Result<(), SessionError> {
+        let mut server = self.pool.checkout().await?;
+        if let Some(sql) = server.params.sync_sql(&self.params) {
+            let timeout = self.shared.config.general.server_reset_timeout;
+            server.run(&sql, timeout).await?;
+            // The server may spell a value differently (e.g. "utf8" -> "UTF8");
+            // tell the client what it now is, as Postgres would.
+            let mut out = BytesMut::new();
+            for name in pool::params::TRACKED {
+                if let (Some(want), Some(have)) = (self.params.get(name), server.params.get(name)) {
+                    if want != have {
+                        messages::parameter_status(&mut out, name, have);
+                    }
+                }
+            }
+            for (name, value) in server.params.iter() {
+                if pool::params::TRACKED.contains(&name) {
+                    self.params.set(name, value);
+                }
+            }
+            if !out.is_empty() {
+                self.client
+                    .write_all(&out)
+                    .await
+                    .map_err(SessionError::ClientGone)?;
+            }
+        }
+        self.slot.attach((server.addr.clone(), server.key));
+        self.link = Some(Link {
+            server,
+            split: Splitter::new(usize::MAX >> 1),
+            pending: Pending::default(),
+        });
+        Ok(())
+    }
+
+    async fn detach(&mut self) {
+        if let Some(link) = self.link.take() {
+            self.slot.detach();
+            pool::release(
+                link.server,
+                Release::Idle,
+                self.shared.config.general.server_reset_timeout,
+            )
+            .await;
+        }
+    }
+}
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(Result<usize, pool::ServerError>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Terminate,
+}
+
+async fn server_fill(link: &mut Option<Link>) -> Result<usize, pool::ServerError> {
+    match link {
+        Some(l) => {
+            l.server.buf.reserve(16 * 1024);
+            l.server.fill().await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,162 @@
+//! One task per client connection.
+//!
+//! - [`login`]: startup packet, SSL refusal, client authentication, greeting.
+//! - [`forward`]: the state machine that moves frames between the client and
+//!   its server connection and decides when that connection goes back.
+//! - [`cancel`]: pgswitch-issued cancel keys and where they point right now.
+//! - [`error`]: every way a session can fail, mapped to a SQLSTATE.
+
+pub mod cancel;
+mod error;
+mod forward;
+mod login;
+mod pending;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+pub use error::SessionError;
+
+use crate::app::Shared;
+use crate::pool::ParamSet;
+use crate::protocol::messages::{self, Severity};
+use login::Opening;
+
+/// Time allowed from accept to ReadyForQuery, as Postgres's
+/// authentication_timeout (60s there; a pooler can be stricter).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Startup parameters a client may set that Postgres reports back.
+const CLIENT_SETTABLE: [&str; 5] = [
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "application_name",
+];
+
+/// Serves one client connection to the end. Errors are reported to the
+/// client (FATAL) and logged here, once.
+pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut user = String::new();
+    let result = serve(shared, &mut stream, &mut user).await;
+    match result {
+        Ok(()) => tracing::debug!(%peer, %user, "client disconnected"),
+        Err(e) => {
+            if e.reportable() {
+                let mut out = BytesMut::new();
+                messages::error_response(
+                    &mut out,
+                    Severity::Fatal,
+                    e.sqlstate(),
+                    &e.client_message(&user),
+                    e.hint(),
+                );
+                let _ = stream.write_all(&out).await;
+                tracing::info!(%peer, %user, sqlstate = e.sqlstate(), error = %e, "closing client connection");
+            } else {
+                tracing::debug!(%peer, %user, error = %e, "client connection lost");
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+async fn serve(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    user_out: &mut String,
+) -> Result<(), SessionError> {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let opening = tokio::time::timeout(LOGIN_TIMEOUT, login::read_opening(stream, &mut buf))
+        .await
+        .map_err(|_| SessionError::LoginTimeout)??;
+    let startup = match opening {
+        Opening::Cancel { pid, secret } => {
+            forward_cancel(shared, pid, &secret).await;
+            return Ok(());
+        }
+        Opening::Startup(m) => m,
+    };
+    let _count = ClientCount::enter(shared)?;
+    let user_name = startup.param("user").unwrap_or_default().to_owned();
+    if user_name.is_empty() {
+        return Err(SessionError::Protocol(
+            "no PostgreSQL user name specified in startup packet".into(),
+        ));
+    }
+    user_out.clone_from(&user_name);
+    let db_name = startup
+        .param("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user_name)
+        .to_owned();
+    let config = &shared.config;
+    let user = config.user(&user_name);
+    let login = async {
+        login::negotiate(stream, &startup).await?;
+        login::authenticate(stream, &mut buf, &user_name, user.map(|u| &u.auth)).await
+    };
+    tokio::time::timeout(LOGIN_TIMEOUT, login)
+        .await
+        .map_err(|_| SessionError::LoginTimeout)??;
+    let user = user.ok_or(SessionError::NoUser)?;
+    let db = config
+        .database(&db_name)
+        .ok_or_else(|| SessionError::NoDatabase(db_name.clone()))?;
+    let pool = shared.pools.get(config, db, user);
+    let mut params: ParamSet = pool.login_params().await?;
+    for name in CLIENT_SETTABLE {
+        if let Some(v) = startup.param(name) {
+            params.set(name, v);
+        }
+    }
+    let registration = shared.cancels.register();
+    login::greet(
+        stream,
+        &params,
+        registration.slot.pid,
+        registration.slot.secret,
+    )
+    .await?;
+    tracing::debug!(user = %user_name, database = %db_name, pid = registration.slot.pid, "client logged in");
+    let mode = config.pool_mode(db);
+    forward::Forwarder::new(shared, stream, buf, params, pool, mode, &registration.slot)
+        .run()
+        .await
+}
+
+/// A CancelRequest reaches the server only while the client holds one.
+async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
+    match shared.cancels.target(pid, secret) {
+        Some((addr, key)) => crate::pool::cancel(&addr, key).await,
+        None => tracing::debug!(pid, "cancel request for no running query; ignored"),
+    }
+}
+
+/// Counts logged-in clients against max_client_conn.
+struct ClientCount<'a>(&'a Shared);
+
+impl<'a> ClientCount<'a> {
+    fn enter(shared: &'a Shared) -> Result<Self, SessionError> {
+        let max = shared.config.general.max_client_conn;
+        let before = shared.clients.fetch_add(1, Ordering::AcqRel);
+        let guard = ClientCount(shared);
+        if before >= max {
+            return Err(SessionError::TooManyClients(max));
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for ClientCount<'_> {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}

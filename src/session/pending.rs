@@ -1,0 +1,142 @@
+//! Which replies a server connection still owes, from the message tags that
+//! pass through. This is what decides when a connection is "quiet" and may
+//! change hands in transaction mode.
+//!
+//! Postgres sends one ReadyForQuery per Query, Sync and FunctionCall, with
+//! one exception quoted from the protocol docs (COPY): "The backend will
+//! ignore Flush and Sync messages received during copy-in mode." Clients
+//! that pipeline (tokio-postgres sends Bind/Execute/Sync before the copy
+//! data, then CopyDone/Sync) send a Sync that gets no reply; we discount it
+//! when the server's CopyInResponse shows the Execute started a COPY.
+
+/// Reply bookkeeping for one server connection.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// ReadyForQuery replies still due.
+    owed: u32,
+    /// Extended-protocol messages sent since the last Sync.
+    unsynced: bool,
+    /// The server is in copy-in mode (CopyInResponse seen, no CopyDone or
+    /// CopyFail sent since).
+    copy_in: bool,
+    /// Syncs sent after the latest Execute/Query and before any CopyDone or
+    /// CopyFail: ignored by the server if that request turns out to be a COPY.
+    syncs_after_exec: u32,
+    copy_ended: bool,
+}
+
+impl Pending {
+    /// A message the client sent to the server.
+    pub fn client(&mut self, tag: u8) {
+        match tag {
+            b'Q' | b'F' => {
+                self.owed += 1;
+                self.syncs_after_exec = 0;
+                self.copy_ended = false;
+            }
+            b'E' => {
+                self.unsynced = true;
+                self.syncs_after_exec = 0;
+                self.copy_ended = false;
+            }
+            b'S' if self.copy_in => {} // ignored by the server
+            b'S' => {
+                self.owed += 1;
+                self.unsynced = false;
+                if !self.copy_ended {
+                    self.syncs_after_exec += 1;
+                }
+            }
+            b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
+            b'c' | b'f' => {
+                self.copy_in = false;
+                self.copy_ended = true;
+            }
+            _ => {} // CopyData and the rest carry no reply of their own.
+        }
+    }
+
+    /// A message the server sent; `ready` is the ReadyForQuery status byte.
+    pub fn server(&mut self, tag: u8) {
+        match tag {
+            b'Z' => self.owed = self.owed.saturating_sub(1),
+            b'G' => {
+                self.owed = self.owed.saturating_sub(self.syncs_after_exec);
+                self.syncs_after_exec = 0;
+                self.copy_in = !self.copy_ended;
+            }
+            _ => {}
+        }
+    }
+
+    /// Every request answered.
+    pub fn quiet(&self) -> bool {
+        self.owed == 0 && !self.unsynced && !self.copy_in
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(client: &[u8], server: &[u8]) -> Pending {
+        let mut p = Pending::default();
+        client.iter().for_each(|&t| p.client(t));
+        server.iter().for_each(|&t| p.server(t));
+        p
+    }
+
+    #[test]
+    fn simple_query_cycle() {
+        let mut p = run(b"Q", b"");
+        assert!(!p.quiet());
+        p.server(b'T');
+        p.server(b'Z');
+        assert!(p.quiet());
+    }
+
+    #[test]
+    fn pipeline_needs_every_sync_answered() {
+        let mut p = run(b"PBESBES", b"Z");
+        assert!(!p.quiet());
+        p.server(b'Z');
+        assert!(p.quiet());
+        let p = run(b"PBEH", b"");
+        assert!(!p.quiet(), "Flush without Sync keeps the connection");
+    }
+
+    #[test]
+    fn extended_copy_with_early_sync() {
+        // tokio-postgres: Bind, Execute, Sync, [CopyInResponse], data, CopyDone, Sync.
+        let mut p = run(b"BES", b"");
+        p.server(b'G');
+        assert!(!p.quiet(), "in copy-in mode");
+        for t in *b"ddcS" {
+            p.client(t);
+        }
+        assert!(!p.quiet());
+        p.server(b'C');
+        p.server(b'Z');
+        assert!(p.quiet());
+    }
+
+    #[test]
+    fn simple_copy() {
+        let mut p = run(b"Q", b"G");
+        for t in *b"ddc" {
+            p.client(t);
+        }
+        p.server(b'C');
+        p.server(b'Z');
+        assert!(p.quiet());
+    }
+
+    #[test]
+    fn copy_fully_pipelined_before_copy_in_response() {
+        // Everything sent before the server answers: the final Sync counts.
+        let mut p = run(b"BESdcS", b"G");
+        assert!(!p.quiet());
+        p.server(b'Z');
+        assert!(p.quiet());
+    }
+}

@@ -1,0 +1,175 @@
+//! Test harness: starts pgswitch in-process on a free loopback port, in front
+//! of the real cluster from `scripts/cluster.sh` (found through env vars with
+//! the script's defaults).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pgswitch::app::App;
+use pgswitch::config::{Config, Overrides, PoolMode};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// `app` user (SCRAM), database `app`, on the primary.
+pub fn primary_url() -> String {
+    env_or(
+        "PGSWITCH_TEST_PRIMARY",
+        "postgres://app:app-secret@127.0.0.1:15432/app",
+    )
+}
+
+/// Superuser, for inspecting the server (pg_stat_activity, terminate).
+pub fn superuser_url() -> String {
+    env_or(
+        "PGSWITCH_TEST_SUPERUSER",
+        "postgres://postgres@127.0.0.1:15432/app",
+    )
+}
+
+pub fn replica_urls() -> Vec<String> {
+    vec![
+        env_or(
+            "PGSWITCH_TEST_REPLICA1",
+            "postgres://app:app-secret@127.0.0.1:15433/app",
+        ),
+        env_or(
+            "PGSWITCH_TEST_REPLICA2",
+            "postgres://app:app-secret@127.0.0.1:15434/app",
+        ),
+    ]
+}
+
+/// A config for `--primary` with the given mode, listening on a free port.
+pub fn config(mode: PoolMode, pool_size: usize) -> Config {
+    let ov = Overrides {
+        primary: Some(primary_url()),
+        listen: Some("127.0.0.1:0".into()),
+        pool_mode: Some(mode),
+        pool_size: Some(pool_size),
+        ..Default::default()
+    };
+    Config::load(None, &ov).expect("test config")
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(config: Config) -> Proxy {
+        let app = App::bind(config).await.expect("bind");
+        let addr = app.local_addr().expect("addr");
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run());
+        Proxy {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn mode(mode: PoolMode, pool_size: usize) -> Proxy {
+        Proxy::start(config(mode, pool_size)).await
+    }
+
+    pub fn url_as(&self, user: &str, password: &str, db: &str) -> String {
+        format!(
+            "postgres://{user}:{password}@{}:{}/{db}",
+            self.addr.ip(),
+            self.addr.port()
+        )
+    }
+
+    pub fn url(&self) -> String {
+        self.url_as("app", "app-secret", "app")
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url())
+            .await
+            .expect("connect through pgswitch")
+    }
+
+    /// Graceful shutdown; waits for every task to end.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("pgswitch did not stop within 60s")
+            .expect("pgswitch task panicked");
+    }
+}
+
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+pub async fn superuser() -> tokio_postgres::Client {
+    connect(&superuser_url())
+        .await
+        .expect("superuser connection to the primary")
+}
+
+/// SQLSTATE of a tokio-postgres error, or "" if it has none.
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
+}
+
+/// Message of a server-reported error.
+pub fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Polls `cond` every 20ms until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The server backend pid serving this client right now.
+pub async fn backend_pid(c: &tokio_postgres::Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pg_backend_pid")
+        .get(0)
+}
+
+/// True inside a transaction block: a simple Query outside one runs in its
+/// own implicit transaction, where now() equals statement_timestamp().
+pub async fn in_transaction(c: &tokio_postgres::Client) -> bool {
+    let rows = c
+        .simple_query("SELECT (now() <> statement_timestamp())::text")
+        .await
+        .expect("in_transaction probe");
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0) == Some("true")),
+            _ => None,
+        })
+        .expect("a row from the in_transaction probe")
+}

@@ -1,0 +1,212 @@
+//! Pool modes: who shares server connections, when they come back, and what
+//! a client can observe of a previous one.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pgswitch::config::PoolMode;
+
+#[tokio::test]
+async fn transaction_mode_shares_one_server_between_clients() {
+    let proxy = Proxy::mode(PoolMode::Transaction, 1).await;
+    let a = proxy.client().await;
+    let b = proxy.client().await;
+    assert_eq!(
+        backend_pid(&a).await,
+        backend_pid(&b).await,
+        "pool_size 1: same server"
+    );
+    // A transaction holds the server: b waits until a commits.
+    a.batch_execute("BEGIN").await.unwrap();
+    let a_pid = backend_pid(&a).await;
+    let b_query = tokio::spawn(async move { backend_pid(&b).await });
+    tokio::task::yield_now().await;
+    assert!(!b_query.is_finished());
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(b_query.await.unwrap(), a_pid);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn session_mode_resets_state_before_reuse() {
+    let proxy = Proxy::mode(PoolMode::Session, 1).await;
+    let a = proxy.client().await;
+    let pid = backend_pid(&a).await;
+    a.batch_execute(
+        "SET work_mem = '7MB'; SET application_name = 'leaky'; PREPARE leak AS SELECT 1",
+    )
+    .await
+    .unwrap();
+    drop(a);
+    let b = proxy.client().await;
+    // The session ended, so the server was reset before b got it.
+    let ok = eventually(Duration::from_secs(10), || async {
+        backend_pid(&b).await == pid
+    })
+    .await;
+    assert!(ok, "pool_size 1 must hand b the same server");
+    let wm: String = b.query_one("SHOW work_mem", &[]).await.unwrap().get(0);
+    assert_ne!(wm, "7MB");
+    let app: String = b
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(app, "leaky");
+    let e = b.batch_execute("EXECUTE leak").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "26000");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn transaction_mode_brings_reported_parameters_in_line() {
+    let proxy = Proxy::mode(PoolMode::Transaction, 1).await;
+    let a = proxy.client().await;
+    let b = proxy.client().await;
+    a.batch_execute("SET TimeZone = 'America/New_York'; SET application_name = 'client-a'")
+        .await
+        .unwrap();
+    // b shares the one server, but must see its own settings.
+    let tz: String = b.query_one("SHOW TimeZone", &[]).await.unwrap().get(0);
+    assert_ne!(tz, "America/New_York");
+    let app: String = b
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(app, "client-a");
+    // ...and a keeps its own when it comes back.
+    let tz: String = a.query_one("SHOW TimeZone", &[]).await.unwrap().get(0);
+    assert_eq!(tz, "America/New_York");
+    let app: String = a
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(app, "client-a");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn startup_parameters_are_honoured_on_shared_servers() {
+    let proxy = Proxy::mode(PoolMode::Transaction, 1).await;
+    let url = format!("{}?application_name=startup-app", proxy.url());
+    let a = connect(&url).await.unwrap();
+    let plain = proxy.client().await;
+    let app: String = a
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(app, "startup-app");
+    let app: String = plain
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(app, "startup-app");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn statement_mode_refuses_transaction_blocks() {
+    let proxy = Proxy::mode(PoolMode::Statement, 2).await;
+    let c = proxy.client().await;
+    let e = c.batch_execute("BEGIN").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "25P01");
+    assert!(
+        message(&e).contains("statement pool mode"),
+        "{}",
+        message(&e)
+    );
+    // The connection is still usable and not inside a transaction: in an
+    // implicit single-statement transaction now() is the statement's start.
+    assert!(!in_transaction(&c).await);
+    let pid = backend_pid(&c).await;
+    let su = superuser().await;
+    let state: Option<String> = su
+        .query_one("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state.as_deref(), Some("idle"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn client_leaving_mid_transaction_leaves_nothing_open() {
+    for mode in [PoolMode::Transaction, PoolMode::Session] {
+        let proxy = Proxy::mode(mode, 1).await;
+        let a = proxy.client().await;
+        let tag = format!("left-mid-tx-{mode}");
+        a.batch_execute(&format!("SET application_name = '{tag}'; BEGIN; SELECT 1"))
+            .await
+            .unwrap();
+        let pid = backend_pid(&a).await;
+        drop(a);
+        let su = superuser().await;
+        let settled = eventually(Duration::from_secs(10), || async {
+            let row = su
+                .query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
+                .await
+                .unwrap();
+            match row {
+                None => true,
+                Some(r) => r.get::<_, Option<String>>(0).as_deref() == Some("idle"),
+            }
+        })
+        .await;
+        assert!(settled, "{mode}: server connection still in a transaction");
+        // The next client gets a clean server.
+        let b = proxy.client().await;
+        assert!(!in_transaction(&b).await);
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn client_leaving_mid_copy_leaves_nothing_open() {
+    use futures_util::SinkExt;
+    let proxy = Proxy::mode(PoolMode::Transaction, 1).await;
+    let table = format!("copy_abort_{}", std::process::id());
+    let a = proxy.client().await;
+    a.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)"
+    ))
+    .await
+    .unwrap();
+    let pid = backend_pid(&a).await;
+    let sink = a
+        .copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN"))
+        .await
+        .unwrap();
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from_static(b"1\n2\n"))
+        .await
+        .unwrap();
+    drop(sink);
+    drop(a);
+    let su = superuser().await;
+    let gone = eventually(Duration::from_secs(10), || async {
+        let row = su
+            .query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .unwrap();
+        row.is_none() || row.unwrap().get::<_, Option<String>>(0).as_deref() == Some("idle")
+    })
+    .await;
+    assert!(gone, "server connection left in COPY");
+    let b = proxy.client().await;
+    let n: i64 = b
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the aborted COPY must not commit");
+    b.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    proxy.stop().await;
+}
