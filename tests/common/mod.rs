@@ -3,6 +3,8 @@
 //! the script's defaults).
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -172,4 +174,59 @@ pub async fn in_transaction(c: &tokio_postgres::Client) -> bool {
             _ => None,
         })
         .expect("a row from the in_transaction probe")
+}
+
+/// A config with a trust user `postgres` (the cluster's superuser, trusted on
+/// loopback) plus the SCRAM `app` user, from TOML `extra` lines added to the
+/// [pgswitch] table.
+pub fn trust_config(mode: PoolMode, pool_size: usize, extra: &str) -> Config {
+    let toml = format!(
+        r#"
+        [pgswitch]
+        listen = "127.0.0.1:0"
+        pool_mode = "{mode}"
+        pool_size = {pool_size}
+        {extra}
+        [[databases]]
+        name = "app"
+        primary = "{primary}"
+        [[users]]
+        name = "postgres"
+        auth = "trust"
+        [[users]]
+        name = "app"
+        password = "app-secret"
+        "#,
+        primary = primary_url(),
+    );
+    config_from_toml(&toml)
+}
+
+/// Writes `toml` to a unique temp file and loads it like `--config`.
+pub fn config_from_toml(toml: &str) -> Config {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("pgswitch-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("cfg-{}.toml", N.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&path, toml).expect("write config");
+    Config::load(Some(&path), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Connects and returns the client plus a receiver for the connection's
+/// final error (e.g. a FATAL sent by pgswitch while the client is idle).
+pub async fn connect_watched(
+    url: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::oneshot::Receiver<Option<tokio_postgres::Error>>,
+) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(conn.await.err());
+    });
+    (client, rx)
 }

@@ -1,0 +1,104 @@
+//! Cancel requests reach the query of the client that sent them, and never
+//! another client's.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pgswitch::config::PoolMode;
+
+async fn active_with(tag: &str) -> i64 {
+    let su = superuser().await;
+    su.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+        &[&tag],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn cancel_stops_the_clients_own_query() {
+    for mode in [PoolMode::Session, PoolMode::Transaction] {
+        let proxy = Proxy::mode(mode, 2).await;
+        let c = proxy.client().await;
+        let token = c.cancel_token();
+        let tag = format!("cancel-own-{mode}");
+        let sql = format!("SELECT pg_sleep(30) /* {tag} */");
+        let running = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                active_with(&tag).await == 1
+            })
+            .await
+        );
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("cancelled within 10s")
+            .unwrap();
+        assert_eq!(sqlstate(&r.unwrap_err()), "57014", "{mode}");
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn stale_cancel_never_hits_another_client() {
+    // pool_size 1: a and b take turns on the same server connection.
+    let proxy = Proxy::mode(PoolMode::Transaction, 1).await;
+    let a = proxy.client().await;
+    let a_token = a.cancel_token();
+    a.query_one("SELECT 1", &[]).await.unwrap();
+    let b = proxy.client().await;
+    let tag = "stale-cancel-victim";
+    let sql = format!("SELECT pg_sleep(1) /* {tag} */");
+    let running = tokio::spawn(async move { b.simple_query(&sql).await.map(|_| ()) });
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            active_with(tag).await == 1
+        })
+        .await
+    );
+    // a is idle: its cancel must go nowhere, even though its last server is
+    // now running b's query.
+    a_token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("b finished")
+        .unwrap();
+    assert!(r.is_ok(), "b's query was cancelled by a's stale key: {r:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_with_a_wrong_key_is_ignored() {
+    let proxy = Proxy::mode(PoolMode::Session, 1).await;
+    let c = proxy.client().await;
+    let tag = "wrong-key-victim";
+    let sql = format!("SELECT pg_sleep(1) /* {tag} */");
+    let running = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            active_with(tag).await == 1
+        })
+        .await
+    );
+    // Every pid pgswitch could have issued, with a secret that is wrong.
+    for pid in 1..=64i32 {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let mut p = 16i32.to_be_bytes().to_vec();
+        p.extend_from_slice(&80_877_102i32.to_be_bytes());
+        p.extend_from_slice(&pid.to_be_bytes());
+        p.extend_from_slice(&0i32.to_be_bytes());
+        s.write_all(&p).await.unwrap();
+    }
+    let r = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("finished")
+        .unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    proxy.stop().await;
+}

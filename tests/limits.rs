@@ -1,0 +1,286 @@
+//! Limits and bad input: each gets a clear Postgres error for that client,
+//! and every other client carries on.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::{self, error_code, read_until};
+use common::*;
+use pgswitch::config::PoolMode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Another client still gets answers.
+async fn still_serves(proxy: &Proxy) {
+    let c = proxy.client().await;
+    assert_eq!(
+        c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+}
+
+#[tokio::test]
+async fn max_client_conn() {
+    let proxy = Proxy::start(trust_config(
+        PoolMode::Transaction,
+        2,
+        "max_client_conn = 2",
+    ))
+    .await;
+    let a = proxy.client().await;
+    let b = proxy.client().await;
+    let e = connect(&proxy.url())
+        .await
+        .err()
+        .expect("third client must be refused");
+    assert_eq!(sqlstate(&e), "53300");
+    assert!(
+        message(&e).contains("max_client_conn = 2"),
+        "{}",
+        message(&e)
+    );
+    drop(b);
+    let ok = eventually(Duration::from_secs(10), || async {
+        connect(&proxy.url()).await.is_ok()
+    })
+    .await;
+    assert!(ok, "a slot must free up when a client leaves");
+    assert_eq!(
+        a.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+    drop(a);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn wait_for_server_times_out_naming_the_pool() {
+    let proxy = Proxy::start(trust_config(
+        PoolMode::Transaction,
+        1,
+        "query_wait_timeout = \"300ms\"",
+    ))
+    .await;
+    let holder = proxy.client().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    let waiter = proxy.client().await;
+    let e = waiter.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "53300");
+    assert!(message(&e).contains("app/app"), "{}", message(&e));
+    holder.batch_execute("COMMIT").await.unwrap();
+    still_serves(&proxy).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_server_is_08006_with_address_and_cause() {
+    let cfg = config_from_toml(
+        r#"
+        [pgswitch]
+        listen = "127.0.0.1:0"
+        connect_timeout = "2s"
+        [[databases]]
+        name = "app"
+        primary = "postgres://app:app-secret@127.0.0.1:1/app"
+        [[users]]
+        name = "app"
+        password = "app-secret"
+        "#,
+    );
+    let proxy = Proxy::start(cfg).await;
+    let e = connect(&proxy.url())
+        .await
+        .err()
+        .expect("no server: login must fail");
+    assert_eq!(sqlstate(&e), "08006");
+    let m = message(&e);
+    assert!(
+        m.contains("127.0.0.1:1") && m.to_lowercase().contains("refused"),
+        "{m}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn client_idle_timeout() {
+    let proxy = Proxy::start(trust_config(
+        PoolMode::Transaction,
+        2,
+        "client_idle_timeout = \"200ms\"",
+    ))
+    .await;
+    let (c, done) = connect_watched(&proxy.url()).await;
+    c.query_one("SELECT 1", &[]).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .expect("closed within 10s")
+        .unwrap();
+    assert_eq!(err.map(|e| sqlstate(&e)), Some("57P05".into()));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn idle_in_transaction_timeout_rolls_back() {
+    let proxy = Proxy::start(trust_config(
+        PoolMode::Transaction,
+        1,
+        "idle_transaction_timeout = \"200ms\"",
+    ))
+    .await;
+    let table = format!("idle_tx_{}", std::process::id());
+    let setup = proxy.client().await;
+    setup
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)"
+        ))
+        .await
+        .unwrap();
+    let (c, done) = connect_watched(&proxy.url()).await;
+    c.batch_execute(&format!("BEGIN; INSERT INTO {table} VALUES (1)"))
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .expect("closed within 10s")
+        .unwrap();
+    assert_eq!(err.map(|e| sqlstate(&e)), Some("25P03".into()));
+    let n: i64 = setup
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the idle transaction must be rolled back");
+    setup
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_message_is_refused_before_it_is_read() {
+    let proxy = Proxy::start(trust_config(
+        PoolMode::Transaction,
+        2,
+        "max_message_bytes = 4096",
+    ))
+    .await;
+    // A header announcing 1 GB and no body: the error must come at once,
+    // without waiting for (or buffering) the body.
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let mut header = vec![b'Q'];
+    header.extend_from_slice(&(1_000_000_000i32).to_be_bytes());
+    s.write_all(&header).await.unwrap();
+    let msgs = read_until(&mut s, b'E').await;
+    assert_eq!(error_code(&msgs).as_deref(), Some("54000"));
+    assert!(raw::closed(&mut s).await);
+    // Through a real client too, and other clients carry on.
+    let c = proxy.client().await;
+    let e = c
+        .simple_query(&format!("SELECT '{}'", "x".repeat(5000)))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "54000");
+    still_serves(&proxy).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_startup_packets() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 2, "")).await;
+    // HTTP on the Postgres port.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let msgs = read_until(&mut s, b'E').await;
+    assert_eq!(error_code(&msgs).as_deref(), Some("08P01"));
+    // Protocol 2.0.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut p = 8i32.to_be_bytes().to_vec();
+    p.extend_from_slice(&0x0002_0000i32.to_be_bytes());
+    s.write_all(&p).await.unwrap();
+    assert_eq!(
+        error_code(&read_until(&mut s, b'E').await).as_deref(),
+        Some("0A000")
+    );
+    // Unterminated parameter list.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut p = 17i32.to_be_bytes().to_vec();
+    p.extend_from_slice(&196_608i32.to_be_bytes());
+    p.extend_from_slice(b"user\0abcd");
+    s.write_all(&p).await.unwrap();
+    assert_eq!(
+        error_code(&read_until(&mut s, b'E').await).as_deref(),
+        Some("08P01")
+    );
+    // Truncated: announces 100 bytes, sends 10, hangs up.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut p = 100i32.to_be_bytes().to_vec();
+    p.extend_from_slice(&196_608i32.to_be_bytes());
+    p.extend_from_slice(b"us");
+    s.write_all(&p).await.unwrap();
+    drop(s);
+    // No user name.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(&raw::startup_packet("", "app")).await.unwrap();
+    assert_eq!(
+        error_code(&read_until(&mut s, b'E').await).as_deref(),
+        Some("08P01")
+    );
+    still_serves(&proxy).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn client_vanishing_mid_message_frees_the_server() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    for _ in 0..3 {
+        let mut s = raw::login(proxy.addr, "postgres", "app").await;
+        let q = raw::query("SELECT pg_sleep(0), 'a long enough query text'");
+        s.write_all(&q[..12]).await.unwrap();
+        s.flush().await.unwrap();
+        drop(s);
+    }
+    // pool_size 1: the one server connection must have come back usable (or
+    // been replaced), or this would time out.
+    still_serves(&proxy).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn client_vanishing_mid_query_cancels_it() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    s.write_all(&raw::query("SELECT pg_sleep(60) /* vanishing-client */"))
+        .await
+        .unwrap();
+    let su = superuser().await;
+    let running = eventually(Duration::from_secs(10), || async {
+        let n: i64 = su
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%vanishing-client%' AND state = 'active' AND pid <> pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        n == 1
+    })
+    .await;
+    assert!(running);
+    drop(s);
+    let stopped = eventually(Duration::from_secs(10), || async {
+        let n: i64 = su
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%vanishing-client%' AND state = 'active' AND pid <> pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        n == 0
+    })
+    .await;
+    assert!(
+        stopped,
+        "the abandoned query must be cancelled, not left running for 60s"
+    );
+    still_serves(&proxy).await;
+    proxy.stop().await;
+}

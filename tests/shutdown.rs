@@ -1,0 +1,98 @@
+//! SIGTERM semantics: stop accepting, let running transactions finish for up
+//! to shutdown_timeout, then close clients with 57P01; no task left behind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pgswitch::config::PoolMode;
+
+#[tokio::test]
+async fn graceful_shutdown_lets_transactions_finish() {
+    let proxy = Proxy::start(trust_config(
+        PoolMode::Transaction,
+        2,
+        "shutdown_timeout = \"30s\"",
+    ))
+    .await;
+    let url = proxy.url();
+    let (idle, idle_done) = connect_watched(&url).await;
+    idle.query_one("SELECT 1", &[]).await.unwrap();
+    let (busy, busy_done) = connect_watched(&url).await;
+    busy.batch_execute("BEGIN").await.unwrap();
+    let Proxy {
+        addr,
+        shutdown,
+        task,
+    } = proxy;
+    shutdown.cancel();
+    // The idle client is told at once.
+    let e = tokio::time::timeout(Duration::from_secs(10), idle_done)
+        .await
+        .expect("idle client closed")
+        .unwrap();
+    assert_eq!(e.map(|e| sqlstate(&e)), Some("57P01".into()));
+    // No new clients.
+    let refused = eventually(Duration::from_secs(10), || async {
+        connect(&url).await.is_err()
+    })
+    .await;
+    assert!(
+        refused,
+        "pgswitch still accepts clients on {addr} after shutdown began"
+    );
+    // The open transaction goes on and commits.
+    assert_eq!(
+        busy.query_one("SELECT 2", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+    busy.batch_execute("COMMIT").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), busy_done)
+        .await
+        .expect("busy client closed")
+        .unwrap();
+    assert_eq!(e.map(|e| sqlstate(&e)), Some("57P01".into()));
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("pgswitch stopped")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_timeout_closes_lingering_transactions() {
+    let proxy = Proxy::start(trust_config(
+        PoolMode::Transaction,
+        2,
+        "shutdown_timeout = \"300ms\"",
+    ))
+    .await;
+    let (c, done) = connect_watched(&proxy.url()).await;
+    c.batch_execute("BEGIN").await.unwrap();
+    let pid = backend_pid(&c).await;
+    let Proxy { shutdown, task, .. } = proxy;
+    shutdown.cancel();
+    let e = tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .expect("closed after the timeout")
+        .unwrap();
+    assert_eq!(e.map(|e| sqlstate(&e)), Some("57P01".into()));
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("pgswitch stopped")
+        .unwrap();
+    // The transaction did not stay open on the server.
+    let su = superuser().await;
+    let clean = eventually(Duration::from_secs(10), || async {
+        let row = su
+            .query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .unwrap();
+        row.is_none() || row.unwrap().get::<_, Option<String>>(0).as_deref() == Some("idle")
+    })
+    .await;
+    assert!(clean);
+}
