@@ -32,8 +32,7 @@ async fn max_client_conn() {
     let b = proxy.client().await;
     let e = connect(&proxy.url())
         .await
-        .err()
-        .expect("third client must be refused");
+        .expect_err("third client must be refused");
     assert_eq!(sqlstate(&e), "53300");
     assert!(
         message(&e).contains("max_client_conn = 2"),
@@ -91,8 +90,7 @@ async fn unreachable_server_is_08006_with_address_and_cause() {
     let proxy = Proxy::start(cfg).await;
     let e = connect(&proxy.url())
         .await
-        .err()
-        .expect("no server: login must fail");
+        .expect_err("no server: login must fail");
     assert_eq!(sqlstate(&e), "08006");
     let m = message(&e);
     assert!(
