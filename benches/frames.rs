@@ -44,7 +44,10 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(|| buf.clone(), |buf| walk(&buf), BatchSize::SmallInput)
         });
     }
-    let query = message(b'Q', b"SELECT abalance FROM pgbench_accounts WHERE aid = 42;\0");
+    let query = message(
+        b'Q',
+        b"SELECT abalance FROM pgbench_accounts WHERE aid = 42;\0",
+    );
     g.throughput(Throughput::Bytes(query.len() as u64));
     g.bench_function("client_query", |b| b.iter(|| walk(&query)));
     g.finish();

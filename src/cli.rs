@@ -46,6 +46,9 @@ pub struct RunArgs {
     /// Server connections per (database, user) pool [default: 20].
     #[arg(long, env = "PGSWITCH_POOL_SIZE")]
     pub pool_size: Option<usize>,
+    /// Worker threads; 1 = single-threaded [default: one per CPU].
+    #[arg(long, env = "PGSWITCH_WORKERS")]
+    pub workers: Option<usize>,
     /// TOML config file (see config/pgswitch.example.toml).
     #[arg(long, env = "PGSWITCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -73,6 +76,7 @@ impl RunArgs {
             listen: self.listen.clone(),
             pool_mode: self.pool_mode,
             pool_size: self.pool_size,
+            workers: self.workers,
         }
     }
 }

@@ -23,6 +23,7 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct GeneralFile {
     pub listen: Option<String>,
+    pub workers: Option<usize>,
     pub pool_mode: Option<PoolMode>,
     pub pool_size: Option<usize>,
     pub min_idle: Option<usize>,

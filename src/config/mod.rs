@@ -55,6 +55,8 @@ pub enum AuthMethod {
 #[derive(Debug, Clone)]
 pub struct General {
     pub listen: SocketAddr,
+    /// Runtime worker threads; 1 runs everything on one thread.
+    pub workers: usize,
     pub pool_mode: PoolMode,
     pub pool_size: usize,
     pub min_idle: usize,
@@ -163,4 +165,5 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub pool_mode: Option<PoolMode>,
     pub pool_size: Option<usize>,
+    pub workers: Option<usize>,
 }

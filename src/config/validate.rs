@@ -176,8 +176,16 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
             "use e.g. \"5s\"",
         );
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     General {
         listen,
+        workers: match ov.workers.or(g.workers) {
+            // Auto: on small machines pgswitch shares cores with its clients
+            // and servers, where one thread costs the least CPU per query.
+            Some(0) | None if cores <= 4 => 1,
+            Some(0) | None => cores / 2,
+            Some(n) => n,
+        },
         pool_mode: ov.pool_mode.or(g.pool_mode).unwrap_or(PoolMode::Session),
         pool_size,
         min_idle,

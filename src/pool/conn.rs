@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::params::ParamSet;
@@ -225,10 +225,22 @@ impl ServerConn {
 
     /// Reads more bytes into `buf`; EOF is an error (the server went away).
     pub async fn fill(&mut self) -> Result<usize, ServerError> {
-        match self.stream.read_buf(&mut self.buf).await {
-            Ok(0) => Err(self.io(std::io::ErrorKind::UnexpectedEof.into())),
-            Ok(n) => Ok(n),
-            Err(e) => Err(self.io(e)),
+        loop {
+            if let Err(e) = self.stream.readable().await {
+                return Err(self.io(e));
+            }
+            let spare = self.buf.capacity() - self.buf.len();
+            match self.stream.try_read_buf(&mut self.buf) {
+                Ok(0) => return Err(self.io(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => {
+                    if n < spare {
+                        crate::protocol::io::drained(&self.stream);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(self.io(e)),
+            }
         }
     }
 

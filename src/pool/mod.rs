@@ -75,6 +75,9 @@ impl PoolSet {
         let primary = Pool::builder(manager)
             .max_size(size)
             .timeouts(timeouts)
+            // Most recently used first, as PgBouncer does: a few hot server
+            // backends stay in cache instead of cycling through all of them.
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .build()
             // Only fails without a runtime for timeouts, which we always set.

@@ -12,39 +12,69 @@ pub const TRACKED: [&str; 6] = [
     "application_name",
 ];
 
-/// Name/value pairs as reported by ParameterStatus, in arrival order.
+/// Name/value pairs as reported by ParameterStatus. The tracked ones sit in
+/// fixed slots, so the check made on every server attach is six short string
+/// comparisons.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ParamSet(Vec<(String, String)>);
+pub struct ParamSet {
+    tracked: [Option<String>; TRACKED.len()],
+    other: Vec<(String, String)>,
+}
+
+fn slot(name: &str) -> Option<usize> {
+    TRACKED.iter().position(|t| *t == name)
+}
 
 impl ParamSet {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn set(&mut self, name: &str, value: &str) {
-        match self.0.iter_mut().find(|(k, _)| k == name) {
-            Some((_, v)) if v == value => {}
-            Some((_, v)) => *v = value.to_owned(),
-            None => self.0.push((name.to_owned(), value.to_owned())),
+        match slot(name) {
+            Some(i) => self.tracked[i].as_deref(),
+            None => self
+                .other
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str()),
         }
     }
 
+    pub fn set(&mut self, name: &str, value: &str) {
+        if let Some(i) = slot(name) {
+            if self.tracked[i].as_deref() != Some(value) {
+                self.tracked[i] = Some(value.to_owned());
+            }
+            return;
+        }
+        match self.other.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) if v == value => {}
+            Some((_, v)) => *v = value.to_owned(),
+            None => self.other.push((name.to_owned(), value.to_owned())),
+        }
+    }
+
+    /// Every parameter, tracked ones first.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        let tracked = TRACKED
+            .iter()
+            .zip(&self.tracked)
+            .filter_map(|(k, v)| Some((*k, v.as_deref()?)));
+        tracked.chain(self.other.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// Only the tracked parameters (what a session keeps after login).
+    pub fn tracked_only(mut self) -> Self {
+        self.other = Vec::new();
+        self
     }
 
     /// SET statements that make a server whose parameters are `self` report
     /// what `wanted` says, for the tracked parameters; `None` if in line.
     pub fn sync_sql(&self, wanted: &ParamSet) -> Option<String> {
         let mut sql = String::new();
-        for name in TRACKED {
-            let Some(want) = wanted.get(name) else {
+        for (i, name) in TRACKED.iter().enumerate() {
+            let Some(want) = wanted.tracked[i].as_deref() else {
                 continue;
             };
-            if self.get(name) == Some(want) {
+            if self.tracked[i].as_deref() == Some(want) {
                 continue;
             }
             sql.push_str(&format!(
@@ -86,6 +116,8 @@ mod tests {
     fn in_line_needs_nothing() {
         let a = set(&[("TimeZone", "UTC"), ("server_version", "15")]);
         assert_eq!(a.sync_sql(&set(&[("TimeZone", "UTC")])), None);
+        assert_eq!(a.get("server_version"), Some("15"));
+        assert_eq!(a.clone().tracked_only().get("server_version"), None);
     }
 
     #[test]
@@ -100,5 +132,16 @@ mod tests {
             server.sync_sql(&client).unwrap(),
             "SET \"TimeZone\" TO 'Europe/Paris';SET \"application_name\" TO E'o''brien\\\\x';"
         );
+    }
+
+    #[test]
+    fn iter_lists_everything_once() {
+        let p = set(&[
+            ("server_version", "15"),
+            ("TimeZone", "UTC"),
+            ("TimeZone", "GMT"),
+        ]);
+        let all: Vec<_> = p.iter().collect();
+        assert_eq!(all, vec![("TimeZone", "GMT"), ("server_version", "15")]);
     }
 }

@@ -11,6 +11,7 @@
 //!   (errors, auth, ParameterStatus) and parsers for the ones it reads.
 
 pub mod frame;
+pub mod io;
 pub mod messages;
 pub mod startup;
 

@@ -6,11 +6,11 @@
 //! change hands only when it is "quiet": every request answered, as tracked
 //! by [`Pending`] from the tags passing through.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::cancel::ClientSlot;
@@ -63,7 +63,10 @@ pub struct Forwarder<'a> {
     pool: Arc<PoolSet>,
     mode: PoolMode,
     slot: &'a ClientSlot,
-    link: Option<Link>,
+    /// Boxed: only sessions holding a server pay for it.
+    link: Option<Box<Link>>,
+    /// Size of the next read buffer (see `read_some`).
+    read_size: usize,
 }
 
 impl<'a> Forwarder<'a> {
@@ -81,13 +84,19 @@ impl<'a> Forwarder<'a> {
         Forwarder {
             shared,
             client,
-            cbuf,
+            // Whatever the login left unread; an idle client holds no buffer.
+            cbuf: if cbuf.is_empty() {
+                BytesMut::new()
+            } else {
+                cbuf
+            },
             csplit: Splitter::new(max),
             params,
             pool,
             mode,
             slot,
             link: None,
+            read_size: MIN_READ,
         }
     }
 
@@ -102,12 +111,8 @@ impl<'a> Forwarder<'a> {
             } else {
                 Release::Idle
             };
-            pool::release(
-                link.server,
-                how,
-                self.shared.config.general.server_reset_timeout,
-            )
-            .await;
+            let timeout = self.shared.config.general.server_reset_timeout;
+            Box::pin(pool::release(link.server, how, timeout)).await;
         }
         result
     }
@@ -124,7 +129,13 @@ impl<'a> Forwarder<'a> {
     }
 
     async fn pump(&mut self) -> Result<(), SessionError> {
-        let g = &self.shared.config.general;
+        let shared = self.shared;
+        let g = &shared.config.general;
+        // Registered once for the whole session rather than on every turn
+        // of the loop.
+        let graceful_stop = shared.shutdown.cancelled();
+        let hard_stop = shared.hard_shutdown.cancelled();
+        tokio::pin!(graceful_stop, hard_stop);
         loop {
             let (timer, on_timeout) = match self.phase() {
                 Phase::Idle => (g.client_idle_timeout, SessionError::IdleTimeout),
@@ -133,29 +144,32 @@ impl<'a> Forwarder<'a> {
                 }
                 Phase::Active => (None, SessionError::Shutdown),
             };
+            let mut timer = timer.map(|d| Box::pin(tokio::time::sleep(d)));
             let graceful = matches!(self.phase(), Phase::Idle);
             let Self {
                 client,
                 cbuf,
                 link,
-                shared,
+                read_size,
                 ..
             } = self;
-            cbuf.reserve(8 * 1024);
+            // Wait for readability first and only then take a buffer, so an
+            // idle client holds no read buffer at all.
             let event = tokio::select! {
-                r = client.read_buf(cbuf) => Event::Client(r),
+                r = client.readable() => Event::Client(r.and_then(|()| read_some(client, cbuf, read_size))),
                 r = server_fill(link) => Event::Server(r),
-                _ = sleep_opt(timer) => return Err(on_timeout),
-                _ = shared.shutdown.cancelled(), if graceful => return Err(SessionError::Shutdown),
-                _ = shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
+                _ = sleep_opt(&mut timer) => return Err(on_timeout),
+                _ = &mut graceful_stop, if graceful => return Err(SessionError::Shutdown),
+                _ = &mut hard_stop => return Err(SessionError::Shutdown),
             };
             match event {
-                Event::Client(Ok(0)) => {
+                Event::Client(Ok(Some(0))) => {
                     return Err(SessionError::ClientGone(
                         std::io::ErrorKind::UnexpectedEof.into(),
                     ))
                 }
-                Event::Client(Ok(_)) => {
+                Event::Client(Ok(None)) => continue,
+                Event::Client(Ok(Some(_))) => {
                     if self.on_client_bytes().await? == Flow::Terminate {
                         return Ok(());
                     }
@@ -165,6 +179,9 @@ impl<'a> Forwarder<'a> {
                     r?;
                     self.on_server_bytes().await?;
                 }
+            }
+            if self.cbuf.is_empty() && matches!(self.phase(), Phase::Idle) {
+                self.cbuf = BytesMut::new();
             }
         }
     }
@@ -176,7 +193,7 @@ impl<'a> Forwarder<'a> {
             match peek_header(&self.cbuf)? {
                 None => return Ok(Flow::Continue),
                 Some((b'X', _)) => return Ok(Flow::Terminate),
-                Some(_) => self.attach().await?,
+                Some(_) => Box::pin(self.attach()).await?,
             }
         }
         let Some(link) = self.link.as_mut() else {
@@ -263,7 +280,7 @@ impl<'a> Forwarder<'a> {
             conn.buf.advance(pos);
         }
         if refused_block {
-            return self.refuse_transaction_block().await;
+            return Box::pin(self.refuse_transaction_block()).await;
         }
         let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
         if pooled && link.status() == Some(b'I') && self.csplit.at_boundary() {
@@ -331,29 +348,32 @@ impl<'a> Forwarder<'a> {
             }
         }
         self.slot.attach((server.addr.clone(), server.key));
-        self.link = Some(Link {
+        self.link = Some(Box::new(Link {
             server,
             split: Splitter::new(usize::MAX >> 1),
             pending: Pending::default(),
-        });
+        }));
         Ok(())
     }
 
     async fn detach(&mut self) {
         if let Some(link) = self.link.take() {
             self.slot.detach();
-            pool::release(
-                link.server,
-                Release::Idle,
-                self.shared.config.general.server_reset_timeout,
-            )
-            .await;
+            if link.server.state == ConnState::Ready(b'I') {
+                // The common case: clean and idle, so dropping it returns it
+                // to the pool (deadpool's recycle still checks it).
+                return;
+            }
+            let timeout = self.shared.config.general.server_reset_timeout;
+            // Rare and large: boxed so it doesn't grow every session's state.
+            Box::pin(pool::release(link.server, Release::Idle, timeout)).await;
         }
     }
 }
 
 enum Event {
-    Client(std::io::Result<usize>),
+    /// `None`: readiness was spurious (nothing to read after all).
+    Client(std::io::Result<Option<usize>>),
     Server(Result<usize, pool::ServerError>),
 }
 
@@ -363,7 +383,7 @@ enum Flow {
     Terminate,
 }
 
-async fn server_fill(link: &mut Option<Link>) -> Result<usize, pool::ServerError> {
+async fn server_fill(link: &mut Option<Box<Link>>) -> Result<usize, pool::ServerError> {
     match link {
         Some(l) => {
             l.server.buf.reserve(16 * 1024);
@@ -373,9 +393,41 @@ async fn server_fill(link: &mut Option<Link>) -> Result<usize, pool::ServerError
     }
 }
 
-async fn sleep_opt(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
+/// Smallest and largest read buffer of a session. Small reads come from
+/// the allocator's per-thread cache; a read that fills the buffer doubles the
+/// next one, so COPY and big queries move in large chunks.
+const MIN_READ: usize = 1024;
+const MAX_READ: usize = 64 * 1024;
+
+/// One non-blocking read into `buf`, growing it only when it is short.
+fn read_some(
+    client: &TcpStream,
+    buf: &mut BytesMut,
+    read_size: &mut usize,
+) -> std::io::Result<Option<usize>> {
+    if buf.capacity() - buf.len() < *read_size / 2 {
+        buf.reserve(*read_size);
+    }
+    let spare = buf.capacity() - buf.len();
+    match client.try_read_buf(buf) {
+        Ok(n) => {
+            if n > 0 && n < spare {
+                crate::protocol::io::drained(client);
+            } else if n == spare {
+                *read_size = (*read_size * 2).min(MAX_READ);
+            }
+            Ok(Some(n))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits for the phase's timer, if it has one (boxed: most sessions have
+/// no timeout configured and should not carry a timer's state).
+async fn sleep_opt(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
         None => std::future::pending().await,
     }
 }

@@ -45,7 +45,24 @@ const CLIENT_SETTABLE: [&str; 5] = [
 pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut user = String::new();
-    let result = serve(shared, &mut stream, &mut user).await;
+    // Login and forwarding are boxed separately: the login's large state is
+    // freed before the (long, mostly idle) forwarding phase begins.
+    let result = match Box::pin(login(shared, &mut stream, &mut user)).await {
+        Ok(Some(s)) => {
+            let forwarder = forward::Forwarder::new(
+                shared,
+                &mut stream,
+                s.buf,
+                s.params,
+                s.pool,
+                s.mode,
+                &s.registration.slot,
+            );
+            Box::pin(forwarder.run()).await
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(()) => tracing::debug!(%peer, %user, "client disconnected"),
         Err(e) => {
@@ -68,23 +85,34 @@ pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.shutdown().await;
 }
 
-async fn serve(
-    shared: &Shared,
+/// A logged-in client, ready for the forwarding phase.
+struct Session<'a> {
+    buf: BytesMut,
+    params: ParamSet,
+    pool: std::sync::Arc<crate::pool::PoolSet>,
+    mode: crate::config::PoolMode,
+    registration: cancel::Registration<'a>,
+    _count: ClientCount<'a>,
+}
+
+/// Startup, authentication and greeting; `None` for a cancel request.
+async fn login<'a>(
+    shared: &'a Shared,
     stream: &mut TcpStream,
     user_out: &mut String,
-) -> Result<(), SessionError> {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+) -> Result<Option<Session<'a>>, SessionError> {
+    let mut buf = BytesMut::new();
     let opening = tokio::time::timeout(LOGIN_TIMEOUT, login::read_opening(stream, &mut buf))
         .await
         .map_err(|_| SessionError::LoginTimeout)??;
     let startup = match opening {
         Opening::Cancel { pid, secret } => {
             forward_cancel(shared, pid, &secret).await;
-            return Ok(());
+            return Ok(None);
         }
         Opening::Startup(m) => m,
     };
-    let _count = ClientCount::enter(shared)?;
+    let count = ClientCount::enter(shared)?;
     let user_name = startup.param("user").unwrap_or_default().to_owned();
     if user_name.is_empty() {
         return Err(SessionError::Protocol(
@@ -99,11 +127,11 @@ async fn serve(
         .to_owned();
     let config = &shared.config;
     let user = config.user(&user_name);
-    let login = async {
+    let auth = async {
         login::negotiate(stream, &startup).await?;
         login::authenticate(stream, &mut buf, &user_name, user.map(|u| &u.auth)).await
     };
-    tokio::time::timeout(LOGIN_TIMEOUT, login)
+    tokio::time::timeout(LOGIN_TIMEOUT, auth)
         .await
         .map_err(|_| SessionError::LoginTimeout)??;
     let user = user.ok_or(SessionError::NoUser)?;
@@ -118,18 +146,17 @@ async fn serve(
         }
     }
     let registration = shared.cancels.register();
-    login::greet(
-        stream,
-        &params,
-        registration.slot.pid,
-        registration.slot.secret,
-    )
-    .await?;
-    tracing::debug!(user = %user_name, database = %db_name, pid = registration.slot.pid, "client logged in");
-    let mode = config.pool_mode(db);
-    forward::Forwarder::new(shared, stream, buf, params, pool, mode, &registration.slot)
-        .run()
-        .await
+    let slot = &registration.slot;
+    login::greet(stream, &params, slot.pid, slot.secret).await?;
+    tracing::debug!(user = %user_name, database = %db_name, pid = slot.pid, "client logged in");
+    Ok(Some(Session {
+        buf,
+        params: params.tracked_only(),
+        pool,
+        mode: config.pool_mode(db),
+        registration,
+        _count: count,
+    }))
 }
 
 /// A CancelRequest reaches the server only while the client holds one.
