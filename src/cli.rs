@@ -46,7 +46,7 @@ pub struct RunArgs {
     /// Server connections per (database, user) pool [default: 20].
     #[arg(long, env = "PGSWITCH_POOL_SIZE")]
     pub pool_size: Option<usize>,
-    /// Worker threads; 1 = single-threaded [default: one per CPU].
+    /// Worker threads [default: 0 = auto: 1 up to 4 CPUs, else half the CPUs].
     #[arg(long, env = "PGSWITCH_WORKERS")]
     pub workers: Option<usize>,
     /// TOML config file (see config/pgswitch.example.toml).
