@@ -53,6 +53,11 @@ impl App {
         self.listener.local_addr()
     }
 
+    /// The state sessions share (for tests and embedding).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Cancel it to start a graceful shutdown.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shared.shutdown.clone()

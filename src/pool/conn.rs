@@ -244,6 +244,26 @@ impl ServerConn {
         }
     }
 
+    /// Reads what the socket holds without waiting (after a readiness
+    /// wake-up); `None` if the wake-up was spurious.
+    pub fn try_fill(&mut self) -> Result<Option<usize>, ServerError> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(16 * 1024);
+        }
+        let spare = self.buf.capacity() - self.buf.len();
+        match self.stream.try_read_buf(&mut self.buf) {
+            Ok(0) => Err(self.io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => {
+                if n < spare {
+                    crate::protocol::io::drained(&self.stream);
+                }
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
     /// One whole message (outside the forwarding path: login and our own
     /// statements, whose replies are small).
     async fn read_message(&mut self) -> Result<(u8, BytesMut), ServerError> {

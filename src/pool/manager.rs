@@ -14,7 +14,7 @@ pub struct Manager {
     pub lifetime: Option<Duration>,
     /// Parameters reported by the first connection: what a client is told at
     /// login, before it has a server of its own.
-    pub first_params: Mutex<Option<ParamSet>>,
+    pub first_params: Mutex<Option<std::sync::Arc<ParamSet>>>,
 }
 
 impl Manager {
@@ -35,7 +35,7 @@ impl managed::Manager for Manager {
         let conn = ServerConn::connect(&self.target).await?;
         if let Ok(mut p) = self.first_params.lock() {
             if p.is_none() {
-                *p = Some(conn.params.clone());
+                *p = Some(std::sync::Arc::new(conn.params.clone()));
             }
         }
         Ok(conn)

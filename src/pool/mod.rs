@@ -111,7 +111,7 @@ impl PoolSet {
 
     /// Parameters to report to a new client, learned from the first server
     /// connection (made now if there is none yet).
-    pub async fn login_params(&self) -> Result<ParamSet, CheckoutError> {
+    pub async fn login_params(&self) -> Result<Arc<ParamSet>, CheckoutError> {
         if let Some(p) = self.cached_params() {
             return Ok(p);
         }
@@ -119,7 +119,7 @@ impl PoolSet {
         Ok(self.cached_params().unwrap_or_default())
     }
 
-    fn cached_params(&self) -> Option<ParamSet> {
+    fn cached_params(&self) -> Option<Arc<ParamSet>> {
         self.primary.manager().first_params.lock().ok()?.clone()
     }
 

@@ -3,6 +3,8 @@
 
 /// Parameters whose value a client relies on and that a shared server
 /// connection may carry over from its previous client.
+use std::sync::Arc;
+
 pub const TRACKED: [&str; 6] = [
     "client_encoding",
     "DateStyle",
@@ -14,10 +16,11 @@ pub const TRACKED: [&str; 6] = [
 
 /// Name/value pairs as reported by ParameterStatus. The tracked ones sit in
 /// fixed slots, so the check made on every server attach is six short string
-/// comparisons.
+/// comparisons, and are shared (`Arc<str>`), so a client's copy of the
+/// pool's values costs no allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParamSet {
-    tracked: [Option<String>; TRACKED.len()],
+    tracked: [Option<Arc<str>>; TRACKED.len()],
     other: Vec<(String, String)>,
 }
 
@@ -40,7 +43,7 @@ impl ParamSet {
     pub fn set(&mut self, name: &str, value: &str) {
         if let Some(i) = slot(name) {
             if self.tracked[i].as_deref() != Some(value) {
-                self.tracked[i] = Some(value.to_owned());
+                self.tracked[i] = Some(Arc::from(value));
             }
             return;
         }
@@ -60,10 +63,18 @@ impl ParamSet {
         tracked.chain(self.other.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
-    /// Only the tracked parameters (what a session keeps after login).
-    pub fn tracked_only(mut self) -> Self {
-        self.other = Vec::new();
-        self
+    /// A copy of the tracked parameters only (what a session keeps after
+    /// login); shares the values, allocates nothing.
+    pub fn tracked_only(&self) -> Self {
+        ParamSet {
+            tracked: self.tracked.clone(),
+            other: Vec::new(),
+        }
+    }
+
+    /// The untracked parameters (server_version, integer_datetimes, ...).
+    pub fn untracked(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.other.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// SET statements that make a server whose parameters are `self` report
@@ -117,7 +128,8 @@ mod tests {
         let a = set(&[("TimeZone", "UTC"), ("server_version", "15")]);
         assert_eq!(a.sync_sql(&set(&[("TimeZone", "UTC")])), None);
         assert_eq!(a.get("server_version"), Some("15"));
-        assert_eq!(a.clone().tracked_only().get("server_version"), None);
+        assert_eq!(a.tracked_only().get("server_version"), None);
+        assert_eq!(a.tracked_only().get("TimeZone"), Some("UTC"));
     }
 
     #[test]

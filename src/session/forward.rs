@@ -6,8 +6,10 @@
 //! change hands only when it is "quiet": every request answered, as tracked
 //! by [`Pending`] from the tags passing through.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -16,6 +18,7 @@ use tokio::net::TcpStream;
 use super::cancel::ClientSlot;
 use super::pending::Pending;
 use super::SessionError;
+use super::{LoggedIn, Session};
 use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::pool::{self, ConnState, ParamSet, PoolSet, Release, Server};
@@ -58,11 +61,12 @@ pub struct Forwarder<'a> {
     client: &'a mut TcpStream,
     cbuf: BytesMut,
     csplit: Splitter,
-    /// Parameters as the client was told them.
+    /// Tracked parameters as the client was told them.
     params: ParamSet,
     pool: Arc<PoolSet>,
     mode: PoolMode,
-    slot: &'a ClientSlot,
+    /// The client's cancel key and its max_client_conn slot.
+    login: LoggedIn<'a>,
     /// Boxed: only sessions holding a server pay for it.
     link: Option<Box<Link>>,
     /// Size of the next read buffer (see `read_some`).
@@ -70,51 +74,56 @@ pub struct Forwarder<'a> {
 }
 
 impl<'a> Forwarder<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        shared: &'a Shared,
-        client: &'a mut TcpStream,
-        cbuf: BytesMut,
-        params: ParamSet,
-        pool: Arc<PoolSet>,
-        mode: PoolMode,
-        slot: &'a ClientSlot,
-    ) -> Self {
-        let max = shared.config.general.max_message_bytes;
+    pub fn new(shared: &'a Shared, client: &'a mut TcpStream, session: Session<'a>) -> Self {
+        let Session {
+            buf,
+            params,
+            pool,
+            mode,
+            login,
+        } = session;
         Forwarder {
             shared,
             client,
             // Whatever the login left unread; an idle client holds no buffer.
-            cbuf: if cbuf.is_empty() {
-                BytesMut::new()
-            } else {
-                cbuf
-            },
-            csplit: Splitter::new(max),
+            cbuf: if buf.is_empty() { BytesMut::new() } else { buf },
+            csplit: Splitter::new(shared.config.general.max_message_bytes),
             params,
             pool,
             mode,
-            slot,
+            login,
             link: None,
             read_size: MIN_READ,
         }
     }
 
+    fn slot(&self) -> &ClientSlot {
+        &self.login.registration.slot
+    }
+
     /// Runs until the client terminates or an error ends the session; always
     /// hands the server connection back through `pool::release`.
-    pub async fn run(mut self) -> Result<(), SessionError> {
-        let result = self.pump().await;
-        if let Some(link) = self.link.take() {
-            self.slot.detach();
-            let how = if self.mode == PoolMode::Session {
-                Release::EndSession
-            } else {
-                Release::Idle
-            };
-            let timeout = self.shared.config.general.server_reset_timeout;
-            Box::pin(pool::release(link.server, how, timeout)).await;
+    pub async fn run(mut self) -> Result<(), Box<SessionError>> {
+        // Boxed so that the result, alive across the release below, costs
+        // the session's state 8 bytes rather than a whole error.
+        let result = self.pump().await.map_err(Box::new);
+        if let Some(release) = self.final_release() {
+            release.await;
         }
         result
+    }
+
+    /// The server connection's way back at the end of the session; boxed,
+    /// so the session's own state does not have to make room for it.
+    fn final_release(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        let link = self.link.take()?;
+        self.slot().detach();
+        let how = match self.mode {
+            PoolMode::Session => Release::EndSession,
+            _ => Release::Idle,
+        };
+        let timeout = self.shared.config.general.server_reset_timeout;
+        Some(Box::pin(pool::release(link.server, how, timeout)))
     }
 
     fn phase(&self) -> Phase {
@@ -137,49 +146,74 @@ impl<'a> Forwarder<'a> {
         let hard_stop = shared.hard_shutdown.cancelled();
         tokio::pin!(graceful_stop, hard_stop);
         loop {
-            let (timer, on_timeout) = match self.phase() {
-                Phase::Idle => (g.client_idle_timeout, SessionError::IdleTimeout),
-                Phase::IdleInTransaction => {
-                    (g.idle_transaction_timeout, SessionError::IdleInTransaction)
-                }
-                Phase::Active => (None, SessionError::Shutdown),
+            let phase = self.phase();
+            let timeout = match phase {
+                Phase::Idle => g.client_idle_timeout,
+                Phase::IdleInTransaction => g.idle_transaction_timeout,
+                Phase::Active => None,
             };
-            let mut timer = timer.map(|d| Box::pin(tokio::time::sleep(d)));
-            let graceful = matches!(self.phase(), Phase::Idle);
-            let Self {
-                client,
-                cbuf,
-                link,
-                read_size,
-                ..
-            } = self;
-            // Wait for readability first and only then take a buffer, so an
-            // idle client holds no read buffer at all.
-            let event = tokio::select! {
-                r = client.readable() => Event::Client(r.and_then(|()| read_some(client, cbuf, read_size))),
-                r = server_fill(link) => Event::Server(r),
-                _ = sleep_opt(&mut timer) => return Err(on_timeout),
-                _ = &mut graceful_stop, if graceful => return Err(SessionError::Shutdown),
-                _ = &mut hard_stop => return Err(SessionError::Shutdown),
-            };
-            match event {
-                Event::Client(Ok(Some(0))) => {
-                    return Err(SessionError::ClientGone(
-                        std::io::ErrorKind::UnexpectedEof.into(),
-                    ))
+            let mut timer = timeout.map(|d| Box::pin(tokio::time::sleep(d)));
+            let graceful = matches!(phase, Phase::Idle);
+            let (client, link) = (&*self.client, &self.link);
+            // One wait for everything, polling readiness directly: no
+            // per-wait futures, so an idle session's state stays small.
+            let wake = std::future::poll_fn(|cx| {
+                if hard_stop.as_mut().poll(cx).is_ready()
+                    || (graceful && graceful_stop.as_mut().poll(cx).is_ready())
+                {
+                    return Poll::Ready(Wake::Stop);
                 }
-                Event::Client(Ok(None)) => continue,
-                Event::Client(Ok(Some(_))) => {
-                    if self.on_client_bytes().await? == Flow::Terminate {
-                        return Ok(());
+                if timer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+                {
+                    return Poll::Ready(Wake::Timeout);
+                }
+                if let Poll::Ready(r) = client.poll_read_ready(cx) {
+                    return Poll::Ready(Wake::Client(r));
+                }
+                match link {
+                    Some(l) if l.server.stream.poll_read_ready(cx).is_ready() => {
+                        Poll::Ready(Wake::Server)
+                    }
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            match wake {
+                Wake::Stop => return Err(SessionError::Shutdown),
+                Wake::Timeout if matches!(phase, Phase::IdleInTransaction) => {
+                    return Err(SessionError::IdleInTransaction)
+                }
+                Wake::Timeout => return Err(SessionError::IdleTimeout),
+                Wake::Client(Err(e)) => return Err(SessionError::ClientGone(e)),
+                Wake::Client(Ok(())) => {
+                    match read_some(self.client, &mut self.cbuf, &mut self.read_size) {
+                        Ok(None) => continue,
+                        Ok(Some(0)) => {
+                            return Err(SessionError::ClientGone(
+                                std::io::ErrorKind::UnexpectedEof.into(),
+                            ))
+                        }
+                        Ok(Some(_)) => {
+                            if self.on_client_bytes().await? == Flow::Terminate {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => return Err(SessionError::ClientGone(e)),
                     }
                 }
-                Event::Client(Err(e)) => return Err(SessionError::ClientGone(e)),
-                Event::Server(r) => {
-                    r?;
-                    self.on_server_bytes().await?;
+                Wake::Server => {
+                    let Some(link) = self.link.as_mut() else {
+                        continue;
+                    };
+                    if link.server.try_fill()?.is_some() {
+                        self.on_server_bytes().await?;
+                    }
                 }
             }
+            // Wait for readability first and only then take a buffer, so an
+            // idle client holds no read buffer at all.
             if self.cbuf.is_empty() && matches!(self.phase(), Phase::Idle) {
                 self.cbuf = BytesMut::new();
             }
@@ -347,7 +381,7 @@ impl<'a> Forwarder<'a> {
                     .map_err(SessionError::ClientGone)?;
             }
         }
-        self.slot.attach((server.addr.clone(), server.key));
+        self.slot().attach((server.addr.clone(), server.key));
         self.link = Some(Box::new(Link {
             server,
             split: Splitter::new(usize::MAX >> 1),
@@ -358,7 +392,7 @@ impl<'a> Forwarder<'a> {
 
     async fn detach(&mut self) {
         if let Some(link) = self.link.take() {
-            self.slot.detach();
+            self.slot().detach();
             if link.server.state == ConnState::Ready(b'I') {
                 // The common case: clean and idle, so dropping it returns it
                 // to the pool (deadpool's recycle still checks it).
@@ -371,26 +405,18 @@ impl<'a> Forwarder<'a> {
     }
 }
 
-enum Event {
-    /// `None`: readiness was spurious (nothing to read after all).
-    Client(std::io::Result<Option<usize>>),
-    Server(Result<usize, pool::ServerError>),
+/// What woke the session up.
+enum Wake {
+    Stop,
+    Timeout,
+    Client(std::io::Result<()>),
+    Server,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
     Continue,
     Terminate,
-}
-
-async fn server_fill(link: &mut Option<Box<Link>>) -> Result<usize, pool::ServerError> {
-    match link {
-        Some(l) => {
-            l.server.buf.reserve(16 * 1024);
-            l.server.fill().await
-        }
-        None => std::future::pending().await,
-    }
 }
 
 /// Smallest and largest read buffer of a session. Small reads come from
@@ -423,11 +449,60 @@ fn read_some(
     }
 }
 
-/// Waits for the phase's timer, if it has one (boxed: most sessions have
-/// no timeout configured and should not carry a timer's state).
-async fn sleep_opt(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
-    match timer {
-        Some(t) => t.as_mut().await,
-        None => std::future::pending().await,
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::config::{Config, Overrides};
+
+    fn size<T>(_: &T) -> usize {
+        std::mem::size_of::<T>()
+    }
+
+    /// An idle client costs its task's state plus a few small allocations;
+    /// this guards the state against growing back (it was 6 KB before the
+    /// login and forwarding phases were split and readiness was polled
+    /// directly). `benches/compare.sh` measures the resident total.
+    #[tokio::test]
+    async fn idle_session_state_stays_small() {
+        let ov = Overrides {
+            primary: Some("postgres://a:b@127.0.0.1:1/x".into()),
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let app = crate::app::App::bind(Config::load(None, &ov).unwrap())
+            .await
+            .unwrap();
+        let shared = app.shared();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let other = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let task = size(&super::super::run(
+            &shared,
+            other,
+            "127.0.0.1:1".parse().unwrap(),
+        ));
+        assert!(task <= 1152, "a session task's state grew to {task} bytes");
+        let (db, user) = (&shared.config.databases[0], &shared.config.users[0]);
+        let login = LoggedIn {
+            registration: shared.cancels.register(),
+            _count: super::super::ClientCount::enter(&shared).unwrap(),
+        };
+        let session = Session {
+            buf: BytesMut::new(),
+            params: ParamSet::default(),
+            pool: shared.pools.get(&shared.config, db, user),
+            mode: PoolMode::Transaction,
+            login,
+        };
+        let mut f = Forwarder::new(&shared, &mut stream, session);
+        let pump = size(&f.pump());
+        assert!(
+            pump <= 384,
+            "the forwarding loop's state grew to {pump} bytes"
+        );
     }
 }

@@ -195,13 +195,14 @@ fn sasl_initial_data(body: &[u8]) -> Option<&[u8]> {
 /// AuthenticationOk, every ParameterStatus, BackendKeyData, ReadyForQuery.
 pub async fn greet(
     stream: &mut TcpStream,
-    params: &ParamSet,
+    client: &ParamSet,
+    server: &ParamSet,
     pid: i32,
     secret: i32,
 ) -> Result<(), SessionError> {
     let mut out = BytesMut::with_capacity(512);
     messages::auth_ok(&mut out);
-    for (k, v) in params.iter() {
+    for (k, v) in client.iter().chain(server.untracked()) {
         messages::parameter_status(&mut out, k, v);
     }
     messages::backend_key_data(&mut out, pid, secret);

@@ -14,6 +14,7 @@ mod pending;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -45,52 +46,53 @@ const CLIENT_SETTABLE: [&str; 5] = [
 pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut user = String::new();
-    // Login and forwarding are boxed separately: the login's large state is
-    // freed before the (long, mostly idle) forwarding phase begins.
-    let result = match Box::pin(login(shared, &mut stream, &mut user)).await {
-        Ok(Some(s)) => {
-            let forwarder = forward::Forwarder::new(
-                shared,
-                &mut stream,
-                s.buf,
-                s.params,
-                s.pool,
-                s.mode,
-                &s.registration.slot,
-            );
-            Box::pin(forwarder.run()).await
-        }
-        Ok(None) => Ok(()),
-        Err(e) => Err(e),
-    };
+    let result = serve(shared, &mut stream, &mut user).await;
     match result {
         Ok(()) => tracing::debug!(%peer, %user, "client disconnected"),
-        Err(e) => {
-            if e.reportable() {
-                let mut out = BytesMut::new();
-                messages::error_response(
-                    &mut out,
-                    Severity::Fatal,
-                    e.sqlstate(),
-                    &e.client_message(&user),
-                    e.hint(),
-                );
-                let _ = stream.write_all(&out).await;
-                tracing::info!(%peer, %user, sqlstate = e.sqlstate(), error = %e, "closing client connection");
-            } else {
-                tracing::debug!(%peer, %user, error = %e, "client connection lost");
-            }
+        Err(e) if e.reportable() => {
+            let mut out = BytesMut::new();
+            let message = e.client_message(&user);
+            messages::error_response(&mut out, Severity::Fatal, e.sqlstate(), &message, e.hint());
+            let _ = stream.write_all(&out).await;
+            tracing::info!(%peer, %user, sqlstate = e.sqlstate(), error = %e, "closing client connection");
         }
+        Err(e) => tracing::debug!(%peer, %user, error = %e, "client connection lost"),
     }
     let _ = stream.shutdown().await;
 }
 
+/// Login, then forwarding. Login is boxed and freed before forwarding
+/// starts; the forwarder's state is built in a block so that nothing else
+/// stays allocated beside it for the (long, mostly idle) session.
+async fn serve(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    user: &mut String,
+) -> Result<(), Box<SessionError>> {
+    let forwarding = {
+        let Some(session) = Box::pin(login(shared, stream, user))
+            .await
+            .map_err(Box::new)?
+        else {
+            return Ok(());
+        };
+        forward::Forwarder::new(shared, stream, session).run()
+    };
+    forwarding.await
+}
+
 /// A logged-in client, ready for the forwarding phase.
-struct Session<'a> {
+pub(crate) struct Session<'a> {
     buf: BytesMut,
     params: ParamSet,
-    pool: std::sync::Arc<crate::pool::PoolSet>,
+    pool: Arc<crate::pool::PoolSet>,
     mode: crate::config::PoolMode,
+    login: LoggedIn<'a>,
+}
+
+/// What a logged-in client holds until it leaves: its cancel key and its
+/// place under max_client_conn.
+pub(crate) struct LoggedIn<'a> {
     registration: cancel::Registration<'a>,
     _count: ClientCount<'a>,
 }
@@ -139,7 +141,8 @@ async fn login<'a>(
         .database(&db_name)
         .ok_or_else(|| SessionError::NoDatabase(db_name.clone()))?;
     let pool = shared.pools.get(config, db, user);
-    let mut params: ParamSet = pool.login_params().await?;
+    let server_params = pool.login_params().await?;
+    let mut params = server_params.tracked_only();
     for name in CLIENT_SETTABLE {
         if let Some(v) = startup.param(name) {
             params.set(name, v);
@@ -147,15 +150,17 @@ async fn login<'a>(
     }
     let registration = shared.cancels.register();
     let slot = &registration.slot;
-    login::greet(stream, &params, slot.pid, slot.secret).await?;
+    login::greet(stream, &params, &server_params, slot.pid, slot.secret).await?;
     tracing::debug!(user = %user_name, database = %db_name, pid = slot.pid, "client logged in");
     Ok(Some(Session {
         buf,
-        params: params.tracked_only(),
+        params,
         pool,
         mode: config.pool_mode(db),
-        registration,
-        _count: count,
+        login: LoggedIn {
+            registration,
+            _count: count,
+        },
     }))
 }
 
@@ -168,10 +173,10 @@ async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
 }
 
 /// Counts logged-in clients against max_client_conn.
-struct ClientCount<'a>(&'a Shared);
+pub(crate) struct ClientCount<'a>(&'a Shared);
 
 impl<'a> ClientCount<'a> {
-    fn enter(shared: &'a Shared) -> Result<Self, SessionError> {
+    pub(crate) fn enter(shared: &'a Shared) -> Result<Self, SessionError> {
         let max = shared.config.general.max_client_conn;
         let before = shared.clients.fetch_add(1, Ordering::AcqRel);
         let guard = ClientCount(shared);
