@@ -32,7 +32,9 @@ impl managed::Manager for Manager {
     type Error = ServerError;
 
     async fn create(&self) -> Result<ServerConn, ServerError> {
-        let conn = ServerConn::connect(&self.target).await?;
+        // Boxed: a login's state is large and rare, and would otherwise be
+        // part of every checkout's future.
+        let conn = Box::pin(ServerConn::connect(&self.target)).await?;
         if let Ok(mut p) = self.first_params.lock() {
             if p.is_none() {
                 *p = Some(std::sync::Arc::new(conn.params.clone()));

@@ -358,7 +358,7 @@ impl<'a> Forwarder<'a> {
         let mut server = self.pool.checkout().await?;
         if let Some(sql) = server.params.sync_sql(&self.params) {
             let timeout = self.shared.config.general.server_reset_timeout;
-            server.run(&sql, timeout).await?;
+            Box::pin(server.run(&sql, timeout)).await?;
             // The server may spell a value differently (e.g. "utf8" -> "UTF8");
             // tell the client what it now is, as Postgres would.
             let mut out = BytesMut::new();
