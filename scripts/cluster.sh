@@ -174,12 +174,14 @@ write_node_conf() {   # node-specific settings, in postgresql.auto.conf (last on
     local f="$d/postgresql.auto.conf" tmp
     tmp="$(mktemp)"
     if [ -f "$f" ]; then
-        grep -Ev "^[[:space:]]*(port|unix_socket_directories|cluster_name)[[:space:]]*=" "$f" >"$tmp" || true
+        grep -Ev "^[[:space:]]*(port|unix_socket_directories|cluster_name|wal_retrieve_retry_interval)[[:space:]]*=" "$f" >"$tmp" || true
     fi
     cat >>"$tmp" <<EOF
 port = ${PORT[$n]}
 unix_socket_directories = '$d'
 cluster_name = 'pgswitch-$n'
+# Replicas reconnect to a restarted primary within a fraction of a second.
+wal_retrieve_retry_interval = '200ms'
 EOF
     cat "$tmp" >"$f"   # keep ownership/mode of the existing file
     rm -f "$tmp"
@@ -398,6 +400,27 @@ cmd_reset() {
     fi
 }
 
+# stop NODE / start NODE: one node at a time (used by the restart test).
+check_node() {
+    case "${1:-}" in
+        primary|replica1|replica2) ;;
+        *) die "unknown node '${1:-}': use primary, replica1 or replica2" ;;
+    esac
+}
+cmd_stop_node() { check_node "${1:-}"; need_pg; stop_node "$1"; }
+cmd_start_node() {
+    check_node "${1:-}"
+    need_pg
+    start_node "$1"
+    wait_for "$1 accepts connections" accepts_connections "$1" \
+        || die "$1 did not accept connections within ${WAIT_SECONDS}s"
+    if [ "$1" = primary ]; then
+        # Leave the cluster as found: both replicas streaming again.
+        wait_for "both replicas streaming" streaming_is_2 \
+            || die "replicas did not resume streaming within ${WAIT_SECONDS}s"
+    fi
+}
+
 resolve_cluster_dir
 case "${1:-}" in
     up|env) load_ports strict ;;
@@ -410,5 +433,7 @@ case "${1:-}" in
     status) cmd_status ;;
     env)    cmd_env ;;
     reset)  cmd_reset ;;
-    *)      echo "usage: $0 up|down|status|env|reset" >&2; exit 2 ;;
+    stop)   cmd_stop_node "${2:-}" ;;
+    start)  cmd_start_node "${2:-}" ;;
+    *)      echo "usage: $0 up|down|status|env|reset|stop NODE|start NODE" >&2; exit 2 ;;
 esac

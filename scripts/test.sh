@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run pgswitch's tests against a real primary + 2 streaming replicas.
 #   scripts/test.sh                      all targets
-#   scripts/test.sh --test routing       extra args go to `cargo test --all-targets`
+#   scripts/test.sh --test limits        extra args go to `cargo test --all-targets`
 #   scripts/test.sh -- --nocapture       ... including args for the test binaries
 # RUST_TEST_THREADS defaults to 8 (set via env, not `-- --test-threads`,
 # because criterion bench targets reject unknown flags under --all-targets).

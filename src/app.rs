@@ -20,7 +20,7 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub pools: Pools,
     pub cancels: CancelRegistry,
-    /// Logged-in clients, against max_client_conn.
+    /// Client connections past their startup packet, against max_client_conn.
     pub clients: AtomicUsize,
     /// Graceful: stop accepting; sessions end at their next idle point.
     pub shutdown: CancellationToken,

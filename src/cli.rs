@@ -11,7 +11,7 @@ use crate::config::{Overrides, PoolMode};
 #[command(
     name = "pgswitch",
     version,
-    about = "PostgreSQL connection pooler and read/write router"
+    about = "PostgreSQL connection pooler (read/write routing to replicas in progress)"
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -68,6 +68,32 @@ async fn wait_for_server_times_out_naming_the_pool() {
     assert_eq!(sqlstate(&e), "53300");
     assert!(message(&e).contains("app/app"), "{}", message(&e));
     holder.batch_execute("COMMIT").await.unwrap();
+    // The refused client stays connected and is served once a server is free.
+    assert_eq!(
+        waiter
+            .query_one("SELECT 2", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+    // Pipelined extended-protocol requests are refused as a whole too.
+    holder.batch_execute("BEGIN").await.unwrap();
+    let (a, b) = tokio::join!(
+        waiter.query_one("SELECT 3", &[]),
+        waiter.query_one("SELECT 4", &[])
+    );
+    assert_eq!(sqlstate(&a.unwrap_err()), "53300");
+    assert_eq!(sqlstate(&b.unwrap_err()), "53300");
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        waiter
+            .query_one("SELECT 5", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        5
+    );
     still_serves(&proxy).await;
     proxy.stop().await;
 }

@@ -79,7 +79,7 @@ impl FileConfig {
                 &file,
                 "-",
                 format!("cannot read the file: {e}"),
-                "check the path given to --config / PGSWITCH_CONFIG",
+                "check the file's path and permissions",
             ))
         })?;
         toml::from_str(&text).map_err(|e| {

@@ -121,7 +121,7 @@ pub struct Config {
     pub general: General,
     pub databases: Vec<Database>,
     pub users: Vec<User>,
-    /// The file it came from, if any (for reload and messages).
+    /// The file it came from, if any (for messages).
     pub source: Option<PathBuf>,
 }
 

@@ -136,7 +136,11 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         .clone()
         .or_else(|| g.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:6432".into());
-    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+    // Host names (localhost:6432) resolve to their first address.
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(listen_text.as_str())
+        .ok()
+        .and_then(|mut addrs| addrs.next());
+    let listen = resolved.unwrap_or_else(|| {
         c.problem(
             "pgswitch.listen",
             format!("'{listen_text}' is not an address:port"),
@@ -168,6 +172,14 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
             "use a value between 1 KiB and 1 GiB (Postgres's own cap)",
         );
     }
+    let server_reset_timeout = g.server_reset_timeout.unwrap_or(Duration::from_secs(5));
+    if server_reset_timeout.is_zero() {
+        c.problem(
+            "pgswitch.server_reset_timeout",
+            "must be above zero",
+            "use e.g. \"5s\"",
+        );
+    }
     let connect_timeout = g.connect_timeout.unwrap_or(Duration::from_secs(5));
     if connect_timeout.is_zero() {
         c.problem(
@@ -196,10 +208,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
             .unwrap_or(Duration::from_secs(3600 * 24)),
         server_idle_timeout: nonzero(g.server_idle_timeout, Some(Duration::from_secs(600))),
         server_lifetime: nonzero(g.server_lifetime, Some(Duration::from_secs(3600))),
-        server_reset_timeout: g
-            .server_reset_timeout
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(5)),
+        server_reset_timeout,
         client_idle_timeout: nonzero(g.client_idle_timeout, None),
         idle_transaction_timeout: nonzero(g.idle_transaction_timeout, None),
         shutdown_timeout: g.shutdown_timeout.unwrap_or(Duration::from_secs(30)),

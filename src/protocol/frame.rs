@@ -14,7 +14,7 @@ pub enum FrameError {
     #[error("invalid message length {len} for message type '{}'", char::from(*tag))]
     BadLength { tag: u8, len: i64 },
     /// The declared length is over the configured cap for this kind.
-    #[error("message type '{}' of {len} bytes exceeds the limit of {max} bytes", char::from(*tag))]
+    #[error("message type '{}' with a body of {len} bytes exceeds max_message_bytes ({max})", char::from(*tag))]
     TooLarge { tag: u8, len: usize, max: usize },
 }
 
@@ -70,8 +70,8 @@ impl Splitter {
         if body_len > self.max_body {
             return Err(FrameError::TooLarge {
                 tag,
-                len: body_len + 4,
-                max: self.max_body + 4,
+                len: body_len,
+                max: self.max_body,
             });
         }
         if want_body(tag) {

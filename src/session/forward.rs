@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 use super::cancel::ClientSlot;
 use super::pending::Pending;
+use super::refusal::Refusal;
 use super::SessionError;
 use super::{LoggedIn, Session};
 use crate::app::Shared;
@@ -69,6 +70,8 @@ pub struct Forwarder<'a> {
     login: LoggedIn<'a>,
     /// Boxed: only sessions holding a server pay for it.
     link: Option<Box<Link>>,
+    /// A request being refused (no server could be had for it).
+    refusal: Option<Box<Refusal>>,
     /// Size of the next read buffer (see `read_some`).
     read_size: usize,
 }
@@ -93,6 +96,7 @@ impl<'a> Forwarder<'a> {
             mode,
             login,
             link: None,
+            refusal: None,
             read_size: MIN_READ,
         }
     }
@@ -223,11 +227,24 @@ impl<'a> Forwarder<'a> {
     /// Forwards every complete message header (and the body bytes that came
     /// with it) to the server, attaching one first if needed.
     async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
-        if self.link.is_none() {
-            match peek_header(&self.cbuf)? {
-                None => return Ok(Flow::Continue),
-                Some((b'X', _)) => return Ok(Flow::Terminate),
-                Some(_) => Box::pin(self.attach()).await?,
+        while self.link.is_none() {
+            if self.refusal.is_none() {
+                match peek_header(&self.cbuf)? {
+                    None => return Ok(Flow::Continue),
+                    Some((b'X', _)) => return Ok(Flow::Terminate),
+                    Some(_) => match Box::pin(self.attach()).await {
+                        Ok(()) => break,
+                        Err(e) if Refusal::applies_to(&e) => {
+                            tracing::warn!(pool = %self.pool.name, error = %e, "request refused");
+                            self.refusal = Some(Box::new(Refusal::new(e)));
+                        }
+                        Err(e) => return Err(e),
+                    },
+                }
+            }
+            match self.refuse().await? {
+                Flow::Continue if self.refusal.is_none() && !self.cbuf.is_empty() => continue,
+                flow => return Ok(flow),
             }
         }
         let Some(link) = self.link.as_mut() else {
@@ -250,6 +267,39 @@ impl<'a> Forwarder<'a> {
         if pos > 0 {
             link.server.write(&self.cbuf[..pos]).await?;
             self.cbuf.advance(pos);
+        }
+        Ok(flow)
+    }
+
+    /// Reads and drops the messages of a request that got no server,
+    /// answering as Postgres does after an error (see `Refusal`).
+    async fn refuse(&mut self) -> Result<Flow, SessionError> {
+        let Some(refusal) = self.refusal.as_mut() else {
+            return Ok(Flow::Continue);
+        };
+        let mut out = BytesMut::new();
+        let mut pos = 0;
+        let mut flow = Flow::Continue;
+        while let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], |_| false)? {
+            pos += n;
+            if let Item::Header { tag, .. } = item {
+                if tag == b'X' {
+                    flow = Flow::Terminate;
+                    break;
+                }
+                refusal.on_message(tag, &mut out);
+            }
+            if refusal.finished() && self.csplit.at_boundary() {
+                self.refusal = None;
+                break;
+            }
+        }
+        self.cbuf.advance(pos);
+        if !out.is_empty() {
+            self.client
+                .write_all(&out)
+                .await
+                .map_err(SessionError::ClientGone)?;
         }
         Ok(flow)
     }
@@ -355,7 +405,11 @@ impl<'a> Forwarder<'a> {
     /// Takes a server from the pool and brings its parameters in line with
     /// what this client was told.
     async fn attach(&mut self) -> Result<(), SessionError> {
-        let mut server = self.pool.checkout().await?;
+        // A forced shutdown also ends the wait for a free server.
+        let mut server = tokio::select! {
+            r = self.pool.checkout() => r?,
+            _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
+        };
         if let Some(sql) = server.params.sync_sql(&self.params) {
             let timeout = self.shared.config.general.server_reset_timeout;
             Box::pin(server.run(&sql, timeout)).await?;

@@ -11,6 +11,7 @@ mod error;
 mod forward;
 mod login;
 mod pending;
+mod refusal;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -28,8 +29,9 @@ use crate::pool::ParamSet;
 use crate::protocol::messages::{self, Severity};
 use login::Opening;
 
-/// Time allowed from accept to ReadyForQuery, as Postgres's
-/// authentication_timeout (60s there; a pooler can be stricter).
+/// Time allowed from accept to the end of authentication, as Postgres's
+/// authentication_timeout (60s there; a pooler can be stricter). Getting a
+/// first server connection for the greeting is bounded by connect_timeout.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Startup parameters a client may set that Postgres reports back.
@@ -70,10 +72,13 @@ async fn serve(
     user: &mut String,
 ) -> Result<(), Box<SessionError>> {
     let forwarding = {
-        let Some(session) = Box::pin(login(shared, stream, user))
-            .await
-            .map_err(Box::new)?
-        else {
+        let login = Box::pin(login(shared, stream, user));
+        // A forced shutdown also ends logins (and their wait for a server).
+        let session = tokio::select! {
+            r = login => r.map_err(Box::new)?,
+            _ = shared.hard_shutdown.cancelled() => return Err(Box::new(SessionError::Shutdown)),
+        };
+        let Some(session) = session else {
             return Ok(());
         };
         forward::Forwarder::new(shared, stream, session).run()
@@ -104,7 +109,8 @@ async fn login<'a>(
     user_out: &mut String,
 ) -> Result<Option<Session<'a>>, SessionError> {
     let mut buf = BytesMut::new();
-    let opening = tokio::time::timeout(LOGIN_TIMEOUT, login::read_opening(stream, &mut buf))
+    let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
+    let opening = tokio::time::timeout_at(deadline, login::read_opening(stream, &mut buf))
         .await
         .map_err(|_| SessionError::LoginTimeout)??;
     let startup = match opening {
@@ -133,7 +139,7 @@ async fn login<'a>(
         login::negotiate(stream, &startup).await?;
         login::authenticate(stream, &mut buf, &user_name, user.map(|u| &u.auth)).await
     };
-    tokio::time::timeout(LOGIN_TIMEOUT, auth)
+    tokio::time::timeout_at(deadline, auth)
         .await
         .map_err(|_| SessionError::LoginTimeout)??;
     let user = user.ok_or(SessionError::NoUser)?;
