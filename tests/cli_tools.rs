@@ -24,54 +24,39 @@ async fn run(cmd: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `cmd` connected to pgswitch as app@app, then `args`.
+async fn through(proxy: &Proxy, cmd: &str, args: &[&str]) -> (bool, String) {
+    let port = proxy.addr.port().to_string();
+    let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-U", "app"];
+    all.extend_from_slice(args);
+    if cmd == "psql" {
+        all.extend_from_slice(&["-X", "-d", "app"]);
+    } else {
+        all.extend_from_slice(&["-n", "-j", "2", "app"]);
+    }
+    run(cmd, &all).await
+}
+
 #[tokio::test]
 async fn psql_through_pgswitch() {
     for mode in [PoolMode::Session, PoolMode::Transaction] {
         let proxy = Proxy::mode(mode, 2).await;
-        let port = proxy.addr.port().to_string();
-        let (ok, out) = run(
+        let sql = [
+            "-c",
+            "SELECT 40 + 2",
+            "-c",
+            "SELECT string_agg(x::text, ',') FROM generate_series(1,3) x",
+        ];
+        let (ok, out) = through(
+            &proxy,
             "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "app",
-                "-d",
-                "app",
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                "SELECT 40 + 2",
-                "-c",
-                "SELECT string_agg(x::text, ',') FROM generate_series(1,3) x",
-            ],
+            &[&["-A", "-t", "-v", "ON_ERROR_STOP=1"][..], &sql].concat(),
         )
         .await;
         assert!(ok, "{mode}: {out}");
         assert_eq!(out.lines().collect::<Vec<_>>(), ["42", "1,2,3"], "{mode}");
         // An error is reported as psql shows a direct server's.
-        let (ok, out) = run(
-            "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "app",
-                "-d",
-                "app",
-                "-X",
-                "-c",
-                "SELECT 1/0",
-            ],
-        )
-        .await;
+        let (ok, out) = through(&proxy, "psql", &["-c", "SELECT 1/0"]).await;
         assert!(!ok);
         assert!(out.contains("division by zero"), "{out}");
         proxy.stop().await;
@@ -93,44 +78,20 @@ async fn pgbench_through_pgswitch() {
     for mode in [PoolMode::Session, PoolMode::Transaction] {
         // Fewer servers than clients in transaction mode, so they really move.
         let proxy = Proxy::mode(mode, if mode == PoolMode::Session { 8 } else { 3 }).await;
-        let port = proxy.addr.port().to_string();
         for protocol in ["simple", "extended", "prepared"] {
             if mode == PoolMode::Transaction && protocol == "prepared" {
                 continue; // named statements across transactions: a later issue.
             }
-            let (ok, out) = run(
-                "pgbench",
-                &[
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-U",
-                    "app",
-                    "-n",
-                    "-c",
-                    "8",
-                    "-j",
-                    "2",
-                    "-t",
-                    "100",
-                    "-M",
-                    protocol,
-                    "-f",
-                    &script,
-                    "app",
-                ],
-            )
-            .await;
+            let args = ["-c", "8", "-t", "100", "-M", protocol, "-f", &script];
+            let (ok, out) = through(&proxy, "pgbench", &args).await;
             assert!(ok, "{mode} -M {protocol}: {out}");
             assert!(
                 out.contains("number of transactions actually processed: 800/800"),
                 "{mode} -M {protocol}: {out}"
             );
             assert!(
-                !out.contains("number of failed transactions: 1")
-                    && out.contains("failed transactions: 0"),
-                "{out}"
+                out.contains("number of failed transactions: 0 "),
+                "{mode} -M {protocol}: {out}"
             );
         }
         proxy.stop().await;
@@ -144,28 +105,11 @@ async fn pgbench_connection_churn() {
     let script = dir.join("one.sql");
     std::fs::write(&script, "SELECT 1;\n").unwrap();
     let proxy = Proxy::mode(PoolMode::Transaction, 2).await;
-    let port = proxy.addr.port().to_string();
-    let (ok, out) = run(
+    let script = script.to_string_lossy().into_owned();
+    let (ok, out) = through(
+        &proxy,
         "pgbench",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "app",
-            "-n",
-            "-C",
-            "-c",
-            "8",
-            "-j",
-            "2",
-            "-t",
-            "50",
-            "-f",
-            &script.to_string_lossy(),
-            "app",
-        ],
+        &["-C", "-c", "8", "-t", "50", "-f", &script],
     )
     .await;
     assert!(ok, "{out}");

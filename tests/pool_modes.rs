@@ -146,18 +146,7 @@ async fn client_leaving_mid_transaction_leaves_nothing_open() {
             .unwrap();
         let pid = backend_pid(&a).await;
         drop(a);
-        let su = superuser().await;
-        let settled = eventually(Duration::from_secs(10), || async {
-            let row = su
-                .query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
-                .await
-                .unwrap();
-            match row {
-                None => true,
-                Some(r) => r.get::<_, Option<String>>(0).as_deref() == Some("idle"),
-            }
-        })
-        .await;
+        let settled = backend_settles(pid).await;
         assert!(settled, "{mode}: server connection still in a transaction");
         // The next client gets a clean server.
         let b = proxy.client().await;
@@ -188,15 +177,7 @@ async fn client_leaving_mid_copy_leaves_nothing_open() {
         .unwrap();
     drop(sink);
     drop(a);
-    let su = superuser().await;
-    let gone = eventually(Duration::from_secs(10), || async {
-        let row = su
-            .query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
-            .await
-            .unwrap();
-        row.is_none() || row.unwrap().get::<_, Option<String>>(0).as_deref() == Some("idle")
-    })
-    .await;
+    let gone = backend_settles(pid).await;
     assert!(gone, "server connection left in COPY");
     let b = proxy.client().await;
     let n: i64 = b

@@ -248,3 +248,79 @@ async fn auth_methods_and_failures() {
     assert_eq!(sqlstate(&e), "3D000");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn ssl_gss_and_newer_protocol_requests() {
+    use common::raw::{read_until, startup_packet};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 2, "")).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // SSLRequest, then GSSENCRequest: both answered 'N'.
+    for code in [80_877_103i32, 80_877_104] {
+        let mut p = 8i32.to_be_bytes().to_vec();
+        p.extend_from_slice(&code.to_be_bytes());
+        s.write_all(&p).await.unwrap();
+        let mut answer = [0u8; 1];
+        s.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"N");
+    }
+    // Protocol 3.2 with a _pq_ option: NegotiateProtocolVersion for 3.0,
+    // naming the option, then a normal login.
+    let mut p = startup_packet("postgres", "app");
+    p[4..8].copy_from_slice(&196_610i32.to_be_bytes());
+    let opt = b"_pq_.test\0on\0";
+    let at = p.len() - 1;
+    p.splice(at..at, opt.iter().copied());
+    let len = p.len() as i32;
+    p[0..4].copy_from_slice(&len.to_be_bytes());
+    s.write_all(&p).await.unwrap();
+    let msgs = read_until(&mut s, b'Z').await;
+    let (tag, body) = &msgs[0];
+    assert_eq!(*tag, b'v', "NegotiateProtocolVersion first");
+    assert_eq!(&body[0..4], &0i32.to_be_bytes(), "newest minor version: 0");
+    assert!(body.windows(9).any(|w| w == b"_pq_.test"));
+    assert!(msgs.iter().any(|m| m.0 == b'K'), "BackendKeyData");
+    assert_eq!(msgs.last().unwrap().0, b'Z');
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn function_call_is_forwarded() {
+    use common::raw::{login, read_until};
+    use tokio::io::AsyncWriteExt;
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let c = connect(&format!("postgres://postgres@{}/app", proxy.addr))
+        .await
+        .unwrap();
+    let oid: u32 = c
+        .query_one("SELECT 'pg_backend_pid'::regproc::oid", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let pid = backend_pid(&c).await;
+    drop(c);
+    let mut s = login(proxy.addr, "postgres", "app").await;
+    // FunctionCall: oid, 0 argument format codes, 0 arguments, text result.
+    let mut body = oid.to_be_bytes().to_vec();
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    let mut m = vec![b'F'];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend(body);
+    s.write_all(&m).await.unwrap();
+    let msgs = read_until(&mut s, b'Z').await;
+    let (tag, result) = msgs
+        .iter()
+        .find(|m| m.0 == b'V')
+        .expect("FunctionCallResponse");
+    assert_eq!(*tag, b'V');
+    let len = i32::from_be_bytes(result[0..4].try_into().unwrap()) as usize;
+    let value = std::str::from_utf8(&result[4..4 + len]).unwrap();
+    assert_eq!(
+        value.parse::<i32>().unwrap(),
+        pid,
+        "pool_size 1: the same server answered"
+    );
+    proxy.stop().await;
+}

@@ -85,14 +85,6 @@ async fn shutdown_timeout_closes_lingering_transactions() {
         .expect("pgswitch stopped")
         .unwrap();
     // The transaction did not stay open on the server.
-    let su = superuser().await;
-    let clean = eventually(Duration::from_secs(10), || async {
-        let row = su
-            .query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
-            .await
-            .unwrap();
-        row.is_none() || row.unwrap().get::<_, Option<String>>(0).as_deref() == Some("idle")
-    })
-    .await;
+    let clean = backend_settles(pid).await;
     assert!(clean);
 }

@@ -230,3 +230,17 @@ pub async fn connect_watched(
     });
     (client, rx)
 }
+
+/// Polls until the server backend `pid` is idle (outside any transaction) or
+/// gone, for up to 10 s; false if it stays in a transaction or query.
+pub async fn backend_settles(pid: i32) -> bool {
+    let su = superuser().await;
+    eventually(Duration::from_secs(10), || async {
+        let row = su
+            .query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .unwrap();
+        row.is_none_or(|r| r.get::<_, Option<String>>(0).as_deref() == Some("idle"))
+    })
+    .await
+}
