@@ -9,6 +9,7 @@
 //! - [`auth`]: server-side SCRAM-SHA-256 and md5 for clients.
 //! - [`session`]: one task per client: login, the forwarding state machine,
 //!   cancel keys.
+//! - [`router`]: pure SQL -> route classification (not wired in yet).
 //! - [`pool`]: deadpool pools per (database, user), backend connections,
 //!   parameter sync, the release door.
 //!
@@ -22,4 +23,5 @@ pub mod cli;
 pub mod config;
 pub mod pool;
 pub mod protocol;
+pub mod router;
 pub mod session;

@@ -1,0 +1,114 @@
+//! The read/write router: pure functions from SQL text (and the client's
+//! session context) to a [`Route`] with the [`Reason`] for it. Nothing here
+//! touches a socket; the session asks, the router answers.
+//!
+//! - [`classify`]: statement text -> context-free [`Class`] (sqlparser,
+//!   PostgreSQL dialect). Anything it cannot prove read-only is `Write`.
+//! - [`functions`]: which function calls are safe on a replica.
+//! - [`hints`]: `/* pgswitch:primary */` comments and `SET pgswitch.route`.
+//! - [`cache`]: an LRU of decisions keyed by statement text.
+//!
+//! Not wired into the session yet: the proxy still sends everything to the
+//! primary (see the read/write routing issue).
+
+pub mod cache;
+pub mod classify;
+pub mod functions;
+pub mod hints;
+
+pub use cache::RouteCache;
+pub use classify::classify;
+pub use functions::FunctionPolicy;
+pub use hints::{RouteHint, RouterError};
+
+/// Where a statement may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Primary,
+    Replica,
+    /// Either: transaction control and session statements follow the
+    /// connection the client already has.
+    Any,
+}
+
+/// Why the router chose a route; counted in metrics and shown by
+/// `SHOW ROUTE`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A read-only statement.
+    Read,
+    /// A statement that writes or changes the database.
+    Write(&'static str),
+    /// `SELECT ... FOR UPDATE/SHARE` somewhere in the query.
+    RowLock,
+    /// A data-modifying statement inside a WITH clause.
+    WritableCte,
+    /// `SELECT ... INTO new_table`.
+    SelectInto,
+    /// A function that may write, or whose volatility is unknown.
+    Function(String),
+    /// sqlparser could not parse it: never guess.
+    Unparsed,
+    /// Session state (SET, PREPARE, LISTEN, ...): stays on the client's
+    /// connection.
+    SessionState,
+    /// BEGIN/COMMIT/ROLLBACK/SAVEPOINT.
+    TransactionControl,
+    /// `BEGIN READ ONLY` / `START TRANSACTION READ ONLY`.
+    ReadOnlyTransaction,
+    /// A `/* pgswitch:... */` comment.
+    Hint,
+    /// `SET pgswitch.route = ...` (handled by the session, not the server).
+    RouteSetting(RouteHint),
+}
+
+/// A route and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub route: Route,
+    pub reason: Reason,
+}
+
+impl Decision {
+    pub fn primary(reason: Reason) -> Self {
+        Decision {
+            route: Route::Primary,
+            reason,
+        }
+    }
+
+    pub fn replica(reason: Reason) -> Self {
+        Decision {
+            route: Route::Replica,
+            reason,
+        }
+    }
+
+    pub fn any(reason: Reason) -> Self {
+        Decision {
+            route: Route::Any,
+            reason,
+        }
+    }
+}
+
+/// Routes one statement string (possibly several statements): a leading
+/// hint comment wins, then the classification. Errors are client errors
+/// (an unknown hint value).
+pub fn route(sql: &str, functions: &FunctionPolicy) -> Result<Decision, RouterError> {
+    if let Some(hint) = hints::leading_hint(sql)? {
+        let route = match hint {
+            RouteHint::Primary => Route::Primary,
+            RouteHint::Replica => Route::Replica,
+            RouteHint::Auto => return Ok(classify(sql, functions)),
+        };
+        return Ok(Decision {
+            route,
+            reason: Reason::Hint,
+        });
+    }
+    Ok(classify(sql, functions))
+}
+
+#[cfg(test)]
+mod tests;
