@@ -5,8 +5,10 @@
 //! - [`conn`]: one backend connection, its login and our own statements.
 //! - [`manager`]: the deadpool manager (create, recycle).
 //! - [`params`]: ParameterStatus tracking and parameter sync.
+//! - [`health`]: server health and replica lag (not wired into routing yet).
 
 pub mod conn;
+pub mod health;
 pub mod manager;
 pub mod params;
 

@@ -7,11 +7,13 @@
 //! - [`functions`]: which function calls are safe on a replica.
 //! - [`hints`]: `/* pgswitch:primary */` comments and `SET pgswitch.route`.
 //! - [`cache`]: an LRU of decisions keyed by statement text.
+//! - [`catalog`]: function volatility from the primary's `pg_proc`.
 //!
 //! Not wired into the session yet: the proxy still sends everything to the
 //! primary (see the read/write routing issue).
 
 pub mod cache;
+pub mod catalog;
 pub mod classify;
 pub mod functions;
 pub mod hints;

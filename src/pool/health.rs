@@ -1,0 +1,219 @@
+//! Server health and replica lag, watched from the side: one probe
+//! connection per server (tokio-postgres), polled at a fixed interval. A
+//! replica is in rotation when it answers, is still in recovery (not
+//! promoted), and has replayed the primary's WAL to within `max_lag_bytes`.
+//! The latest snapshot is published on a `watch` channel for the router.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerAddr;
+
+/// What the monitor knows about one replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaStatus {
+    pub addr: Arc<ServerAddr>,
+    pub in_rotation: bool,
+    /// Why it is (not) in rotation, for logs and the admin console.
+    pub why: String,
+    pub replay_lsn: Option<u64>,
+    pub lag_bytes: Option<u64>,
+}
+
+/// One round of checks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// The primary's current WAL position; `None` if it did not answer.
+    pub primary_lsn: Option<u64>,
+    /// The primary reports it is in recovery: writes must not go there.
+    pub primary_in_recovery: bool,
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// Settings of the monitor.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    pub primary: ServerAddr,
+    pub replicas: Vec<ServerAddr>,
+    /// (user, password, database) for the probe connections.
+    pub login: (String, Option<String>, String),
+    pub interval: Duration,
+    pub connect_timeout: Duration,
+    pub max_lag_bytes: u64,
+}
+
+/// Parses a `pg_lsn` text (`16/B374D848`) into a byte position.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// A probe connection that reconnects on the next round after a failure.
+struct Probe {
+    addr: Arc<ServerAddr>,
+    client: Option<tokio_postgres::Client>,
+}
+
+impl Probe {
+    async fn query(
+        &mut self,
+        cfg: &MonitorConfig,
+        sql: &str,
+    ) -> Result<tokio_postgres::Row, String> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = Some(self.connect(cfg).await?);
+        }
+        let Some(client) = self.client.as_ref() else {
+            return Err("not connected".into());
+        };
+        let r = tokio::time::timeout(cfg.connect_timeout, client.query_one(sql, &[])).await;
+        match r {
+            Ok(Ok(row)) => Ok(row),
+            Ok(Err(e)) => {
+                self.client = None;
+                Err(e.to_string())
+            }
+            Err(_) => {
+                self.client = None;
+                Err(format!("no answer within {:?}", cfg.connect_timeout))
+            }
+        }
+    }
+
+    async fn connect(&self, cfg: &MonitorConfig) -> Result<tokio_postgres::Client, String> {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&self.addr.host)
+            .port(self.addr.port)
+            .user(&cfg.login.0)
+            .dbname(&cfg.login.2);
+        pg.application_name("pgswitch-monitor")
+            .connect_timeout(cfg.connect_timeout);
+        if let Some(p) = &cfg.login.1 {
+            pg.password(p);
+        }
+        let (client, conn) = pg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+}
+
+/// Runs the monitor until `stop`; the receiver always holds the latest
+/// snapshot.
+pub fn spawn(
+    cfg: MonitorConfig,
+    stop: CancellationToken,
+) -> (watch::Receiver<Snapshot>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(Snapshot::default());
+    let task = tokio::spawn(async move {
+        let mut primary = Probe {
+            addr: Arc::new(cfg.primary.clone()),
+            client: None,
+        };
+        let mut replicas: Vec<Probe> = cfg
+            .replicas
+            .iter()
+            .map(|a| Probe {
+                addr: Arc::new(a.clone()),
+                client: None,
+            })
+            .collect();
+        let mut tick = tokio::time::interval(cfg.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let snapshot = round(&cfg, &mut primary, &mut replicas).await;
+            tx.send_replace(snapshot);
+        }
+    });
+    (rx, task)
+}
+
+async fn round(cfg: &MonitorConfig, primary: &mut Probe, replicas: &mut [Probe]) -> Snapshot {
+    let mut snap = Snapshot::default();
+    match primary
+        .query(
+            cfg,
+            "SELECT pg_is_in_recovery(), pg_current_wal_lsn()::text",
+        )
+        .await
+    {
+        Ok(row) => {
+            snap.primary_in_recovery = row.get(0);
+            snap.primary_lsn = parse_lsn(row.get(1));
+        }
+        Err(e) => tracing::warn!(server = %primary.addr, error = %e, "primary health check failed"),
+    }
+    if snap.primary_in_recovery {
+        tracing::error!(server = %primary.addr, "the primary reports it is in recovery (demoted?)");
+    }
+    for probe in replicas.iter_mut() {
+        let status = match probe
+            .query(
+                cfg,
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text",
+            )
+            .await
+        {
+            Err(e) => ReplicaStatus {
+                addr: probe.addr.clone(),
+                in_rotation: false,
+                why: format!("unreachable: {e}"),
+                replay_lsn: None,
+                lag_bytes: None,
+            },
+            Ok(row) => {
+                let in_recovery: bool = row.get(0);
+                let replay = row.get::<_, Option<&str>>(1).and_then(parse_lsn);
+                let lag = match (snap.primary_lsn, replay) {
+                    (Some(p), Some(r)) => Some(p.saturating_sub(r)),
+                    _ => None,
+                };
+                let (in_rotation, why) = match (in_recovery, lag) {
+                    (false, _) => (false, "not in recovery (promoted?)".to_owned()),
+                    (true, Some(l)) if l > cfg.max_lag_bytes => (
+                        false,
+                        format!(
+                            "lagging {l} bytes behind (max_lag_bytes {})",
+                            cfg.max_lag_bytes
+                        ),
+                    ),
+                    (true, Some(_)) => (true, "healthy".to_owned()),
+                    (true, None) => (false, "lag unknown (primary did not answer)".to_owned()),
+                };
+                ReplicaStatus {
+                    addr: probe.addr.clone(),
+                    in_rotation,
+                    why,
+                    replay_lsn: replay,
+                    lag_bytes: lag,
+                }
+            }
+        };
+        snap.replicas.push(status);
+    }
+    snap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_text() {
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374_D848));
+        assert_eq!(parse_lsn("nonsense"), None);
+        assert_eq!(parse_lsn("1/xyz"), None);
+    }
+}
