@@ -45,6 +45,10 @@ pub struct GeneralFile {
     pub idle_transaction_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_timeout: Option<Duration>,
+    pub read_routing: Option<bool>,
+    pub max_replica_lag_bytes: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub health_check_interval: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -70,6 +70,12 @@ pub struct General {
     pub client_idle_timeout: Option<Duration>,
     pub idle_transaction_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
+    /// Send reads to replicas (transaction and statement modes).
+    pub read_routing: bool,
+    /// A replica further behind the primary than this leaves rotation.
+    pub max_replica_lag_bytes: u64,
+    /// How often servers are probed for health and lag.
+    pub health_check_interval: Duration,
 }
 
 /// A database clients can name, and the servers behind it.

@@ -212,6 +212,12 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         client_idle_timeout: nonzero(g.client_idle_timeout, None),
         idle_transaction_timeout: nonzero(g.idle_transaction_timeout, None),
         shutdown_timeout: g.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
+        read_routing: g.read_routing.unwrap_or(false),
+        max_replica_lag_bytes: g.max_replica_lag_bytes.unwrap_or(16 << 20),
+        health_check_interval: g
+            .health_check_interval
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_millis(250)),
     }
 }
 

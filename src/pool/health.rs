@@ -28,6 +28,9 @@ pub struct ReplicaStatus {
 pub struct Snapshot {
     /// The primary's current WAL position; `None` if it did not answer.
     pub primary_lsn: Option<u64>,
+    /// When that position was asked for (read-your-writes compares it with
+    /// a client's last write).
+    pub primary_at: Option<std::time::Instant>,
     /// The primary reports it is in recovery: writes must not go there.
     pub primary_in_recovery: bool,
     pub replicas: Vec<ReplicaStatus>,
@@ -141,6 +144,7 @@ pub fn spawn(
 
 async fn round(cfg: &MonitorConfig, primary: &mut Probe, replicas: &mut [Probe]) -> Snapshot {
     let mut snap = Snapshot::default();
+    let asked = std::time::Instant::now();
     match primary
         .query(
             cfg,
@@ -151,6 +155,7 @@ async fn round(cfg: &MonitorConfig, primary: &mut Probe, replicas: &mut [Probe])
         Ok(row) => {
             snap.primary_in_recovery = row.get(0);
             snap.primary_lsn = parse_lsn(row.get(1));
+            snap.primary_at = Some(asked);
         }
         Err(e) => tracing::warn!(server = %primary.addr, error = %e, "primary health check failed"),
     }

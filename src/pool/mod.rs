@@ -11,6 +11,7 @@ pub mod conn;
 pub mod health;
 pub mod manager;
 pub mod params;
+pub mod replicas;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,21 +44,31 @@ pub enum CheckoutError {
     Closed(String),
 }
 
-/// The pools of one (database, user). Replica pools join it with routing.
+/// The pools of one (database, user): the primary's and, with read
+/// routing, one per replica plus the health monitor that says which are in
+/// rotation.
 pub struct PoolSet {
     /// `database/user`, for messages and metrics.
     pub name: String,
     pub primary: Pool,
+    pub replicas: Option<replicas::Replicas>,
     pub size: usize,
     wait_timeout: Duration,
+}
+
+/// Which server of a `PoolSet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Primary,
+    Replica(usize),
 }
 
 impl PoolSet {
     fn new(cfg: &Config, db: &Database, user: &User) -> Self {
         let g = &cfg.general;
         let size = cfg.pool_size(db, user);
-        let target = Target {
-            addr: db.primary.clone(),
+        let target = |addr: &crate::config::ServerAddr| Target {
+            addr: addr.clone(),
             user: user.server_user.clone(),
             password: user.server_password.clone().or_else(|| {
                 // The --primary URL's own credentials serve its own user.
@@ -65,36 +76,39 @@ impl PoolSet {
                     .then(|| db.primary.password.clone())
                     .flatten()
             }),
-            database: db.primary.dbname.clone().unwrap_or_else(|| db.name.clone()),
+            database: addr.dbname.clone().unwrap_or_else(|| db.name.clone()),
             connect_timeout: g.connect_timeout,
         };
-        let manager = Manager::new(target, g.server_lifetime);
-        let timeouts = Timeouts {
-            wait: Some(g.query_wait_timeout),
-            create: Some(g.connect_timeout + Duration::from_millis(100)),
-            recycle: Some(Duration::from_secs(1)),
-        };
-        let primary = Pool::builder(manager)
-            .max_size(size)
-            .timeouts(timeouts)
-            // Most recently used first, as PgBouncer does: a few hot server
-            // backends stay in cache instead of cycling through all of them.
-            .queue_mode(deadpool::managed::QueueMode::Lifo)
-            .runtime(Runtime::Tokio1)
-            .build()
-            // Only fails without a runtime for timeouts, which we always set.
-            .unwrap_or_else(|e| panic!("pool builder: {e}"));
+        let primary_target = target(&db.primary);
+        let replicas = (g.read_routing && !db.replicas.is_empty()).then(|| {
+            let pools = db
+                .replicas
+                .iter()
+                .map(|a| build_pool(target(a), cfg, size))
+                .collect();
+            replicas::Replicas::start(pools, &primary_target, &db.replicas, g)
+        });
         PoolSet {
             name: format!("{}/{}", db.name, user.name),
-            primary,
+            primary: build_pool(primary_target, cfg, size),
+            replicas,
             size,
             wait_timeout: g.query_wait_timeout,
         }
     }
 
-    /// A server connection, waiting at most `query_wait_timeout`.
+    /// A primary server connection, waiting at most `query_wait_timeout`.
     pub async fn checkout(&self) -> Result<Server, CheckoutError> {
-        self.primary.get().await.map_err(|e| match e {
+        self.checkout_on(Which::Primary).await
+    }
+
+    /// A server connection from the chosen pool.
+    pub async fn checkout_on(&self, which: Which) -> Result<Server, CheckoutError> {
+        let pool = match (which, &self.replicas) {
+            (Which::Replica(i), Some(r)) => r.pool(i).unwrap_or(&self.primary),
+            _ => &self.primary,
+        };
+        pool.get().await.map_err(|e| match e {
             PoolError::Timeout(deadpool::managed::TimeoutType::Wait) => {
                 CheckoutError::WaitTimeout {
                     pool: self.name.clone(),
@@ -103,8 +117,8 @@ impl PoolSet {
                 }
             }
             PoolError::Timeout(_) => CheckoutError::Server(ServerError::ConnectTimeout {
-                addr: self.primary.manager().target.addr.to_string(),
-                timeout: self.primary.manager().target.connect_timeout,
+                addr: pool.manager().target.addr.to_string(),
+                timeout: pool.manager().target.connect_timeout,
             }),
             PoolError::Backend(e) => CheckoutError::Server(e),
             _ => CheckoutError::Closed(self.name.clone()),
@@ -133,9 +147,13 @@ impl PoolSet {
         lifetime: Option<Duration>,
         min_idle: usize,
     ) {
-        self.primary.retain(|_, m| {
+        let keep = |m: &deadpool::managed::Metrics| {
             idle_timeout.is_none_or(|t| m.last_used() < t) && lifetime.is_none_or(|l| m.age() < l)
-        });
+        };
+        self.primary.retain(|_, m| keep(&m));
+        for pool in self.replicas.iter().flat_map(|r| r.pools()) {
+            pool.retain(|_, m| keep(&m));
+        }
         let status = self.primary.status();
         let missing = min_idle
             .saturating_sub(status.size)
@@ -151,6 +169,26 @@ impl PoolSet {
             }
         }
     }
+}
+
+/// A deadpool pool for one server.
+fn build_pool(target: Target, cfg: &Config, size: usize) -> Pool {
+    let g = &cfg.general;
+    let timeouts = Timeouts {
+        wait: Some(g.query_wait_timeout),
+        create: Some(g.connect_timeout + Duration::from_millis(100)),
+        recycle: Some(Duration::from_secs(1)),
+    };
+    Pool::builder(Manager::new(target, g.server_lifetime))
+        .max_size(size)
+        .timeouts(timeouts)
+        // Most recently used first, as PgBouncer does: a few hot server
+        // backends stay in cache instead of cycling through all of them.
+        .queue_mode(deadpool::managed::QueueMode::Lifo)
+        .runtime(Runtime::Tokio1)
+        .build()
+        // Only fails without a runtime for timeouts, which we always set.
+        .unwrap_or_else(|e| panic!("pool builder: {e}"))
 }
 
 /// Every (database, user) pool, created on first use.
@@ -197,6 +235,9 @@ impl Pools {
     pub fn close(&self) {
         for set in self.all() {
             set.primary.close();
+            if let Some(r) = &set.replicas {
+                r.close();
+            }
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum SessionError {
     Shutdown,
     #[error("timed out waiting for the startup and authentication exchange")]
     LoginTimeout,
+    #[error("{0}")]
+    Route(#[from] crate::router::RouterError),
 }
 
 impl SessionError {
@@ -58,6 +60,7 @@ impl SessionError {
             SessionError::IdleInTransaction => "25P03",
             SessionError::Shutdown => "57P01",
             SessionError::LoginTimeout => "08006",
+            SessionError::Route(_) => "22023",
         }
     }
 

@@ -22,13 +22,18 @@ use super::SessionError;
 use super::{LoggedIn, Session};
 use crate::app::Shared;
 use crate::config::PoolMode;
-use crate::pool::{self, ConnState, ParamSet, PoolSet, Release, Server};
-use crate::protocol::frame::{peek_header, Item, Splitter};
+use crate::pool::{self, CheckoutError, ConnState, ParamSet, PoolSet, Release, Server, Which};
+use crate::protocol::frame::{peek_header, Item, Splitter, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
+use crate::router::Route;
 
 /// A server connection held by the client, and where the exchange stands.
 struct Link {
     server: Server,
+    /// The server's role, and whether its transaction may have written
+    /// (for read-your-writes).
+    which: Which,
+    may_write: bool,
     split: Splitter,
     pending: Pending,
 }
@@ -72,6 +77,9 @@ pub struct Forwarder<'a> {
     link: Option<Box<Link>>,
     /// A request being refused (no server could be had for it).
     refusal: Option<Box<Refusal>>,
+    /// When this client last finished a transaction that may have written
+    /// on the primary: its reads wait for replicas to catch up to it.
+    last_write: Option<std::time::Instant>,
     /// Size of the next read buffer (see `read_some`).
     read_size: usize,
 }
@@ -97,6 +105,7 @@ impl<'a> Forwarder<'a> {
             login,
             link: None,
             refusal: None,
+            last_write: None,
             read_size: MIN_READ,
         }
     }
@@ -232,14 +241,20 @@ impl<'a> Forwarder<'a> {
                 match peek_header(&self.cbuf)? {
                     None => return Ok(Flow::Continue),
                     Some((b'X', _)) => return Ok(Flow::Terminate),
-                    Some(_) => match Box::pin(self.attach()).await {
-                        Ok(()) => break,
-                        Err(e) if Refusal::applies_to(&e) => {
-                            tracing::warn!(pool = %self.pool.name, error = %e, "request refused");
-                            self.refusal = Some(Box::new(Refusal::new(e)));
-                        }
-                        Err(e) => return Err(e),
-                    },
+                    Some(_) => {}
+                }
+                let attached = match self.next_target() {
+                    Ok(None) => return Ok(Flow::Continue),
+                    Ok(Some(target)) => Box::pin(self.attach(target)).await,
+                    Err(e) => Err(e),
+                };
+                match attached {
+                    Ok(()) => break,
+                    Err(e) if Refusal::applies_to(&e) => {
+                        tracing::warn!(pool = %self.pool.name, error = %e, "request refused");
+                        self.refusal = Some(Box::new(Refusal::new(e)));
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             match self.refuse().await? {
@@ -402,12 +417,66 @@ impl<'a> Forwarder<'a> {
         Ok(())
     }
 
+    /// Where the transaction starting with the next client message runs:
+    /// `(server, may_write)`, or `None` while that message is still
+    /// arriving. Reads go to a replica only with read routing on, outside
+    /// session mode, when the router proves the first statement read-only
+    /// and a replica has caught up with this client's last write.
+    fn next_target(&self) -> Result<Option<(Which, bool)>, SessionError> {
+        let replicas = match &self.pool.replicas {
+            Some(r) if self.mode != PoolMode::Session => r,
+            _ => return Ok(Some((Which::Primary, true))),
+        };
+        let Some((tag, len)) = peek_header(&self.cbuf)? else {
+            return Ok(None);
+        };
+        if !matches!(tag, b'Q' | b'P') || len > MAX_ROUTED_SQL {
+            return Ok(Some((Which::Primary, true)));
+        }
+        let Some(body) = self.cbuf.get(HEADER_LEN..HEADER_LEN + len) else {
+            return Ok(None);
+        };
+        // Query: sql\0. Parse: name\0 sql\0 types.
+        let mut parts = body.split(|&b| b == 0);
+        if tag == b'P' && parts.next().is_some_and(|name| !name.is_empty()) {
+            // A named statement outlives this transaction; its Bind may come
+            // in a later one, which must find it: primary, as before routing
+            // (transaction-mode prepared statements are their own issue).
+            return Ok(Some((Which::Primary, false)));
+        }
+        let sql = parts.next();
+        let Some(sql) = sql.and_then(|s| std::str::from_utf8(s).ok()) else {
+            return Ok(Some((Which::Primary, true)));
+        };
+        let decision = replicas.route(sql).map_err(SessionError::Route)?;
+        Ok(Some(match decision.route {
+            Route::Replica => match replicas.pick(self.last_write) {
+                Some(i) => (Which::Replica(i), false),
+                None => (Which::Primary, false),
+            },
+            Route::Any => (Which::Primary, false),
+            Route::Primary => (Which::Primary, true),
+        }))
+    }
+
     /// Takes a server from the pool and brings its parameters in line with
     /// what this client was told.
-    async fn attach(&mut self) -> Result<(), SessionError> {
+    async fn attach(&mut self, (mut which, may_write): (Which, bool)) -> Result<(), SessionError> {
         // A forced shutdown also ends the wait for a free server.
+        let checkout = async {
+            match self.pool.checkout_on(which).await {
+                // A replica that can't be reached (down, restarting) costs
+                // the read nothing: the primary serves it.
+                Err(CheckoutError::Server(e)) if which != Which::Primary => {
+                    tracing::warn!(pool = %self.pool.name, error = %e, "replica unavailable; reading from the primary");
+                    which = Which::Primary;
+                    self.pool.checkout().await
+                }
+                r => r,
+            }
+        };
         let mut server = tokio::select! {
-            r = self.pool.checkout() => r?,
+            r = checkout => r?,
             _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
         };
         if let Some(sql) = server.params.sync_sql(&self.params) {
@@ -438,6 +507,8 @@ impl<'a> Forwarder<'a> {
         self.slot().attach((server.addr.clone(), server.key));
         self.link = Some(Box::new(Link {
             server,
+            which,
+            may_write,
             split: Splitter::new(usize::MAX >> 1),
             pending: Pending::default(),
         }));
@@ -447,6 +518,9 @@ impl<'a> Forwarder<'a> {
     async fn detach(&mut self) {
         if let Some(link) = self.link.take() {
             self.slot().detach();
+            if link.may_write && link.which == Which::Primary && self.pool.replicas.is_some() {
+                self.last_write = Some(std::time::Instant::now());
+            }
             if link.server.state == ConnState::Ready(b'I') {
                 // The common case: clean and idle, so dropping it returns it
                 // to the pool (deadpool's recycle still checks it).
@@ -477,6 +551,8 @@ enum Flow {
 /// the allocator's per-thread cache; a read that fills the buffer doubles the
 /// next one, so COPY and big queries move in large chunks.
 const MIN_READ: usize = 1024;
+/// First statements longer than this are not parsed for routing: primary.
+const MAX_ROUTED_SQL: usize = 64 * 1024;
 const MAX_READ: usize = 64 * 1024;
 
 /// One non-blocking read into `buf`, growing it only when it is short.

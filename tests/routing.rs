@@ -1,0 +1,268 @@
+//! Read/write routing through pgswitch against the real primary and two
+//! streaming replicas. Where a statement ran is asked of the server
+//! (`inet_server_port()`), never taken from pgswitch.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const PRIMARY_PORT: i32 = 15432;
+
+fn routing_config(mode: &str, extra: &str) -> pgswitch::config::Config {
+    let r = replica_urls();
+    config_from_toml(&format!(
+        r#"
+        [pgswitch]
+        listen = "127.0.0.1:0"
+        pool_mode = "{mode}"
+        pool_size = 4
+        read_routing = true
+        health_check_interval = "50ms"
+        {extra}
+        [[databases]]
+        name = "app"
+        primary = "{primary}"
+        replicas = ["{r1}", "{r2}"]
+        [[users]]
+        name = "app"
+        password = "app-secret"
+        "#,
+        primary = primary_url(),
+        r1 = r[0],
+        r2 = r[1],
+    ))
+}
+
+/// The port of the server that ran `sql` (which must return it as int).
+async fn port_of(c: &tokio_postgres::Client, sql: &str) -> i32 {
+    let rows = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no port in the result"))
+}
+
+async fn reads_reach_a_replica(c: &tokio_postgres::Client) -> bool {
+    eventually(Duration::from_secs(15), || async {
+        port_of(c, "SELECT inet_server_port()").await != PRIMARY_PORT
+    })
+    .await
+}
+
+#[tokio::test]
+async fn reads_go_to_replicas_and_everything_else_to_the_primary() {
+    let proxy = Proxy::start(routing_config("transaction", "")).await;
+    let c = proxy.client().await;
+    let table = format!("route_{}", std::process::id());
+    c.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (id serial, v int)"
+    ))
+    .await
+    .unwrap();
+    // Right after a write, reads wait for a replica that has replayed it.
+    assert!(reads_reach_a_replica(&c).await, "no read reached a replica");
+    // Reads.
+    for sql in [
+        "SELECT inet_server_port()",
+        "SELECT inet_server_port() FROM generate_series(1, 3) LIMIT 1",
+        "/* pgswitch:replica */ SELECT inet_server_port()",
+    ] {
+        assert_ne!(port_of(&c, sql).await, PRIMARY_PORT, "{sql}");
+    }
+    // Writes, locks, side effects, hints, transactions.
+    for sql in [
+        &format!("INSERT INTO {table} (v) VALUES (1) RETURNING inet_server_port()"),
+        &format!("SELECT inet_server_port() FROM {table} FOR UPDATE"),
+        &format!("WITH w AS (INSERT INTO {table} (v) VALUES (2) RETURNING v) SELECT inet_server_port() FROM w"),
+        &format!("SELECT inet_server_port() FROM (SELECT nextval('{table}_id_seq')) s"),
+        "/* pgswitch:primary */ SELECT inet_server_port()",
+        "SELECT inet_server_port() FROM unknown_function_xyz()",
+    ] {
+        let sql: &str = sql;
+        match c.simple_query(sql).await {
+            Ok(_) => assert_eq!(port_of(&c, sql).await, PRIMARY_PORT, "{sql}"),
+            // unknown_function_xyz does not exist: the primary says so.
+            Err(e) => assert_eq!(sqlstate(&e), "42883", "{sql}: {e}"),
+        }
+    }
+    // An explicit transaction stays on the primary for its whole life...
+    c.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    c.batch_execute("COMMIT").await.unwrap();
+    // ...unless it is read-only (once replicas have caught up with the
+    // writes above: read-your-writes).
+    assert!(reads_reach_a_replica(&c).await);
+    c.batch_execute("BEGIN READ ONLY").await.unwrap();
+    assert_ne!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    c.batch_execute("COMMIT").await.unwrap();
+    // The extended protocol routes too (unnamed statements; named ones stay
+    // on the primary, where their later Bind will look for them).
+    let t = tokio_postgres::types::Type::INT4;
+    let rows = c
+        .query_typed("SELECT inet_server_port(), $1::int", &[(&7i32, t)])
+        .await
+        .unwrap();
+    assert_ne!(rows[0].get::<_, i32>(0), PRIMARY_PORT);
+    let row = c
+        .query_one("SELECT inet_server_port(), $1::int", &[&7i32])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), PRIMARY_PORT);
+    // A bad hint is an error, not a guess; the connection goes on.
+    let e = c
+        .simple_query("/* pgswitch:sideways */ SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22023");
+    c.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn session_mode_stays_on_the_primary() {
+    let proxy = Proxy::start(routing_config("session", "")).await;
+    let c = proxy.client().await;
+    for _ in 0..5 {
+        assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn read_your_writes_holds_in_a_loop() {
+    let proxy = Proxy::start(routing_config("transaction", "")).await;
+    let c = proxy.client().await;
+    assert!(reads_reach_a_replica(&c).await);
+    let table = format!("ryw_{}", std::process::id());
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int)"
+    ))
+    .await
+    .unwrap();
+    let mut on_replica = 0;
+    for i in 0..500 {
+        c.batch_execute(&format!("INSERT INTO {table} VALUES ({i})"))
+            .await
+            .unwrap();
+        let sql = format!("SELECT count(*)::text, inet_server_port()::text FROM {table}");
+        let rows = c.simple_query(&sql).await.unwrap();
+        let row = rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((r.get(0).unwrap().to_owned(), r.get(1).unwrap().to_owned()))
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            row.0,
+            (i + 1).to_string(),
+            "iteration {i}: read did not see the client's own write (server {})",
+            row.1
+        );
+        if row.1 != PRIMARY_PORT.to_string() {
+            on_replica += 1;
+        }
+    }
+    // Some reads wait for the primary, some find a caught-up replica; both
+    // are fine, a stale read is not.
+    eprintln!("{on_replica} of 500 reads after a write ran on a replica");
+    c.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn lagging_replica_is_skipped() {
+    let proxy = Proxy::start(routing_config(
+        "transaction",
+        "max_replica_lag_bytes = 65536",
+    ))
+    .await;
+    let c = proxy.client().await;
+    assert!(reads_reach_a_replica(&c).await);
+    let r2_port: i32 = 15434;
+    let replica2 = connect(&replica_urls()[1].replace("app:app-secret", "postgres"))
+        .await
+        .unwrap();
+    replica2
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let su = superuser().await;
+    let table = format!("lagskip_{}", std::process::id());
+    su.batch_execute(&format!(
+        "CREATE TABLE {table} AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 5000) g"
+    ))
+    .await
+    .unwrap();
+    // Once the monitor sees the lag, no read lands on replica 2.
+    let skipped = eventually(Duration::from_secs(15), || async {
+        let mut ports = Vec::new();
+        for _ in 0..10 {
+            ports.push(port_of(&c, "SELECT inet_server_port()").await);
+        }
+        !ports.contains(&r2_port)
+    })
+    .await;
+    replica2
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    su.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    assert!(skipped, "reads kept going to the paused replica");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_replica_costs_reads_nothing() {
+    // Replica 2's address points at a closed port: reads routed to it must
+    // fall back (to replica 1 via the monitor, or to the primary), never fail.
+    let r = replica_urls();
+    let cfg = config_from_toml(&format!(
+        r#"
+        [pgswitch]
+        listen = "127.0.0.1:0"
+        pool_mode = "transaction"
+        pool_size = 4
+        read_routing = true
+        health_check_interval = "50ms"
+        [[databases]]
+        name = "app"
+        primary = "{primary}"
+        replicas = ["postgres://app:app-secret@127.0.0.1:1/app", "{r1}"]
+        [[users]]
+        name = "app"
+        password = "app-secret"
+        "#,
+        primary = primary_url(),
+        r1 = r[0],
+    ));
+    let proxy = Proxy::start(cfg).await;
+    let c = proxy.client().await;
+    for _ in 0..50 {
+        let port = port_of(&c, "SELECT inet_server_port()").await;
+        assert!(
+            port == PRIMARY_PORT || port == 15433,
+            "read served by {port}"
+        );
+    }
+    assert!(
+        reads_reach_a_replica(&c).await,
+        "the healthy replica should serve reads"
+    );
+    proxy.stop().await;
+}
