@@ -266,3 +266,39 @@ async fn unreachable_replica_costs_reads_nothing() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn set_pgswitch_route_steers_the_session() {
+    let proxy = Proxy::start(routing_config("transaction", "")).await;
+    let c = proxy.client().await;
+    assert!(reads_reach_a_replica(&c).await);
+    c.batch_execute("SET pgswitch.route = primary")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    }
+    c.batch_execute("SET pgswitch.route TO 'auto'")
+        .await
+        .unwrap();
+    assert!(reads_reach_a_replica(&c).await);
+    // An unknown value is an error, and the setting stays as it was.
+    let e = c
+        .batch_execute("SET pgswitch.route = fastest")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22023");
+    assert!(
+        message(&e).contains("primary, replica or auto"),
+        "{}",
+        message(&e)
+    );
+    assert!(reads_reach_a_replica(&c).await);
+    // Other clients are not affected by one client's setting.
+    c.batch_execute("SET pgswitch.route = primary")
+        .await
+        .unwrap();
+    let other = proxy.client().await;
+    assert!(reads_reach_a_replica(&other).await);
+    proxy.stop().await;
+}

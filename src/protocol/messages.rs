@@ -49,6 +49,13 @@ pub fn error_response(
     put(ErrorResponse::new(fields), buf);
 }
 
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    put(
+        pgwire::messages::response::CommandComplete::new(tag.to_owned()),
+        buf,
+    );
+}
+
 pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
     let status = match status {
         b'T' => TransactionStatus::Transaction,

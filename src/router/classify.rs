@@ -152,8 +152,7 @@ fn set_decision(set: &sqlparser::ast::Set) -> Decision {
             let value = values.first().map(|v| v.to_string()).unwrap_or_default();
             return match RouteHint::parse(&value) {
                 Ok(hint) => Decision::any(Reason::RouteSetting(hint)),
-                // The session reports the error; never route on a bad value.
-                Err(_) => Decision::primary(Reason::Unparsed),
+                Err(_) => Decision::primary(Reason::InvalidRouteSetting(value)),
             };
         }
     }

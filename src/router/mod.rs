@@ -62,6 +62,8 @@ pub enum Reason {
     Hint,
     /// `SET pgswitch.route = ...` (handled by the session, not the server).
     RouteSetting(RouteHint),
+    /// `SET pgswitch.route` to a value that is not a route.
+    InvalidRouteSetting(String),
 }
 
 /// A route and why.
@@ -109,7 +111,11 @@ pub fn route(sql: &str, functions: &FunctionPolicy) -> Result<Decision, RouterEr
             reason: Reason::Hint,
         });
     }
-    Ok(classify(sql, functions))
+    let d = classify(sql, functions);
+    if let Reason::InvalidRouteSetting(value) = d.reason {
+        return Err(RouterError::UnknownHint(value));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -157,6 +157,11 @@ fn reasons_say_why() {
     );
     assert_eq!(reason("/* pgswitch:primary */ SELECT 1"), Reason::Hint);
     assert!(route("/* pgswitch:somewhere */ SELECT 1", &p).is_err());
+    assert!(route("SET pgswitch.route = sideways", &p).is_err());
+    assert_eq!(
+        reason("SET pgswitch.route TO 'auto'"),
+        Reason::RouteSetting(RouteHint::Auto)
+    );
 }
 
 #[test]

@@ -25,7 +25,7 @@ use crate::config::PoolMode;
 use crate::pool::{self, CheckoutError, ConnState, ParamSet, PoolSet, Release, Server, Which};
 use crate::protocol::frame::{peek_header, Item, Splitter, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
-use crate::router::Route;
+use crate::router::{Reason, Route, RouteHint};
 
 /// A server connection held by the client, and where the exchange stands.
 struct Link {
@@ -77,6 +77,8 @@ pub struct Forwarder<'a> {
     link: Option<Box<Link>>,
     /// A request being refused (no server could be had for it).
     refusal: Option<Box<Refusal>>,
+    /// `SET pgswitch.route` for this session.
+    route_hint: RouteHint,
     /// When this client last finished a transaction that may have written
     /// on the primary: its reads wait for replicas to catch up to it.
     last_write: Option<std::time::Instant>,
@@ -106,6 +108,7 @@ impl<'a> Forwarder<'a> {
             link: None,
             refusal: None,
             last_write: None,
+            route_hint: RouteHint::Auto,
             read_size: MIN_READ,
         }
     }
@@ -245,7 +248,16 @@ impl<'a> Forwarder<'a> {
                 }
                 let attached = match self.next_target() {
                     Ok(None) => return Ok(Flow::Continue),
-                    Ok(Some(target)) => Box::pin(self.attach(target)).await,
+                    Ok(Some(Next::Server(which, may_write))) => {
+                        Box::pin(self.attach((which, may_write))).await
+                    }
+                    Ok(Some(Next::SetRoute(hint, len))) => {
+                        self.set_route(hint, len).await?;
+                        if self.cbuf.is_empty() {
+                            return Ok(Flow::Continue);
+                        }
+                        continue;
+                    }
                     Err(e) => Err(e),
                 };
                 match attached {
@@ -422,16 +434,17 @@ impl<'a> Forwarder<'a> {
     /// arriving. Reads go to a replica only with read routing on, outside
     /// session mode, when the router proves the first statement read-only
     /// and a replica has caught up with this client's last write.
-    fn next_target(&self) -> Result<Option<(Which, bool)>, SessionError> {
+    fn next_target(&self) -> Result<Option<Next>, SessionError> {
+        let primary = |may_write| Ok(Some(Next::Server(Which::Primary, may_write)));
         let replicas = match &self.pool.replicas {
             Some(r) if self.mode != PoolMode::Session => r,
-            _ => return Ok(Some((Which::Primary, true))),
+            _ => return primary(true),
         };
         let Some((tag, len)) = peek_header(&self.cbuf)? else {
             return Ok(None);
         };
         if !matches!(tag, b'Q' | b'P') || len > MAX_ROUTED_SQL {
-            return Ok(Some((Which::Primary, true)));
+            return primary(true);
         }
         let Some(body) = self.cbuf.get(HEADER_LEN..HEADER_LEN + len) else {
             return Ok(None);
@@ -442,21 +455,44 @@ impl<'a> Forwarder<'a> {
             // A named statement outlives this transaction; its Bind may come
             // in a later one, which must find it: primary, as before routing
             // (transaction-mode prepared statements are their own issue).
-            return Ok(Some((Which::Primary, false)));
+            return primary(false);
         }
-        let sql = parts.next();
-        let Some(sql) = sql.and_then(|s| std::str::from_utf8(s).ok()) else {
-            return Ok(Some((Which::Primary, true)));
+        let Some(sql) = parts.next().and_then(|s| std::str::from_utf8(s).ok()) else {
+            return primary(true);
         };
         let decision = replicas.route(sql).map_err(SessionError::Route)?;
-        Ok(Some(match decision.route {
+        if let (Reason::RouteSetting(hint), b'Q') = (&decision.reason, tag) {
+            return Ok(Some(Next::SetRoute(*hint, HEADER_LEN + len)));
+        }
+        let route = match (self.route_hint, decision.route) {
+            (_, Route::Any) => Route::Any,
+            (RouteHint::Primary, _) => Route::Primary,
+            (RouteHint::Replica, _) => Route::Replica,
+            (RouteHint::Auto, r) => r,
+        };
+        let writes = decision.route == Route::Primary;
+        Ok(Some(match route {
             Route::Replica => match replicas.pick(self.last_write) {
-                Some(i) => (Which::Replica(i), false),
-                None => (Which::Primary, false),
+                Some(i) => Next::Server(Which::Replica(i), false),
+                None => Next::Server(Which::Primary, writes),
             },
-            Route::Any => (Which::Primary, false),
-            Route::Primary => (Which::Primary, true),
+            Route::Any => Next::Server(Which::Primary, false),
+            Route::Primary => Next::Server(Which::Primary, writes),
         }))
+    }
+
+    /// `SET pgswitch.route = ...` as a Query of its own: pgswitch's setting,
+    /// answered here as a server would answer a SET.
+    async fn set_route(&mut self, hint: RouteHint, len: usize) -> Result<(), SessionError> {
+        self.route_hint = hint;
+        self.cbuf.advance(len);
+        let mut out = BytesMut::new();
+        messages::command_complete(&mut out, "SET");
+        messages::ready_for_query(&mut out, b'I');
+        self.client
+            .write_all(&out)
+            .await
+            .map_err(SessionError::ClientGone)
     }
 
     /// Takes a server from the pool and brings its parameters in line with
@@ -531,6 +567,14 @@ impl<'a> Forwarder<'a> {
             Box::pin(pool::release(link.server, Release::Idle, timeout)).await;
         }
     }
+}
+
+/// Where the next transaction goes.
+enum Next {
+    /// This server; `true` if it may write (read-your-writes).
+    Server(Which, bool),
+    /// A `SET pgswitch.route` Query of the given length, answered locally.
+    SetRoute(RouteHint, usize),
 }
 
 /// What woke the session up.
