@@ -302,3 +302,66 @@ async fn set_pgswitch_route_steers_the_session() {
     assert!(reads_reach_a_replica(&other).await);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn replica_refusal_is_rerun_on_the_primary() {
+    // A function declared STABLE that calls nextval(): the catalog says
+    // "read", the replica says 25006, and the client must not notice.
+    let su = superuser().await;
+    let schema = format!("net_{}", std::process::id());
+    su.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+         CREATE SEQUENCE {schema}.s;
+         CREATE FUNCTION {schema}.sneaky() RETURNS bigint STABLE LANGUAGE sql AS 'SELECT nextval(''{schema}.s'')';
+         GRANT USAGE ON SCHEMA {schema} TO app; GRANT ALL ON SEQUENCE {schema}.s TO app;"
+    ))
+    .await
+    .unwrap();
+    let proxy = Proxy::start(routing_config("transaction", "")).await;
+    let c = proxy.client().await;
+    let sql = format!("SELECT {schema}.sneaky(), inet_server_port()");
+    // Once the catalog is loaded the router believes the function is a read;
+    // whichever server it picks, the client gets the right answer, from the
+    // primary.
+    let mut last = 0i64;
+    for _ in 0..20 {
+        assert!(reads_reach_a_replica(&c).await);
+        let rows = c
+            .simple_query(&sql)
+            .await
+            .expect("the statement must succeed through pgswitch");
+        let (v, port): (i64, i32) = rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((r.get(0)?.parse().ok()?, r.get(1)?.parse().ok()?))
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            port, PRIMARY_PORT,
+            "nextval can only have run on the primary"
+        );
+        assert!(v > last, "the sequence moved forward");
+        last = v;
+    }
+    // The premise: with the catalog loaded, the router sends it to a
+    // replica, and the replica refuses it (so the retry path is what made
+    // every call above succeed).
+    let mut policy = pgswitch::router::FunctionPolicy::new([]);
+    pgswitch::router::catalog::load(&su, &mut policy)
+        .await
+        .unwrap();
+    assert_eq!(
+        pgswitch::router::route(&sql, &policy).unwrap().route,
+        pgswitch::router::Route::Replica
+    );
+    let replica = connect(&replica_urls()[0]).await.unwrap();
+    let e = replica.simple_query(&sql).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "25006");
+    proxy.stop().await;
+    su.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}

@@ -11,13 +11,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::cancel::ClientSlot;
 use super::pending::Pending;
 use super::refusal::Refusal;
+use super::replay::{self, Replay, Verdict};
 use super::SessionError;
 use super::{LoggedIn, Session};
 use crate::app::Shared;
@@ -34,6 +35,8 @@ struct Link {
     /// (for read-your-writes).
     which: Which,
     may_write: bool,
+    /// The replica safety net for this request.
+    replay: Replay,
     split: Splitter,
     pending: Pending,
 }
@@ -239,39 +242,11 @@ impl<'a> Forwarder<'a> {
     /// Forwards every complete message header (and the body bytes that came
     /// with it) to the server, attaching one first if needed.
     async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
-        while self.link.is_none() {
-            if self.refusal.is_none() {
-                match peek_header(&self.cbuf)? {
-                    None => return Ok(Flow::Continue),
-                    Some((b'X', _)) => return Ok(Flow::Terminate),
-                    Some(_) => {}
-                }
-                let attached = match self.next_target() {
-                    Ok(None) => return Ok(Flow::Continue),
-                    Ok(Some(Next::Server(which, may_write))) => {
-                        Box::pin(self.attach((which, may_write))).await
-                    }
-                    Ok(Some(Next::SetRoute(hint, len))) => {
-                        self.set_route(hint, len).await?;
-                        if self.cbuf.is_empty() {
-                            return Ok(Flow::Continue);
-                        }
-                        continue;
-                    }
-                    Err(e) => Err(e),
-                };
-                match attached {
-                    Ok(()) => break,
-                    Err(e) if Refusal::applies_to(&e) => {
-                        tracing::warn!(pool = %self.pool.name, error = %e, "request refused");
-                        self.refusal = Some(Box::new(Refusal::new(e)));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            match self.refuse().await? {
-                Flow::Continue if self.refusal.is_none() && !self.cbuf.is_empty() => continue,
-                flow => return Ok(flow),
+        if self.link.is_none() {
+            // Boxed: the start of a request (routing, checkout, refusal) is
+            // large and should not widen every idle session's state.
+            if let Some(flow) = Box::pin(self.start_request()).await? {
+                return Ok(flow);
             }
         }
         let Some(link) = self.link.as_mut() else {
@@ -292,10 +267,58 @@ impl<'a> Forwarder<'a> {
             pos += n;
         }
         if pos > 0 {
+            // The armed Query goes out exactly as saved; anything more sent
+            // on this link makes the request unrepeatable.
+            link.replay = match std::mem::replace(&mut link.replay, Replay::Off) {
+                Replay::Armed(q) if q[..] == self.cbuf[..pos] => Replay::Sent(q),
+                _ => Replay::Off,
+            };
             link.server.write(&self.cbuf[..pos]).await?;
             self.cbuf.advance(pos);
         }
         Ok(flow)
+    }
+
+    /// With no server attached: attach one for the request at the front of
+    /// the buffer, or answer it here (refusal, `SET pgswitch.route`).
+    /// `Some(flow)` when there is nothing to forward now.
+    async fn start_request(&mut self) -> Result<Option<Flow>, SessionError> {
+        while self.link.is_none() {
+            if self.refusal.is_none() {
+                match peek_header(&self.cbuf)? {
+                    None => return Ok(Some(Flow::Continue)),
+                    Some((b'X', _)) => return Ok(Some(Flow::Terminate)),
+                    Some(_) => {}
+                }
+                let attached = match self.next_target() {
+                    Ok(None) => return Ok(Some(Flow::Continue)),
+                    Ok(Some(Next::Server(which, may_write))) => {
+                        self.attach((which, may_write)).await
+                    }
+                    Ok(Some(Next::SetRoute(hint, len))) => {
+                        self.set_route(hint, len).await?;
+                        if self.cbuf.is_empty() {
+                            return Ok(Some(Flow::Continue));
+                        }
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                };
+                match attached {
+                    Ok(()) => return Ok(None),
+                    Err(e) if Refusal::applies_to(&e) => {
+                        tracing::warn!(pool = %self.pool.name, error = %e, "request refused");
+                        self.refusal = Some(Box::new(Refusal::new(e)));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match self.refuse().await? {
+                Flow::Continue if self.refusal.is_none() && !self.cbuf.is_empty() => continue,
+                flow => return Ok(Some(flow)),
+            }
+        }
+        Ok(None)
     }
 
     /// Reads and drops the messages of a request that got no server,
@@ -338,6 +361,17 @@ impl<'a> Forwarder<'a> {
         let Some(link) = self.link.as_mut() else {
             return Ok(());
         };
+        if let Replay::Sent(query) = &link.replay {
+            match replay::verdict(&link.server.buf) {
+                Verdict::NeedMore => return Ok(()),
+                Verdict::Proceed => link.replay = Replay::Off,
+                Verdict::Refused { len } => {
+                    let query = query.clone();
+                    link.server.buf.advance(len);
+                    return Box::pin(self.rerun_on_primary(query)).await;
+                }
+            }
+        }
         let conn: &mut crate::pool::ServerConn = &mut link.server;
         let mut pos = 0;
         let mut refused_block = false;
@@ -397,6 +431,25 @@ impl<'a> Forwarder<'a> {
         if pooled && link.status() == Some(b'I') && self.csplit.at_boundary() {
             self.detach().await;
         }
+        Ok(())
+    }
+
+    /// The replica refused the Query as a write (25006) before answering
+    /// anything else: give the replica connection back (idle, it did
+    /// nothing) and run the same Query on the primary.
+    async fn rerun_on_primary(&mut self, query: Bytes) -> Result<(), SessionError> {
+        if let Some(mut link) = self.link.take() {
+            self.slot().detach();
+            link.server.state = ConnState::Ready(b'I');
+        }
+        tracing::info!(pool = %self.pool.name, "a replica refused a statement as a write (25006); running it on the primary");
+        self.attach((Which::Primary, true)).await?;
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        link.pending.client(b'Q');
+        link.server.state = ConnState::Busy;
+        link.server.write(&query).await?;
         Ok(())
     }
 
@@ -541,10 +594,19 @@ impl<'a> Forwarder<'a> {
             }
         }
         self.slot().attach((server.addr.clone(), server.key));
+        // A lone Query on a replica can be re-run on the primary if the
+        // replica refuses it as a write.
+        let replay = match (which, peek_header(&self.cbuf)) {
+            (Which::Replica(_), Ok(Some((b'Q', len)))) if self.cbuf.len() == HEADER_LEN + len => {
+                Replay::Armed(Bytes::copy_from_slice(&self.cbuf))
+            }
+            _ => Replay::Off,
+        };
         self.link = Some(Box::new(Link {
             server,
             which,
             may_write,
+            replay,
             split: Splitter::new(usize::MAX >> 1),
             pending: Pending::default(),
         }));
@@ -659,7 +721,6 @@ mod size_tests {
             other,
             "127.0.0.1:1".parse().unwrap(),
         ));
-        assert!(task <= 1152, "a session task's state grew to {task} bytes");
         let (db, user) = (&shared.config.databases[0], &shared.config.users[0]);
         let login = LoggedIn {
             registration: shared.cancels.register(),
@@ -674,6 +735,7 @@ mod size_tests {
         };
         let mut f = Forwarder::new(&shared, &mut stream, session);
         let pump = size(&f.pump());
+        assert!(task <= 1152, "a session task's state grew to {task} bytes");
         assert!(
             pump <= 384,
             "the forwarding loop's state grew to {pump} bytes"

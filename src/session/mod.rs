@@ -12,6 +12,7 @@ mod forward;
 mod login;
 mod pending;
 mod refusal;
+mod replay;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
