@@ -26,7 +26,7 @@ use crate::config::PoolMode;
 use crate::pool::{self, CheckoutError, ConnState, ParamSet, PoolSet, Release, Server, Which};
 use crate::protocol::frame::{peek_header, Item, Splitter, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
-use crate::router::{Reason, Route, RouteHint};
+use crate::router::RouteHint;
 
 /// A server connection held by the client, and where the exchange stands.
 struct Link {
@@ -64,6 +64,11 @@ enum Phase {
     /// A request is running.
     Active,
 }
+
+mod routing;
+mod start;
+
+use routing::Next;
 
 pub struct Forwarder<'a> {
     shared: &'a Shared,
@@ -279,81 +284,6 @@ impl<'a> Forwarder<'a> {
         Ok(flow)
     }
 
-    /// With no server attached: attach one for the request at the front of
-    /// the buffer, or answer it here (refusal, `SET pgswitch.route`).
-    /// `Some(flow)` when there is nothing to forward now.
-    async fn start_request(&mut self) -> Result<Option<Flow>, SessionError> {
-        while self.link.is_none() {
-            if self.refusal.is_none() {
-                match peek_header(&self.cbuf)? {
-                    None => return Ok(Some(Flow::Continue)),
-                    Some((b'X', _)) => return Ok(Some(Flow::Terminate)),
-                    Some(_) => {}
-                }
-                let attached = match self.next_target() {
-                    Ok(None) => return Ok(Some(Flow::Continue)),
-                    Ok(Some(Next::Server(which, may_write))) => {
-                        self.attach((which, may_write)).await
-                    }
-                    Ok(Some(Next::SetRoute(hint, len))) => {
-                        self.set_route(hint, len).await?;
-                        if self.cbuf.is_empty() {
-                            return Ok(Some(Flow::Continue));
-                        }
-                        continue;
-                    }
-                    Err(e) => Err(e),
-                };
-                match attached {
-                    Ok(()) => return Ok(None),
-                    Err(e) if Refusal::applies_to(&e) => {
-                        tracing::warn!(pool = %self.pool.name, error = %e, "request refused");
-                        self.refusal = Some(Box::new(Refusal::new(e)));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            match self.refuse().await? {
-                Flow::Continue if self.refusal.is_none() && !self.cbuf.is_empty() => continue,
-                flow => return Ok(Some(flow)),
-            }
-        }
-        Ok(None)
-    }
-
-    /// Reads and drops the messages of a request that got no server,
-    /// answering as Postgres does after an error (see `Refusal`).
-    async fn refuse(&mut self) -> Result<Flow, SessionError> {
-        let Some(refusal) = self.refusal.as_mut() else {
-            return Ok(Flow::Continue);
-        };
-        let mut out = BytesMut::new();
-        let mut pos = 0;
-        let mut flow = Flow::Continue;
-        while let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], |_| false)? {
-            pos += n;
-            if let Item::Header { tag, .. } = item {
-                if tag == b'X' {
-                    flow = Flow::Terminate;
-                    break;
-                }
-                refusal.on_message(tag, &mut out);
-            }
-            if refusal.finished() && self.csplit.at_boundary() {
-                self.refusal = None;
-                break;
-            }
-        }
-        self.cbuf.advance(pos);
-        if !out.is_empty() {
-            self.client
-                .write_all(&out)
-                .await
-                .map_err(SessionError::ClientGone)?;
-        }
-        Ok(flow)
-    }
-
     /// Forwards server output to the client, noting ReadyForQuery and
     /// ParameterStatus on the way, then releases the server if the pool mode
     /// says this is the end of its turn.
@@ -434,25 +364,6 @@ impl<'a> Forwarder<'a> {
         Ok(())
     }
 
-    /// The replica refused the Query as a write (25006) before answering
-    /// anything else: give the replica connection back (idle, it did
-    /// nothing) and run the same Query on the primary.
-    async fn rerun_on_primary(&mut self, query: Bytes) -> Result<(), SessionError> {
-        if let Some(mut link) = self.link.take() {
-            self.slot().detach();
-            link.server.state = ConnState::Ready(b'I');
-        }
-        tracing::info!(pool = %self.pool.name, "a replica refused a statement as a write (25006); running it on the primary");
-        self.attach((Which::Primary, true)).await?;
-        let Some(link) = self.link.as_mut() else {
-            return Ok(());
-        };
-        link.pending.client(b'Q');
-        link.server.state = ConnState::Busy;
-        link.server.write(&query).await?;
-        Ok(())
-    }
-
     /// Statement mode: a statement left a transaction open. Roll it back on
     /// the server and tell the client, instead of pinning the server.
     async fn refuse_transaction_block(&mut self) -> Result<(), SessionError> {
@@ -480,72 +391,6 @@ impl<'a> Forwarder<'a> {
             .map_err(SessionError::ClientGone)?;
         self.detach().await;
         Ok(())
-    }
-
-    /// Where the transaction starting with the next client message runs:
-    /// `(server, may_write)`, or `None` while that message is still
-    /// arriving. Reads go to a replica only with read routing on, outside
-    /// session mode, when the router proves the first statement read-only
-    /// and a replica has caught up with this client's last write.
-    fn next_target(&self) -> Result<Option<Next>, SessionError> {
-        let primary = |may_write| Ok(Some(Next::Server(Which::Primary, may_write)));
-        let replicas = match &self.pool.replicas {
-            Some(r) if self.mode != PoolMode::Session => r,
-            _ => return primary(true),
-        };
-        let Some((tag, len)) = peek_header(&self.cbuf)? else {
-            return Ok(None);
-        };
-        if !matches!(tag, b'Q' | b'P') || len > MAX_ROUTED_SQL {
-            return primary(true);
-        }
-        let Some(body) = self.cbuf.get(HEADER_LEN..HEADER_LEN + len) else {
-            return Ok(None);
-        };
-        // Query: sql\0. Parse: name\0 sql\0 types.
-        let mut parts = body.split(|&b| b == 0);
-        if tag == b'P' && parts.next().is_some_and(|name| !name.is_empty()) {
-            // A named statement outlives this transaction; its Bind may come
-            // in a later one, which must find it: primary, as before routing
-            // (transaction-mode prepared statements are their own issue).
-            return primary(false);
-        }
-        let Some(sql) = parts.next().and_then(|s| std::str::from_utf8(s).ok()) else {
-            return primary(true);
-        };
-        let decision = replicas.route(sql).map_err(SessionError::Route)?;
-        if let (Reason::RouteSetting(hint), b'Q') = (&decision.reason, tag) {
-            return Ok(Some(Next::SetRoute(*hint, HEADER_LEN + len)));
-        }
-        let route = match (self.route_hint, decision.route) {
-            (_, Route::Any) => Route::Any,
-            (RouteHint::Primary, _) => Route::Primary,
-            (RouteHint::Replica, _) => Route::Replica,
-            (RouteHint::Auto, r) => r,
-        };
-        let writes = decision.route == Route::Primary;
-        Ok(Some(match route {
-            Route::Replica => match replicas.pick(self.last_write) {
-                Some(i) => Next::Server(Which::Replica(i), false),
-                None => Next::Server(Which::Primary, writes),
-            },
-            Route::Any => Next::Server(Which::Primary, false),
-            Route::Primary => Next::Server(Which::Primary, writes),
-        }))
-    }
-
-    /// `SET pgswitch.route = ...` as a Query of its own: pgswitch's setting,
-    /// answered here as a server would answer a SET.
-    async fn set_route(&mut self, hint: RouteHint, len: usize) -> Result<(), SessionError> {
-        self.route_hint = hint;
-        self.cbuf.advance(len);
-        let mut out = BytesMut::new();
-        messages::command_complete(&mut out, "SET");
-        messages::ready_for_query(&mut out, b'I');
-        self.client
-            .write_all(&out)
-            .await
-            .map_err(SessionError::ClientGone)
     }
 
     /// Takes a server from the pool and brings its parameters in line with
@@ -631,14 +476,6 @@ impl<'a> Forwarder<'a> {
     }
 }
 
-/// Where the next transaction goes.
-enum Next {
-    /// This server; `true` if it may write (read-your-writes).
-    Server(Which, bool),
-    /// A `SET pgswitch.route` Query of the given length, answered locally.
-    SetRoute(RouteHint, usize),
-}
-
 /// What woke the session up.
 enum Wake {
     Stop,
@@ -657,8 +494,6 @@ enum Flow {
 /// the allocator's per-thread cache; a read that fills the buffer doubles the
 /// next one, so COPY and big queries move in large chunks.
 const MIN_READ: usize = 1024;
-/// First statements longer than this are not parsed for routing: primary.
-const MAX_ROUTED_SQL: usize = 64 * 1024;
 const MAX_READ: usize = 64 * 1024;
 
 /// One non-blocking read into `buf`, growing it only when it is short.
@@ -686,59 +521,4 @@ fn read_some(
 }
 
 #[cfg(test)]
-mod size_tests {
-    use super::*;
-    use crate::config::{Config, Overrides};
-
-    fn size<T>(_: &T) -> usize {
-        std::mem::size_of::<T>()
-    }
-
-    /// An idle client costs its task's state plus a few small allocations;
-    /// this guards the state against growing back (it was 6 KB before the
-    /// login and forwarding phases were split and readiness was polled
-    /// directly). `benches/compare.sh` measures the resident total.
-    #[tokio::test]
-    async fn idle_session_state_stays_small() {
-        let ov = Overrides {
-            primary: Some("postgres://a:b@127.0.0.1:1/x".into()),
-            listen: Some("127.0.0.1:0".into()),
-            ..Default::default()
-        };
-        let app = crate::app::App::bind(Config::load(None, &ov).unwrap())
-            .await
-            .unwrap();
-        let shared = app.shared();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut stream = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let other = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let task = size(&super::super::run(
-            &shared,
-            other,
-            "127.0.0.1:1".parse().unwrap(),
-        ));
-        let (db, user) = (&shared.config.databases[0], &shared.config.users[0]);
-        let login = LoggedIn {
-            registration: shared.cancels.register(),
-            _count: super::super::ClientCount::enter(&shared).unwrap(),
-        };
-        let session = Session {
-            buf: BytesMut::new(),
-            params: ParamSet::default(),
-            pool: shared.pools.get(&shared.config, db, user),
-            mode: PoolMode::Transaction,
-            login,
-        };
-        let mut f = Forwarder::new(&shared, &mut stream, session);
-        let pump = size(&f.pump());
-        assert!(task <= 1152, "a session task's state grew to {task} bytes");
-        assert!(
-            pump <= 384,
-            "the forwarding loop's state grew to {pump} bytes"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,85 @@
+//! The start of a request with no server attached: attach one, or answer
+//! the request here (refusal, `SET pgswitch.route`).
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::{Flow, Forwarder, Item, Next, Refusal, SessionError};
+use crate::protocol::frame::peek_header;
+
+impl Forwarder<'_> {
+    /// With no server attached: attach one for the request at the front of
+    /// the buffer, or answer it here (refusal, `SET pgswitch.route`).
+    /// `Some(flow)` when there is nothing to forward now.
+    pub(super) async fn start_request(&mut self) -> Result<Option<Flow>, SessionError> {
+        while self.link.is_none() {
+            if self.refusal.is_none() {
+                match peek_header(&self.cbuf)? {
+                    None => return Ok(Some(Flow::Continue)),
+                    Some((b'X', _)) => return Ok(Some(Flow::Terminate)),
+                    Some(_) => {}
+                }
+                let attached = match self.next_target() {
+                    Ok(None) => return Ok(Some(Flow::Continue)),
+                    Ok(Some(Next::Server(which, may_write))) => {
+                        self.attach((which, may_write)).await
+                    }
+                    Ok(Some(Next::SetRoute(hint, len))) => {
+                        self.set_route(hint, len).await?;
+                        if self.cbuf.is_empty() {
+                            return Ok(Some(Flow::Continue));
+                        }
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                };
+                match attached {
+                    Ok(()) => return Ok(None),
+                    Err(e) if Refusal::applies_to(&e) => {
+                        tracing::warn!(pool = %self.pool.name, error = %e, "request refused");
+                        self.refusal = Some(Box::new(Refusal::new(e)));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match self.refuse().await? {
+                Flow::Continue if self.refusal.is_none() && !self.cbuf.is_empty() => continue,
+                flow => return Ok(Some(flow)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads and drops the messages of a request that got no server,
+    /// answering as Postgres does after an error (see `Refusal`).
+    async fn refuse(&mut self) -> Result<Flow, SessionError> {
+        let Some(refusal) = self.refusal.as_mut() else {
+            return Ok(Flow::Continue);
+        };
+        let mut out = BytesMut::new();
+        let mut pos = 0;
+        let mut flow = Flow::Continue;
+        while let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], |_| false)? {
+            pos += n;
+            if let Item::Header { tag, .. } = item {
+                if tag == b'X' {
+                    flow = Flow::Terminate;
+                    break;
+                }
+                refusal.on_message(tag, &mut out);
+            }
+            if refusal.finished() && self.csplit.at_boundary() {
+                self.refusal = None;
+                break;
+            }
+        }
+        self.cbuf.advance(pos);
+        if !out.is_empty() {
+            self.client
+                .write_all(&out)
+                .await
+                .map_err(SessionError::ClientGone)?;
+        }
+        Ok(flow)
+    }
+}

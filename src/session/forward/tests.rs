@@ -1,0 +1,57 @@
+//! Size guards for the session state (see `idle_session_state_stays_small`).
+
+use super::*;
+use crate::config::{Config, Overrides};
+use crate::session::{ClientCount, LoggedIn, Session};
+
+fn size<T>(_: &T) -> usize {
+    std::mem::size_of::<T>()
+}
+
+/// An idle client costs its task's state plus a few small allocations;
+/// this guards the state against growing back (it was 6 KB before the
+/// login and forwarding phases were split and readiness was polled
+/// directly). `benches/compare.sh` measures the resident total.
+#[tokio::test]
+async fn idle_session_state_stays_small() {
+    let ov = Overrides {
+        primary: Some("postgres://a:b@127.0.0.1:1/x".into()),
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    let app = crate::app::App::bind(Config::load(None, &ov).unwrap())
+        .await
+        .unwrap();
+    let shared = app.shared();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut stream = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let other = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let task = size(&crate::session::run(
+        &shared,
+        other,
+        "127.0.0.1:1".parse().unwrap(),
+    ));
+    let (db, user) = (&shared.config.databases[0], &shared.config.users[0]);
+    let login = LoggedIn {
+        registration: shared.cancels.register(),
+        _count: ClientCount::enter(&shared).unwrap(),
+    };
+    let session = Session {
+        buf: BytesMut::new(),
+        params: ParamSet::default(),
+        pool: shared.pools.get(&shared.config, db, user),
+        mode: PoolMode::Transaction,
+        login,
+    };
+    let mut f = Forwarder::new(&shared, &mut stream, session);
+    let pump = size(&f.pump());
+    assert!(task <= 1152, "a session task's state grew to {task} bytes");
+    assert!(
+        pump <= 384,
+        "the forwarding loop's state grew to {pump} bytes"
+    );
+}
