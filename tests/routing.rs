@@ -365,3 +365,34 @@ async fn replica_refusal_is_rerun_on_the_primary() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn eventual_consistency_reads_replicas_right_after_writes() {
+    let proxy = Proxy::start(routing_config("transaction", "consistency = \"eventual\"")).await;
+    let c = proxy.client().await;
+    assert!(reads_reach_a_replica(&c).await);
+    let table = format!("eventual_{}", std::process::id());
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)"
+    ))
+    .await
+    .unwrap();
+    let mut on_replica = 0;
+    for i in 0..20 {
+        c.batch_execute(&format!("INSERT INTO {table} VALUES ({i})"))
+            .await
+            .unwrap();
+        if port_of(&c, "SELECT inet_server_port()").await != PRIMARY_PORT {
+            on_replica += 1;
+        }
+    }
+    // Unlike read_your_writes, nothing holds a read back after a write.
+    assert_eq!(
+        on_replica, 20,
+        "reads right after writes stayed on the primary"
+    );
+    c.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    proxy.stop().await;
+}

@@ -46,6 +46,7 @@ pub struct GeneralFile {
     #[serde(default, with = "humantime_serde")]
     pub shutdown_timeout: Option<Duration>,
     pub read_routing: Option<bool>,
+    pub consistency: Option<super::Consistency>,
     pub max_replica_lag_bytes: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     pub health_check_interval: Option<Duration>,

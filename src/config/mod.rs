@@ -40,6 +40,18 @@ impl std::fmt::Display for PoolMode {
     }
 }
 
+/// Read consistency for routed reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// A client's reads see its own committed writes (replicas that have
+    /// not replayed them are skipped for that client).
+    ReadYourWrites,
+    /// Any replica in rotation, even one that has not yet replayed the
+    /// client's last write.
+    Eventual,
+}
+
 /// How clients prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub enum AuthMethod {
@@ -72,6 +84,8 @@ pub struct General {
     pub shutdown_timeout: Duration,
     /// Send reads to replicas (transaction and statement modes).
     pub read_routing: bool,
+    /// What a client's reads may miss of its own writes.
+    pub consistency: Consistency,
     /// A replica further behind the primary than this leaves rotation.
     pub max_replica_lag_bytes: u64,
     /// How often servers are probed for health and lag.

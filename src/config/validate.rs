@@ -213,6 +213,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         idle_transaction_timeout: nonzero(g.idle_transaction_timeout, None),
         shutdown_timeout: g.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
         read_routing: g.read_routing.unwrap_or(false),
+        consistency: g.consistency.unwrap_or(super::Consistency::ReadYourWrites),
         max_replica_lag_bytes: g.max_replica_lag_bytes.unwrap_or(16 << 20),
         health_check_interval: g
             .health_check_interval

@@ -17,6 +17,18 @@ use crate::router::{catalog, Decision, FunctionPolicy, RouteCache, RouterError};
 /// How often the function catalog is re-read from the primary.
 const CATALOG_REFRESH: Duration = Duration::from_secs(60);
 
+/// What a client's next read must see of its own writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fence {
+    /// Nothing (no write yet, or eventual consistency).
+    #[default]
+    None,
+    /// A write ended at this moment; its WAL position is not known yet.
+    After(Instant),
+    /// The replica must have replayed up to here.
+    Lsn(u64),
+}
+
 pub struct Replicas {
     pools: Vec<Pool>,
     health: watch::Receiver<Snapshot>,
@@ -80,19 +92,22 @@ impl Replicas {
         self.health.borrow().clone()
     }
 
-    /// The replica for a read: in rotation, caught up with the client's
-    /// last write (if it made one since `last_write`), and with the fewest
-    /// connections in use. `None` means "use the primary".
-    pub fn pick(&self, last_write: Option<Instant>) -> Option<usize> {
+    /// The replica for a read: in rotation, past the client's write
+    /// fence, and with the fewest connections in use. `None` means "use the
+    /// primary".
+    pub fn pick(&self, fence: &mut Fence) -> Option<usize> {
         let snap = self.health.borrow();
-        let need = match last_write {
-            None => None,
-            // Read-your-writes: the client's commit happened before
-            // `last_write`; a primary LSN read after it covers the commit.
-            Some(w) => match (snap.primary_at, snap.primary_lsn) {
-                (Some(at), Some(lsn)) if at > w => Some(lsn),
+        // Read-your-writes: the first primary WAL position read after the
+        // client's write covers it; from then on that position is the fence.
+        if let Fence::After(w) = *fence {
+            match (snap.primary_at, snap.primary_lsn) {
+                (Some(at), Some(lsn)) if at > w => *fence = Fence::Lsn(lsn),
                 _ => return None,
-            },
+            }
+        }
+        let need = match *fence {
+            Fence::Lsn(n) => Some(n),
+            _ => None,
         };
         snap.replicas
             .iter()

@@ -22,7 +22,9 @@ use super::replay::{self, Replay, Verdict};
 use super::SessionError;
 use super::{LoggedIn, Session};
 use crate::app::Shared;
+use crate::config::Consistency;
 use crate::config::PoolMode;
+use crate::pool::replicas::Fence;
 use crate::pool::{self, CheckoutError, ConnState, ParamSet, PoolSet, Release, Server, Which};
 use crate::protocol::frame::{peek_header, Item, Splitter, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
@@ -87,9 +89,8 @@ pub struct Forwarder<'a> {
     refusal: Option<Box<Refusal>>,
     /// `SET pgswitch.route` for this session.
     route_hint: RouteHint,
-    /// When this client last finished a transaction that may have written
-    /// on the primary: its reads wait for replicas to catch up to it.
-    last_write: Option<std::time::Instant>,
+    /// What this client's reads must see of its own writes on the primary.
+    fence: Fence,
     /// Size of the next read buffer (see `read_some`).
     read_size: usize,
 }
@@ -115,7 +116,7 @@ impl<'a> Forwarder<'a> {
             login,
             link: None,
             refusal: None,
-            last_write: None,
+            fence: Fence::None,
             route_hint: RouteHint::Auto,
             read_size: MIN_READ,
         }
@@ -461,8 +462,13 @@ impl<'a> Forwarder<'a> {
     async fn detach(&mut self) {
         if let Some(link) = self.link.take() {
             self.slot().detach();
-            if link.may_write && link.which == Which::Primary && self.pool.replicas.is_some() {
-                self.last_write = Some(std::time::Instant::now());
+            let fenced = self.shared.config.general.consistency == Consistency::ReadYourWrites;
+            if fenced
+                && link.may_write
+                && link.which == Which::Primary
+                && self.pool.replicas.is_some()
+            {
+                self.fence = Fence::After(std::time::Instant::now());
             }
             if link.server.state == ConnState::Ready(b'I') {
                 // The common case: clean and idle, so dropping it returns it

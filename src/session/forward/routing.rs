@@ -26,7 +26,7 @@ impl Forwarder<'_> {
     /// arriving. Reads go to a replica only with read routing on, outside
     /// session mode, when the router proves the first statement read-only
     /// and a replica has caught up with this client's last write.
-    pub(super) fn next_target(&self) -> Result<Option<Next>, SessionError> {
+    pub(super) fn next_target(&mut self) -> Result<Option<Next>, SessionError> {
         let primary = |may_write| Ok(Some(Next::Server(Which::Primary, may_write)));
         let replicas = match &self.pool.replicas {
             Some(r) if self.mode != PoolMode::Session => r,
@@ -64,7 +64,7 @@ impl Forwarder<'_> {
         };
         let writes = decision.route == Route::Primary;
         Ok(Some(match route {
-            Route::Replica => match replicas.pick(self.last_write) {
+            Route::Replica => match replicas.pick(&mut self.fence) {
                 Some(i) => Next::Server(Which::Replica(i), false),
                 None => Next::Server(Which::Primary, writes),
             },
