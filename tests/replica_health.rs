@@ -42,20 +42,7 @@ async fn lagging_replica_leaves_and_rejoins_rotation() {
     .await;
 
     // Pause replay on replica 2 and write enough WAL to put it behind.
-    let replica2 = connect(&replica_urls()[1].replace("app:app-secret", "postgres"))
-        .await
-        .unwrap();
-    replica2
-        .batch_execute("SELECT pg_wal_replay_pause()")
-        .await
-        .unwrap();
-    let su = superuser().await;
-    let table = format!("lag_{}", std::process::id());
-    su.batch_execute(&format!(
-        "CREATE TABLE {table} AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 5000) g"
-    ))
-    .await
-    .unwrap();
+    let lag = LaggingReplica::start("lag").await;
     let behind = matches!(
         tokio::time::timeout(
             Duration::from_secs(30),
@@ -68,10 +55,7 @@ async fn lagging_replica_leaves_and_rejoins_rotation() {
     );
     let paused_snapshot = rx.borrow().clone();
     // Resume before asserting, so a failure leaves the cluster usable.
-    replica2
-        .batch_execute("SELECT pg_wal_replay_resume()")
-        .await
-        .unwrap();
+    lag.resume().await;
     assert!(
         behind,
         "replica 2 did not leave rotation: {paused_snapshot:?}"
@@ -85,9 +69,6 @@ async fn lagging_replica_leaves_and_rejoins_rotation() {
         s.replicas.len() == 2 && s.replicas.iter().all(|r| r.in_rotation)
     })
     .await;
-    su.batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
     stop.cancel();
     task.await.unwrap();
 }

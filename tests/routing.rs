@@ -11,7 +11,10 @@ use common::*;
 const PRIMARY_PORT: i32 = 15432;
 
 fn routing_config(mode: &str, extra: &str) -> pgswitch::config::Config {
-    let r = replica_urls();
+    routing_config_with(mode, extra, &replica_urls())
+}
+
+fn routing_config_with(mode: &str, extra: &str, replicas: &[String]) -> pgswitch::config::Config {
     config_from_toml(&format!(
         r#"
         [pgswitch]
@@ -24,14 +27,12 @@ fn routing_config(mode: &str, extra: &str) -> pgswitch::config::Config {
         [[databases]]
         name = "app"
         primary = "{primary}"
-        replicas = ["{r1}", "{r2}"]
+        replicas = {replicas:?}
         [[users]]
         name = "app"
         password = "app-secret"
         "#,
         primary = primary_url(),
-        r1 = r[0],
-        r2 = r[1],
     ))
 }
 
@@ -193,20 +194,7 @@ async fn lagging_replica_is_skipped() {
     let c = proxy.client().await;
     assert!(reads_reach_a_replica(&c).await);
     let r2_port: i32 = 15434;
-    let replica2 = connect(&replica_urls()[1].replace("app:app-secret", "postgres"))
-        .await
-        .unwrap();
-    replica2
-        .batch_execute("SELECT pg_wal_replay_pause()")
-        .await
-        .unwrap();
-    let su = superuser().await;
-    let table = format!("lagskip_{}", std::process::id());
-    su.batch_execute(&format!(
-        "CREATE TABLE {table} AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 5000) g"
-    ))
-    .await
-    .unwrap();
+    let lag = LaggingReplica::start("lagskip").await;
     // Once the monitor sees the lag, no read lands on replica 2.
     let skipped = eventually(Duration::from_secs(15), || async {
         let mut ports = Vec::new();
@@ -216,13 +204,7 @@ async fn lagging_replica_is_skipped() {
         !ports.contains(&r2_port)
     })
     .await;
-    replica2
-        .batch_execute("SELECT pg_wal_replay_resume()")
-        .await
-        .unwrap();
-    su.batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    lag.resume().await;
     assert!(skipped, "reads kept going to the paused replica");
     proxy.stop().await;
 }
@@ -231,26 +213,11 @@ async fn lagging_replica_is_skipped() {
 async fn unreachable_replica_costs_reads_nothing() {
     // Replica 2's address points at a closed port: reads routed to it must
     // fall back (to replica 1 via the monitor, or to the primary), never fail.
-    let r = replica_urls();
-    let cfg = config_from_toml(&format!(
-        r#"
-        [pgswitch]
-        listen = "127.0.0.1:0"
-        pool_mode = "transaction"
-        pool_size = 4
-        read_routing = true
-        health_check_interval = "50ms"
-        [[databases]]
-        name = "app"
-        primary = "{primary}"
-        replicas = ["postgres://app:app-secret@127.0.0.1:1/app", "{r1}"]
-        [[users]]
-        name = "app"
-        password = "app-secret"
-        "#,
-        primary = primary_url(),
-        r1 = r[0],
-    ));
+    let replicas = [
+        "postgres://app:app-secret@127.0.0.1:1/app".to_owned(),
+        replica_urls()[0].clone(),
+    ];
+    let cfg = routing_config_with("transaction", "", &replicas);
     let proxy = Proxy::start(cfg).await;
     let c = proxy.client().await;
     for _ in 0..50 {

@@ -244,3 +244,42 @@ pub async fn backend_settles(pid: i32) -> bool {
     })
     .await
 }
+
+/// Replica 2 with replay paused and about 1.5 MB of new WAL on the primary
+/// that it has not replayed. `resume` undoes both; call it before asserting,
+/// so a failing test leaves the cluster usable.
+pub struct LaggingReplica {
+    replica: tokio_postgres::Client,
+    table: String,
+}
+
+impl LaggingReplica {
+    pub async fn start(tag: &str) -> LaggingReplica {
+        let replica = connect(&replica_urls()[1].replace("app:app-secret", "postgres"))
+            .await
+            .expect("replica 2 as postgres");
+        replica
+            .batch_execute("SELECT pg_wal_replay_pause()")
+            .await
+            .expect("pause replay");
+        let table = format!("{tag}_{}", std::process::id());
+        superuser()
+            .await
+            .batch_execute(&format!("CREATE TABLE {table} AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 5000) g"))
+            .await
+            .expect("write WAL");
+        LaggingReplica { replica, table }
+    }
+
+    pub async fn resume(self) {
+        self.replica
+            .batch_execute("SELECT pg_wal_replay_resume()")
+            .await
+            .expect("resume replay");
+        superuser()
+            .await
+            .batch_execute(&format!("DROP TABLE {}", self.table))
+            .await
+            .expect("drop");
+    }
+}
