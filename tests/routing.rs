@@ -38,16 +38,9 @@ fn routing_config_with(mode: &str, extra: &str, replicas: &[String]) -> pgswitch
 
 /// The port of the server that ran `sql` (which must return it as int).
 async fn port_of(c: &tokio_postgres::Client, sql: &str) -> i32 {
-    let rows = c
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no port in the result"))
+    first_row(c, sql).await[0]
+        .parse()
+        .unwrap_or_else(|e| panic!("{sql}: no port: {e}"))
 }
 
 async fn reads_reach_a_replica(c: &tokio_postgres::Client) -> bool {
@@ -155,23 +148,14 @@ async fn read_your_writes_holds_in_a_loop() {
             .await
             .unwrap();
         let sql = format!("SELECT count(*)::text, inet_server_port()::text FROM {table}");
-        let rows = c.simple_query(&sql).await.unwrap();
-        let row = rows
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    Some((r.get(0).unwrap().to_owned(), r.get(1).unwrap().to_owned()))
-                }
-                _ => None,
-            })
-            .unwrap();
+        let row = first_row(&c, &sql).await;
         assert_eq!(
-            row.0,
+            row[0],
             (i + 1).to_string(),
             "iteration {i}: read did not see the client's own write (server {})",
-            row.1
+            row[1]
         );
-        if row.1 != PRIMARY_PORT.to_string() {
+        if row[1] != PRIMARY_PORT.to_string() {
             on_replica += 1;
         }
     }
@@ -293,19 +277,8 @@ async fn replica_refusal_is_rerun_on_the_primary() {
     let mut last = 0i64;
     for _ in 0..20 {
         assert!(reads_reach_a_replica(&c).await);
-        let rows = c
-            .simple_query(&sql)
-            .await
-            .expect("the statement must succeed through pgswitch");
-        let (v, port): (i64, i32) = rows
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    Some((r.get(0)?.parse().ok()?, r.get(1)?.parse().ok()?))
-                }
-                _ => None,
-            })
-            .unwrap();
+        let row = first_row(&c, &sql).await;
+        let (v, port): (i64, i32) = (row[0].parse().unwrap(), row[1].parse().unwrap());
         assert_eq!(
             port, PRIMARY_PORT,
             "nextval can only have run on the primary"

@@ -28,11 +28,10 @@ async fn graceful_shutdown_lets_transactions_finish() {
     } = proxy;
     shutdown.cancel();
     // The idle client is told at once.
-    let e = tokio::time::timeout(Duration::from_secs(10), idle_done)
-        .await
-        .expect("idle client closed")
-        .unwrap();
-    assert_eq!(e.map(|e| sqlstate(&e)), Some("57P01".into()));
+    assert_eq!(
+        ended_with(idle_done, "idle client closed").await.as_deref(),
+        Some("57P01")
+    );
     // No new clients.
     let refused = eventually(Duration::from_secs(10), || async {
         connect(&url).await.is_err()
@@ -51,11 +50,10 @@ async fn graceful_shutdown_lets_transactions_finish() {
         2
     );
     busy.batch_execute("COMMIT").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(10), busy_done)
-        .await
-        .expect("busy client closed")
-        .unwrap();
-    assert_eq!(e.map(|e| sqlstate(&e)), Some("57P01".into()));
+    assert_eq!(
+        ended_with(busy_done, "busy client closed").await.as_deref(),
+        Some("57P01")
+    );
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .expect("pgswitch stopped")
@@ -75,11 +73,12 @@ async fn shutdown_timeout_closes_lingering_transactions() {
     let pid = backend_pid(&c).await;
     let Proxy { shutdown, task, .. } = proxy;
     shutdown.cancel();
-    let e = tokio::time::timeout(Duration::from_secs(10), done)
-        .await
-        .expect("closed after the timeout")
-        .unwrap();
-    assert_eq!(e.map(|e| sqlstate(&e)), Some("57P01".into()));
+    assert_eq!(
+        ended_with(done, "closed after the timeout")
+            .await
+            .as_deref(),
+        Some("57P01")
+    );
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .expect("pgswitch stopped")

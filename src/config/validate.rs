@@ -77,6 +77,19 @@ impl Checker {
     }
 }
 
+/// A duration that must be above zero (`default` when not set).
+fn positive(c: &mut Checker, key: &str, value: Option<Duration>, default: Duration) -> Duration {
+    let d = value.unwrap_or(default);
+    if d.is_zero() {
+        c.problem(
+            &format!("pgswitch.{key}"),
+            "must be above zero",
+            format!("remove it to use {default:?}, or set e.g. \"5s\""),
+        );
+    }
+    d
+}
+
 /// Zero means "off" for optional timeouts.
 fn nonzero(d: Option<Duration>, default: Option<Duration>) -> Option<Duration> {
     match d {
@@ -172,22 +185,15 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
             "use a value between 1 KiB and 1 GiB (Postgres's own cap)",
         );
     }
-    let server_reset_timeout = g.server_reset_timeout.unwrap_or(Duration::from_secs(5));
-    if server_reset_timeout.is_zero() {
-        c.problem(
-            "pgswitch.server_reset_timeout",
-            "must be above zero",
-            "use e.g. \"5s\"",
-        );
-    }
-    let connect_timeout = g.connect_timeout.unwrap_or(Duration::from_secs(5));
-    if connect_timeout.is_zero() {
-        c.problem(
-            "pgswitch.connect_timeout",
-            "must be above zero",
-            "use e.g. \"5s\"",
-        );
-    }
+    let five = Duration::from_secs(5);
+    let server_reset_timeout = positive(c, "server_reset_timeout", g.server_reset_timeout, five);
+    let connect_timeout = positive(c, "connect_timeout", g.connect_timeout, five);
+    let health_check_interval = positive(
+        c,
+        "health_check_interval",
+        g.health_check_interval,
+        Duration::from_millis(250),
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     General {
         listen,
@@ -215,10 +221,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         read_routing: g.read_routing.unwrap_or(false),
         consistency: g.consistency.unwrap_or(super::Consistency::ReadYourWrites),
         max_replica_lag_bytes: g.max_replica_lag_bytes.unwrap_or(16 << 20),
-        health_check_interval: g
-            .health_check_interval
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_millis(250)),
+        health_check_interval,
     }
 }
 

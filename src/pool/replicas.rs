@@ -88,10 +88,6 @@ impl Replicas {
         &self.pools
     }
 
-    pub fn health(&self) -> Snapshot {
-        self.health.borrow().clone()
-    }
-
     /// The replica for a read: in rotation, past the client's write
     /// fence, and with the fewest connections in use. `None` means "use the
     /// primary".

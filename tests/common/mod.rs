@@ -164,16 +164,7 @@ pub async fn backend_pid(c: &tokio_postgres::Client) -> i32 {
 /// True inside a transaction block: a simple Query outside one runs in its
 /// own implicit transaction, where now() equals statement_timestamp().
 pub async fn in_transaction(c: &tokio_postgres::Client) -> bool {
-    let rows = c
-        .simple_query("SELECT (now() <> statement_timestamp())::text")
-        .await
-        .expect("in_transaction probe");
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0) == Some("true")),
-            _ => None,
-        })
-        .expect("a row from the in_transaction probe")
+    first_row(c, "SELECT (now() <> statement_timestamp())::text").await[0] == "true"
 }
 
 /// A config with a trust user `postgres` (the cluster's superuser, trusted on
@@ -282,4 +273,36 @@ impl LaggingReplica {
             .await
             .expect("drop");
     }
+}
+
+/// The first row of a simple query's result, every column as text
+/// (NULL as ""); panics if the query fails or returns no row.
+pub async fn first_row(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let msgs = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    msgs.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// SQLSTATE of the error a watched connection (`connect_watched`) ended
+/// with; `None` if it ended cleanly. Fails the test after 10 s.
+pub async fn ended_with(
+    done: tokio::sync::oneshot::Receiver<Option<tokio_postgres::Error>>,
+    what: &str,
+) -> Option<String> {
+    let end = tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the connection did not end within 10 s"))
+        .expect("connection task");
+    end.map(|e| sqlstate(&e))
 }
