@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::pool::Pools;
 use crate::session::{self, cancel::CancelRegistry};
 
@@ -26,6 +27,7 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Forced: sessions end now.
     pub hard_shutdown: CancellationToken,
+    pub metrics: Metrics,
 }
 
 pub struct App {
@@ -44,6 +46,7 @@ impl App {
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             hard_shutdown: CancellationToken::new(),
+            metrics: Metrics::new(),
         });
         shared.pools.prepare(&shared.config);
         Ok(App { shared, listener })

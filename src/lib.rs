@@ -1,5 +1,5 @@
-//! pgswitch: a PostgreSQL connection pooler (and, soon, read/write router)
-//! that speaks the wire protocol on both sides.
+//! pgswitch: a PostgreSQL connection pooler and read/write router that
+//! speaks the wire protocol on both sides.
 //!
 //! # Layout
 //! - [`cli`]: clap definitions (run, check-config, version).
@@ -9,9 +9,10 @@
 //! - [`auth`]: server-side SCRAM-SHA-256 and md5 for clients.
 //! - [`session`]: one task per client: login, the forwarding state machine,
 //!   cancel keys.
-//! - [`router`]: pure SQL -> route classification (not wired in yet).
+//! - [`router`]: pure SQL -> route classification.
 //! - [`pool`]: deadpool pools per (database, user), backend connections,
-//!   parameter sync, the release door.
+//!   parameter sync, the release door, replica health and choice.
+//! - [`metrics`]: the Prometheus registry and its typed handles.
 //!
 //! The life of a query is told in `docs/architecture.md`.
 #![deny(clippy::unwrap_used)]
@@ -21,6 +22,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod router;

@@ -33,6 +33,7 @@ async fn lagging_replica_leaves_and_rejoins_rotation() {
         interval: Duration::from_millis(100),
         connect_timeout: Duration::from_secs(2),
         max_lag_bytes: 64 * 1024,
+        max_lag_time: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let (mut rx, task) = health::spawn(cfg, stop.clone());
@@ -84,6 +85,7 @@ async fn unreachable_replica_is_out_of_rotation() {
         interval: Duration::from_millis(100),
         connect_timeout: Duration::from_secs(1),
         max_lag_bytes: 1 << 20,
+        max_lag_time: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let (mut rx, task) = health::spawn(cfg, stop.clone());

@@ -25,6 +25,7 @@ async fn graceful_shutdown_lets_transactions_finish() {
         addr,
         shutdown,
         task,
+        ..
     } = proxy;
     shutdown.cancel();
     // The idle client is told at once.

@@ -47,9 +47,25 @@ pub struct GeneralFile {
     pub shutdown_timeout: Option<Duration>,
     pub read_routing: Option<bool>,
     pub consistency: Option<super::Consistency>,
+    pub transaction_routing: Option<super::TransactionRouting>,
+    pub primary_reads: Option<super::PrimaryReads>,
+    pub load_balancing: Option<super::LoadBalancing>,
     pub max_replica_lag_bytes: Option<u64>,
     #[serde(default, with = "humantime_serde")]
+    pub max_replica_lag: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub read_your_writes_timeout: Option<Duration>,
+    pub read_only_functions: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
     pub health_check_interval: Option<Duration>,
+}
+
+/// A replica: its URL, or `{ url = "...", weight = N }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ReplicaFile {
+    Url(String),
+    Weighted { url: String, weight: u32 },
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,7 +74,7 @@ pub struct DatabaseFile {
     pub name: String,
     pub primary: String,
     #[serde(default)]
-    pub replicas: Vec<String>,
+    pub replicas: Vec<ReplicaFile>,
     pub pool_size: Option<usize>,
     pub pool_mode: Option<PoolMode>,
 }

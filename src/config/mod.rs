@@ -50,6 +50,71 @@ pub enum Consistency {
     /// Any replica in rotation, even one that has not yet replayed the
     /// client's last write.
     Eventual,
+    /// Every statement on the primary; replicas are only monitored.
+    PrimaryOnly,
+}
+
+/// Where an explicit transaction (`BEGIN` without `READ ONLY`) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionRouting {
+    /// On the primary, for its whole life.
+    Primary,
+    /// Where its first statement would go on its own.
+    FirstStatement,
+}
+
+/// Whether the primary serves reads too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrimaryReads {
+    /// Never: with no replica in rotation a read fails.
+    Never,
+    /// Only when no replica can serve the read.
+    Fallback,
+    /// Always: the primary is one more member of the rotation.
+    Always,
+}
+
+/// How a read picks among the servers in rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    /// The server with the fewest connections in use, relative to its
+    /// weight.
+    LeastOutstanding,
+    /// In turn, each server as often as its weight.
+    RoundRobin,
+}
+
+/// Read/write routing settings.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// Send reads to replicas (transaction and statement modes).
+    pub enabled: bool,
+    /// What a client's reads may miss of its own writes.
+    pub consistency: Consistency,
+    pub transaction_routing: TransactionRouting,
+    pub primary_reads: PrimaryReads,
+    pub load_balancing: LoadBalancing,
+    /// A replica further behind the primary than this leaves rotation.
+    pub max_replica_lag_bytes: u64,
+    /// ... or whose oldest unreplayed WAL is older than this.
+    pub max_replica_lag: Option<Duration>,
+    /// How long a read waits for a replica to replay the client's last
+    /// write before it goes to the primary.
+    pub read_your_writes_timeout: Duration,
+    /// Volatile functions declared safe on a replica.
+    pub read_only_functions: Vec<String>,
+    /// How often servers are probed for health and lag.
+    pub health_check_interval: Duration,
+}
+
+/// A replica server and its share of reads.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub addr: ServerAddr,
+    pub weight: u32,
 }
 
 /// How clients prove who they are.
@@ -82,14 +147,7 @@ pub struct General {
     pub client_idle_timeout: Option<Duration>,
     pub idle_transaction_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
-    /// Send reads to replicas (transaction and statement modes).
-    pub read_routing: bool,
-    /// What a client's reads may miss of its own writes.
-    pub consistency: Consistency,
-    /// A replica further behind the primary than this leaves rotation.
-    pub max_replica_lag_bytes: u64,
-    /// How often servers are probed for health and lag.
-    pub health_check_interval: Duration,
+    pub routing: Routing,
 }
 
 /// A database clients can name, and the servers behind it.
@@ -97,7 +155,7 @@ pub struct General {
 pub struct Database {
     pub name: String,
     pub primary: ServerAddr,
-    pub replicas: Vec<ServerAddr>,
+    pub replicas: Vec<Replica>,
     pub pool_size: Option<usize>,
     pub pool_mode: Option<PoolMode>,
 }

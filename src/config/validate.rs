@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::file::{FileConfig, UserFile};
+use super::file::{FileConfig, ReplicaFile, UserFile};
 use super::{
-    AuthMethod, ClientAuth, Config, Database, General, Overrides, PoolMode, ServerAddr, User,
+    AuthMethod, ClientAuth, Config, Consistency, Database, General, LoadBalancing, Overrides,
+    PoolMode, PrimaryReads, Replica, Routing, ServerAddr, TransactionRouting, User,
 };
 use crate::auth::ScramVerifier;
 
@@ -218,11 +219,42 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         client_idle_timeout: nonzero(g.client_idle_timeout, None),
         idle_transaction_timeout: nonzero(g.idle_transaction_timeout, None),
         shutdown_timeout: g.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
-        read_routing: g.read_routing.unwrap_or(false),
-        consistency: g.consistency.unwrap_or(super::Consistency::ReadYourWrites),
-        max_replica_lag_bytes: g.max_replica_lag_bytes.unwrap_or(16 << 20),
-        health_check_interval,
+        routing: Routing {
+            enabled: g.read_routing.unwrap_or(true),
+            consistency: g.consistency.unwrap_or(Consistency::ReadYourWrites),
+            transaction_routing: g.transaction_routing.unwrap_or(TransactionRouting::Primary),
+            primary_reads: g.primary_reads.unwrap_or(PrimaryReads::Fallback),
+            load_balancing: g.load_balancing.unwrap_or(LoadBalancing::LeastOutstanding),
+            max_replica_lag_bytes: g.max_replica_lag_bytes.unwrap_or(16 << 20),
+            max_replica_lag: nonzero(g.max_replica_lag, Some(Duration::from_secs(10))),
+            read_your_writes_timeout: g.read_your_writes_timeout.unwrap_or(Duration::ZERO),
+            read_only_functions: read_only_functions(c, g.read_only_functions.as_deref()),
+            health_check_interval,
+        },
     }
+}
+
+/// Function names as written (`name` or `schema.name`), lower-cased as
+/// Postgres folds unquoted names.
+fn read_only_functions(c: &mut Checker, names: Option<&[String]>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, name) in names.unwrap_or_default().iter().enumerate() {
+        let ok = !name.is_empty()
+            && name.split('.').count() <= 2
+            && name.split('.').all(|part| {
+                !part.is_empty() && part.chars().all(|ch| ch.is_alphanumeric() || ch == '_')
+            });
+        if ok {
+            out.push(name.to_lowercase());
+        } else {
+            c.problem(
+                &format!("pgswitch.read_only_functions[{i}]"),
+                format!("'{name}' is not a function name"),
+                "write the bare name (\"my_report\") or schema and name (\"app.my_report\"), without parentheses",
+            );
+        }
+    }
+    out
 }
 
 /// Databases from the file plus the one named by `--primary`; also returns
@@ -240,8 +272,18 @@ fn databases(
             .replicas
             .iter()
             .enumerate()
-            .filter_map(|(j, r)| parse_url(c, &format!("{key}.replicas[{j}]"), r))
+            .filter_map(|(j, r)| replica(c, &format!("{key}.replicas[{j}]"), r))
             .collect();
+        if d.replicas.len() > MAX_REPLICAS {
+            c.problem(
+                &format!("{key}.replicas"),
+                format!(
+                    "{} replicas listed; at most {MAX_REPLICAS} are supported",
+                    d.replicas.len()
+                ),
+                "list fewer replicas, or split them across databases",
+            );
+        }
         if d.pool_size == Some(0) {
             c.problem(
                 &format!("{key}.pool_size"),
@@ -272,7 +314,18 @@ fn databases(
             .replicas
             .iter()
             .filter_map(|r| parse_url(c, "--replica", r))
-            .collect();
+            .map(|addr| Replica { addr, weight: 1 })
+            .collect::<Vec<_>>();
+        if replicas.len() > MAX_REPLICAS {
+            c.problem(
+                "--replica",
+                format!(
+                    "{} replicas given; at most {MAX_REPLICAS} are supported",
+                    replicas.len()
+                ),
+                "give fewer replicas",
+            );
+        }
         if let Some(primary) = parse_url(c, "--primary", url) {
             let Some(user) = primary.user.clone() else {
                 c.problem(
@@ -301,6 +354,26 @@ fn databases(
         );
     }
     (out, url_user)
+}
+
+/// Replicas per database (each has a bit in the set of replicas a read
+/// already tried).
+pub const MAX_REPLICAS: usize = 64;
+
+fn replica(c: &mut Checker, key: &str, r: &ReplicaFile) -> Option<Replica> {
+    let (url, weight) = match r {
+        ReplicaFile::Url(url) => (url, 1),
+        ReplicaFile::Weighted { url, weight } => (url, *weight),
+    };
+    if weight == 0 {
+        c.problem(
+            &format!("{key}.weight"),
+            "must be at least 1",
+            "give the replica a positive weight, or remove it from the list",
+        );
+    }
+    let addr = parse_url(c, key, url)?;
+    Some(Replica { addr, weight })
 }
 
 fn parse_url(c: &mut Checker, key: &str, url: &str) -> Option<ServerAddr> {

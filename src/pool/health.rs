@@ -5,7 +5,7 @@
 //! The latest snapshot is published on a `watch` channel for the router.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,9 @@ pub struct ReplicaStatus {
     pub why: String,
     pub replay_lsn: Option<u64>,
     pub lag_bytes: Option<u64>,
+    /// Age of the oldest WAL the replica has not replayed (zero when it has
+    /// replayed everything the primary had written at the last check).
+    pub lag_time: Option<Duration>,
 }
 
 /// One round of checks.
@@ -46,6 +49,38 @@ pub struct MonitorConfig {
     pub interval: Duration,
     pub connect_timeout: Duration,
     pub max_lag_bytes: u64,
+    pub max_lag_time: Option<Duration>,
+}
+
+/// The primary's recent WAL positions, to tell how old a replica's lag is:
+/// a replica at position `r` has been missing WAL since the first sample
+/// past `r`. Works on an idle primary too, unlike replay timestamps.
+#[derive(Debug, Default)]
+struct WalHistory {
+    samples: std::collections::VecDeque<(Instant, u64)>,
+}
+
+/// Samples kept: about 17 minutes at the default 250 ms interval.
+const HISTORY: usize = 4096;
+
+impl WalHistory {
+    fn record(&mut self, at: Instant, lsn: u64) {
+        if self.samples.back().is_some_and(|&(_, last)| last == lsn) {
+            return; // Only advances matter.
+        }
+        if self.samples.len() == HISTORY {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((at, lsn));
+    }
+
+    /// How long WAL past `replay` has existed, as of `now`.
+    fn lag(&self, replay: u64, now: Instant) -> Duration {
+        match self.samples.iter().find(|&&(_, lsn)| lsn > replay) {
+            Some(&(at, _)) => now.saturating_duration_since(at),
+            None => Duration::ZERO,
+        }
+    }
 }
 
 /// Parses a `pg_lsn` text (`16/B374D848`) into a byte position.
@@ -128,6 +163,7 @@ pub fn spawn(
                 client: None,
             })
             .collect();
+        let mut history = WalHistory::default();
         let mut tick = tokio::time::interval(cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -135,16 +171,21 @@ pub fn spawn(
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            let snapshot = round(&cfg, &mut primary, &mut replicas).await;
+            let snapshot = round(&cfg, &mut primary, &mut replicas, &mut history).await;
             tx.send_replace(snapshot);
         }
     });
     (rx, task)
 }
 
-async fn round(cfg: &MonitorConfig, primary: &mut Probe, replicas: &mut [Probe]) -> Snapshot {
+async fn round(
+    cfg: &MonitorConfig,
+    primary: &mut Probe,
+    replicas: &mut [Probe],
+    history: &mut WalHistory,
+) -> Snapshot {
     let mut snap = Snapshot::default();
-    let asked = std::time::Instant::now();
+    let asked = Instant::now();
     match primary
         .query(
             cfg,
@@ -156,6 +197,9 @@ async fn round(cfg: &MonitorConfig, primary: &mut Probe, replicas: &mut [Probe])
             snap.primary_in_recovery = row.get(0);
             snap.primary_lsn = parse_lsn(row.get(1));
             snap.primary_at = Some(asked);
+            if let Some(lsn) = snap.primary_lsn {
+                history.record(asked, lsn);
+            }
         }
         Err(e) => tracing::warn!(server = %primary.addr, error = %e, "primary health check failed"),
     }
@@ -176,6 +220,7 @@ async fn round(cfg: &MonitorConfig, primary: &mut Probe, replicas: &mut [Probe])
                 why: format!("unreachable: {e}"),
                 replay_lsn: None,
                 lag_bytes: None,
+                lag_time: None,
             },
             Ok(row) => {
                 let in_recovery: bool = row.get(0);
@@ -184,13 +229,26 @@ async fn round(cfg: &MonitorConfig, primary: &mut Probe, replicas: &mut [Probe])
                     (Some(p), Some(r)) => Some(p.saturating_sub(r)),
                     _ => None,
                 };
+                let lag_time = match (snap.primary_lsn, replay) {
+                    (Some(_), Some(r)) => Some(history.lag(r, Instant::now())),
+                    _ => None,
+                };
+                let too_old = lag_time.filter(|t| cfg.max_lag_time.is_some_and(|max| *t > max));
                 let (in_rotation, why) = match (in_recovery, lag) {
                     (false, _) => (false, "not in recovery (promoted?)".to_owned()),
                     (true, Some(l)) if l > cfg.max_lag_bytes => (
                         false,
                         format!(
-                            "lagging {l} bytes behind (max_lag_bytes {})",
+                            "lagging {l} bytes behind (max_replica_lag_bytes {})",
                             cfg.max_lag_bytes
+                        ),
+                    ),
+                    (true, Some(_)) if too_old.is_some() => (
+                        false,
+                        format!(
+                            "lagging {:?} behind (max_replica_lag {:?})",
+                            too_old.unwrap_or_default(),
+                            cfg.max_lag_time.unwrap_or_default()
                         ),
                     ),
                     (true, Some(_)) => (true, "healthy".to_owned()),
@@ -202,6 +260,7 @@ async fn round(cfg: &MonitorConfig, primary: &mut Probe, replicas: &mut [Probe])
                     why,
                     replay_lsn: replay,
                     lag_bytes: lag,
+                    lag_time,
                 }
             }
         };
@@ -220,5 +279,21 @@ mod tests {
         assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374_D848));
         assert_eq!(parse_lsn("nonsense"), None);
         assert_eq!(parse_lsn("1/xyz"), None);
+    }
+
+    #[test]
+    fn lag_time_is_the_age_of_the_oldest_unreplayed_wal() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut h = WalHistory::default();
+        h.record(t0, 100);
+        h.record(t0 + s(1), 100); // no advance: not recorded
+        h.record(t0 + s(2), 200);
+        h.record(t0 + s(3), 300);
+        let now = t0 + s(5);
+        assert_eq!(h.lag(300, now), Duration::ZERO, "caught up");
+        assert_eq!(h.lag(250, now), s(2), "missing WAL written at t0+3");
+        assert_eq!(h.lag(150, now), s(3), "missing WAL written at t0+2");
+        assert_eq!(h.lag(50, now), s(5), "behind the whole history");
     }
 }

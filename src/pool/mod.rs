@@ -5,7 +5,8 @@
 //! - [`conn`]: one backend connection, its login and our own statements.
 //! - [`manager`]: the deadpool manager (create, recycle).
 //! - [`params`]: ParameterStatus tracking and parameter sync.
-//! - [`health`]: server health and replica lag (not wired into routing yet).
+//! - [`health`]: server health and replica lag.
+//! - [`replicas`]: the replica pools, and which server serves a read.
 
 pub mod conn;
 pub mod health;
@@ -80,13 +81,13 @@ impl PoolSet {
             connect_timeout: g.connect_timeout,
         };
         let primary_target = target(&db.primary);
-        let replicas = (g.read_routing && !db.replicas.is_empty()).then(|| {
+        let replicas = (g.routing.enabled && !db.replicas.is_empty()).then(|| {
             let pools = db
                 .replicas
                 .iter()
-                .map(|a| build_pool(target(a), cfg, size))
+                .map(|r| build_pool(target(&r.addr), cfg, size))
                 .collect();
-            replicas::Replicas::start(pools, &primary_target, &db.replicas, g)
+            replicas::Replicas::start(pools, &primary_target, &db.replicas, &g.routing)
         });
         PoolSet {
             name: format!("{}/{}", db.name, user.name),

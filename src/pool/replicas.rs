@@ -1,21 +1,22 @@
 //! The replica side of a `PoolSet`: one pool per replica, the health
 //! monitor, and the choice of replica for a read.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
 use super::health::{self, MonitorConfig, Snapshot};
-use super::{Pool, Target};
-use crate::config::{General, ServerAddr};
+use super::{Pool, Target, Which};
+use crate::config::{LoadBalancing, PrimaryReads, Replica, Routing, ServerAddr};
 use crate::router::{catalog, Decision, FunctionPolicy, RouteCache, RouterError};
 
 /// How often the function catalog is re-read from the primary.
 const CATALOG_REFRESH: Duration = Duration::from_secs(60);
+/// How long after DDL went through the proxy the catalog is re-read.
+const AFTER_DDL: Duration = Duration::from_secs(1);
 
 /// What a client's next read must see of its own writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,48 +30,77 @@ pub enum Fence {
     Lsn(u64),
 }
 
+/// The server for a read, as far as the replicas are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// This server (a replica, or the primary with `primary_reads = always`).
+    Server(Which),
+    /// Replicas are in rotation, but none has replayed the client's last
+    /// write yet.
+    Behind,
+    /// No replica is in rotation (or every one was tried).
+    NoReplica,
+}
+
 pub struct Replicas {
     pools: Vec<Pool>,
+    weights: Vec<u32>,
+    balancing: LoadBalancing,
+    primary_reads: PrimaryReads,
+    /// Round-robin position (and the tie-breaker of least-outstanding).
+    turn: AtomicUsize,
     health: watch::Receiver<Snapshot>,
     stop: CancellationToken,
     functions: Arc<RwLock<FunctionPolicy>>,
     cache: Arc<RouteCache>,
+    /// Wakes the catalog refresh early (DDL went through the proxy).
+    catalog_changed: Arc<Notify>,
 }
 
 impl Replicas {
     /// Starts the monitor for the primary and these replicas, logging in as
     /// the pool's own server user.
-    pub fn start(pools: Vec<Pool>, primary: &Target, addrs: &[ServerAddr], g: &General) -> Self {
+    pub fn start(pools: Vec<Pool>, primary: &Target, replicas: &[Replica], r: &Routing) -> Self {
         let stop = CancellationToken::new();
         let cfg = MonitorConfig {
             primary: primary.addr.clone(),
-            replicas: addrs.to_vec(),
+            replicas: replicas.iter().map(|r| r.addr.clone()).collect(),
             login: (
                 primary.user.clone(),
                 primary.password.clone(),
                 primary.database.clone(),
             ),
-            interval: g.health_check_interval,
-            connect_timeout: g.connect_timeout,
-            max_lag_bytes: g.max_replica_lag_bytes,
+            interval: r.health_check_interval,
+            connect_timeout: primary.connect_timeout,
+            max_lag_bytes: r.max_replica_lag_bytes,
+            max_lag_time: r.max_replica_lag,
         };
         let login = cfg.login.clone();
         let (health, _task) = health::spawn(cfg, stop.clone());
-        let functions = Arc::new(RwLock::new(FunctionPolicy::new([])));
+        let functions = Arc::new(RwLock::new(FunctionPolicy::new(
+            r.read_only_functions.iter().cloned(),
+        )));
         let cache = Arc::new(RouteCache::new(10_000));
+        let catalog_changed = Arc::new(Notify::new());
         tokio::spawn(refresh_catalog(
             primary.addr.clone(),
             login,
-            functions.clone(),
-            cache.clone(),
+            r.read_only_functions.clone(),
+            (functions.clone(), cache.clone()),
+            catalog_changed.clone(),
             stop.clone(),
         ));
         Replicas {
             pools,
+            weights: replicas.iter().map(|r| r.weight.max(1)).collect(),
+            balancing: r.load_balancing,
+            primary_reads: r.primary_reads,
+            turn: AtomicUsize::new(0),
             health,
             stop,
             functions,
             cache,
+            catalog_changed,
         }
     }
 
@@ -78,6 +108,11 @@ impl Replicas {
     pub fn route(&self, sql: &str) -> Result<Decision, RouterError> {
         let functions = self.functions.read().unwrap_or_else(|p| p.into_inner());
         self.cache.route(sql, &functions)
+    }
+
+    /// DDL went through the proxy: re-read function volatility soon.
+    pub fn catalog_changed(&self) {
+        self.catalog_changed.notify_one();
     }
 
     pub fn pool(&self, i: usize) -> Option<&Pool> {
@@ -88,31 +123,94 @@ impl Replicas {
         &self.pools
     }
 
-    /// The replica for a read: in rotation, past the client's write
-    /// fence, and with the fewest connections in use. `None` means "use the
-    /// primary".
-    pub fn pick(&self, fence: &mut Fence) -> Option<usize> {
+    /// The latest health snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.health.borrow().clone()
+    }
+
+    /// The primary reports it is in recovery: writes must not go there.
+    pub fn primary_in_recovery(&self) -> bool {
+        self.health.borrow().primary_in_recovery
+    }
+
+    /// Resolves at the monitor's next round.
+    pub async fn next_round(&self) {
+        let mut rx = self.health.clone();
+        rx.borrow_and_update();
+        let _ = rx.changed().await;
+    }
+
+    /// The server for a read: among the replicas in rotation that have
+    /// replayed the client's last write (and not in `tried`, a bit per
+    /// replica), the least busy for its weight or the next in turn. With
+    /// `primary_reads = always` the primary competes too.
+    pub fn pick(&self, fence: &mut Fence, primary: &Pool, tried: u64) -> Pick {
         let snap = self.health.borrow();
         // Read-your-writes: the first primary WAL position read after the
         // client's write covers it; from then on that position is the fence.
+        let mut fenced_out = false;
         if let Fence::After(w) = *fence {
             match (snap.primary_at, snap.primary_lsn) {
                 (Some(at), Some(lsn)) if at > w => *fence = Fence::Lsn(lsn),
-                _ => return None,
+                _ => fenced_out = true,
             }
         }
         let need = match *fence {
             Fence::Lsn(n) => Some(n),
             _ => None,
         };
-        snap.replicas
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.in_rotation)
-            .filter(|(_, r)| need.is_none_or(|n| r.replay_lsn.is_some_and(|lsn| lsn >= n)))
-            .filter_map(|(i, _)| self.pools.get(i).map(|p| (i, p.status())))
-            .min_by_key(|(_, s)| s.size - s.available)
-            .map(|(i, _)| i)
+        let mut rotation = 0;
+        let mut candidates: Vec<(Which, &Pool, u32)> = Vec::with_capacity(self.pools.len() + 1);
+        for (i, r) in snap.replicas.iter().enumerate() {
+            let Some(pool) = self.pools.get(i) else { break };
+            if !r.in_rotation || tried & (1 << i) != 0 {
+                continue;
+            }
+            rotation += 1;
+            let caught_up = need.is_none_or(|n| r.replay_lsn.is_some_and(|lsn| lsn >= n));
+            if caught_up && !fenced_out {
+                candidates.push((Which::Replica(i), pool, self.weights[i]));
+            }
+        }
+        if self.primary_reads == PrimaryReads::Always {
+            candidates.push((Which::Primary, primary, 1));
+        }
+        if candidates.is_empty() {
+            return if rotation > 0 {
+                Pick::Behind
+            } else {
+                Pick::NoReplica
+            };
+        }
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let chosen = match self.balancing {
+            LoadBalancing::RoundRobin => {
+                let total: u64 = candidates.iter().map(|c| u64::from(c.2)).sum();
+                let mut slot = turn as u64 % total.max(1);
+                candidates
+                    .iter()
+                    .find(|c| {
+                        let hit = slot < u64::from(c.2);
+                        slot = slot.saturating_sub(u64::from(c.2));
+                        hit
+                    })
+                    .unwrap_or(&candidates[0])
+            }
+            LoadBalancing::LeastOutstanding => {
+                // Fewest in use per unit of weight; ties go round in turn so
+                // that a quiet system still spreads its reads.
+                let busy = |c: &(Which, &Pool, u32)| {
+                    let s = c.1.status();
+                    (s.size - s.available) as u64
+                };
+                let len = candidates.len();
+                (0..len)
+                    .map(|k| &candidates[(turn + k) % len])
+                    .min_by(|a, b| (busy(a) * u64::from(b.2)).cmp(&(busy(b) * u64::from(a.2))))
+                    .unwrap_or(&candidates[0])
+            }
+        };
+        Pick::Server(chosen.0)
     }
 
     pub fn close(&self) {
@@ -130,8 +228,9 @@ impl Replicas {
 async fn refresh_catalog(
     addr: ServerAddr,
     login: (String, Option<String>, String),
-    functions: Arc<RwLock<FunctionPolicy>>,
-    cache: Arc<RouteCache>,
+    read_only: Vec<String>,
+    (functions, cache): (Arc<RwLock<FunctionPolicy>>, Arc<RouteCache>),
+    changed: Arc<Notify>,
     stop: CancellationToken,
 ) {
     loop {
@@ -150,7 +249,7 @@ async fn refresh_catalog(
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                let mut policy = FunctionPolicy::new([]);
+                let mut policy = FunctionPolicy::new(read_only.iter().cloned());
                 match catalog::load(&client, &mut policy).await {
                     Ok(n) => {
                         *functions.write().unwrap_or_else(|p| p.into_inner()) = policy;
@@ -168,6 +267,13 @@ async fn refresh_catalog(
         }
         tokio::select! {
             _ = tokio::time::sleep(CATALOG_REFRESH) => {}
+            _ = changed.notified() => {
+                // The DDL was seen before it ran: give it time to commit.
+                tokio::select! {
+                    _ = tokio::time::sleep(AFTER_DDL) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
             _ = stop.cancelled() => return,
         }
     }

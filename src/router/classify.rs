@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     CopySource, Expr, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor,
-    TransactionAccessMode, TransactionMode, Visit, Visitor,
+    TransactionAccessMode, TransactionIsolationLevel, TransactionMode, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -98,10 +98,19 @@ fn statement_decision(statement: &Statement, functions: &FunctionPolicy) -> Deci
                     TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)
                 )
             });
-            if read_only {
-                Decision::replica(Reason::ReadOnlyTransaction)
-            } else {
-                Decision::primary(Reason::TransactionControl)
+            // A hot standby refuses SERIALIZABLE ("cannot use serializable
+            // mode in a hot standby"), so such a transaction stays on the
+            // primary however it starts.
+            let serializable = modes.iter().any(|m| {
+                matches!(
+                    m,
+                    TransactionMode::IsolationLevel(TransactionIsolationLevel::Serializable)
+                )
+            });
+            match (read_only, serializable) {
+                (_, true) => Decision::primary(Reason::TransactionControl),
+                (true, false) => Decision::replica(Reason::ReadOnlyTransaction),
+                (false, false) => Decision::primary(Reason::Begin),
             }
         }
         Statement::Commit { .. }

@@ -9,8 +9,9 @@
 //! - [`cache`]: an LRU of decisions keyed by statement text.
 //! - [`catalog`]: function volatility from the primary's `pg_proc`.
 //!
-//! Not wired into the session yet: the proxy still sends everything to the
-//! primary (see the read/write routing issue).
+//! The session (`session/forward/routing.rs`) asks at the start of each
+//! transaction and combines the answer with its own context: pool mode,
+//! `SET pgswitch.route`, read-your-writes and replica health.
 
 pub mod cache;
 pub mod catalog;
@@ -56,6 +57,9 @@ pub enum Reason {
     SessionState,
     /// BEGIN/COMMIT/ROLLBACK/SAVEPOINT.
     TransactionControl,
+    /// `BEGIN` of a read-write transaction (where it runs depends on
+    /// `transaction_routing`).
+    Begin,
     /// `BEGIN READ ONLY` / `START TRANSACTION READ ONLY`.
     ReadOnlyTransaction,
     /// A `/* pgswitch:... */` comment.
@@ -64,6 +68,28 @@ pub enum Reason {
     RouteSetting(RouteHint),
     /// `SET pgswitch.route` to a value that is not a route.
     InvalidRouteSetting(String),
+}
+
+impl Reason {
+    /// A fixed label per kind of reason, for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reason::Read => "read",
+            Reason::Write(_) => "write",
+            Reason::RowLock => "row_lock",
+            Reason::WritableCte => "writable_cte",
+            Reason::SelectInto => "select_into",
+            Reason::Function(_) => "function",
+            Reason::Unparsed => "unparsed",
+            Reason::SessionState => "session_state",
+            Reason::TransactionControl => "transaction_control",
+            Reason::Begin => "begin",
+            Reason::ReadOnlyTransaction => "read_only_transaction",
+            Reason::Hint => "hint",
+            Reason::RouteSetting(_) => "route_setting",
+            Reason::InvalidRouteSetting(_) => "invalid_route_setting",
+        }
+    }
 }
 
 /// A route and why.

@@ -114,6 +114,8 @@ fn writes_and_unprovable_go_to_the_primary() {
         ("SELECT 1; INSERT INTO t VALUES (1)", P),
         ("BEGIN", P),
         ("BEGIN ISOLATION LEVEL SERIALIZABLE", P),
+        ("BEGIN READ ONLY ISOLATION LEVEL SERIALIZABLE", P),
+        ("START TRANSACTION READ WRITE", P),
         ("this is not sql", P),
         ("/* pgswitch:primary */ SELECT 1", P),
     ]);

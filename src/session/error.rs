@@ -38,6 +38,10 @@ pub enum SessionError {
     LoginTimeout,
     #[error("{0}")]
     Route(#[from] crate::router::RouterError),
+    #[error("cannot run a write: the primary {0} reports that it is in recovery (a standby)")]
+    PrimaryInRecovery(String),
+    #[error("no replica can serve this read ({0}) and primary_reads = never")]
+    NoReplica(&'static str),
 }
 
 impl SessionError {
@@ -61,6 +65,8 @@ impl SessionError {
             SessionError::Shutdown => "57P01",
             SessionError::LoginTimeout => "08006",
             SessionError::Route(_) => "22023",
+            SessionError::PrimaryInRecovery(_) => "25006",
+            SessionError::NoReplica(_) => "57P03",
         }
     }
 
@@ -76,6 +82,8 @@ impl SessionError {
             SessionError::Checkout(CheckoutError::Server(_)) | SessionError::Server(_) => {
                 Some("check that the server is up and reachable from pgswitch; retry the transaction")
             }
+            SessionError::PrimaryInRecovery(_) => Some("pgswitch refuses writes until that server is promoted, or until the config names the new primary; reads still work"),
+            SessionError::NoReplica(_) => Some("retry when a replica is back in rotation, or set primary_reads = \"fallback\" to let the primary serve reads"),
             _ => None,
         }
     }

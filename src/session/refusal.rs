@@ -27,7 +27,13 @@ impl Refusal {
 
     /// Errors after which the client may simply try again.
     pub fn applies_to(e: &SessionError) -> bool {
-        matches!(e, SessionError::Checkout(_) | SessionError::Route(_))
+        matches!(
+            e,
+            SessionError::Checkout(_)
+                | SessionError::Route(_)
+                | SessionError::PrimaryInRecovery(_)
+                | SessionError::NoReplica(_)
+        )
     }
 
     /// Replies owed for a client message with this tag, appended to `out`.

@@ -60,6 +60,7 @@ pub fn config(mode: PoolMode, pool_size: usize) -> Config {
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    pub shared: std::sync::Arc<pgswitch::app::Shared>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
 }
@@ -69,9 +70,11 @@ impl Proxy {
         let app = App::bind(config).await.expect("bind");
         let addr = app.local_addr().expect("addr");
         let shutdown = app.shutdown_token();
+        let shared = app.shared();
         let task = tokio::spawn(app.run());
         Proxy {
             addr,
+            shared,
             shutdown,
             task,
         }

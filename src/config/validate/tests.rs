@@ -139,3 +139,69 @@ fn example_config_is_valid() {
     let c = Config::load(Some(&path), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
     assert!(!c.databases.is_empty());
 }
+
+#[test]
+fn routing_keys_and_weighted_replicas() {
+    let c = load_str(
+        r#"
+        [pgswitch]
+        consistency = "primary_only"
+        transaction_routing = "first_statement"
+        primary_reads = "always"
+        load_balancing = "round_robin"
+        max_replica_lag = "0s"
+        read_your_writes_timeout = "200ms"
+        read_only_functions = ["Report_Total", "app.daily"]
+        [[databases]]
+        name = "app"
+        primary = "postgres://a@127.0.0.1:15432/app"
+        replicas = ["postgres://a@127.0.0.1:15433/app", { url = "postgres://a@127.0.0.1:15434/app", weight = 3 }]
+        "#,
+        &Overrides::default(),
+    )
+    .unwrap();
+    let r = &c.general.routing;
+    assert!(r.enabled, "routing is on by default");
+    assert_eq!(r.consistency, Consistency::PrimaryOnly);
+    assert_eq!(r.transaction_routing, TransactionRouting::FirstStatement);
+    assert_eq!(r.primary_reads, PrimaryReads::Always);
+    assert_eq!(r.load_balancing, LoadBalancing::RoundRobin);
+    assert_eq!(r.max_replica_lag, None, "0s turns the time limit off");
+    assert_eq!(r.read_your_writes_timeout, Duration::from_millis(200));
+    assert_eq!(r.read_only_functions, ["report_total", "app.daily"]);
+    let weights: Vec<u32> = c.databases[0].replicas.iter().map(|r| r.weight).collect();
+    assert_eq!(weights, [1, 3]);
+    assert_eq!(c.databases[0].replicas[1].addr.port, 15434);
+}
+
+#[test]
+fn bad_routing_values_name_the_key() {
+    let err = load_str(
+        r#"
+        [pgswitch]
+        read_only_functions = ["f()", "a.b.c"]
+        [[databases]]
+        name = "app"
+        primary = "postgres://a@127.0.0.1:15432/app"
+        replicas = [{ url = "postgres://a@127.0.0.1:15433/app", weight = 0 }]
+        "#,
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "pgswitch.read_only_functions[0]",
+            "pgswitch.read_only_functions[1]",
+            "databases[0].replicas[0].weight"
+        ],
+        "{err}"
+    );
+    let err = load_str(
+        "[pgswitch]\nprimary_reads = \"sometimes\"\n",
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("sometimes"), "{err}");
+}

@@ -22,9 +22,9 @@ use super::replay::{self, Replay, Verdict};
 use super::SessionError;
 use super::{LoggedIn, Session};
 use crate::app::Shared;
-use crate::config::Consistency;
-use crate::config::PoolMode;
-use crate::pool::replicas::Fence;
+use crate::config::{Consistency, PoolMode, PrimaryReads};
+use crate::metrics::Fallback;
+use crate::pool::replicas::{Fence, Pick};
 use crate::pool::{self, CheckoutError, ConnState, ParamSet, PoolSet, Release, Server, Which};
 use crate::protocol::frame::{peek_header, Item, Splitter, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
@@ -91,6 +91,9 @@ pub struct Forwarder<'a> {
     route_hint: RouteHint,
     /// What this client's reads must see of its own writes on the primary.
     fence: Fence,
+    /// A `BEGIN` answered here, waiting for the server its first statement
+    /// chooses (`transaction_routing = first_statement`).
+    deferred_begin: Option<Box<str>>,
     /// Size of the next read buffer (see `read_some`).
     read_size: usize,
 }
@@ -117,6 +120,7 @@ impl<'a> Forwarder<'a> {
             link: None,
             refusal: None,
             fence: Fence::None,
+            deferred_begin: None,
             route_hint: RouteHint::Auto,
             read_size: MIN_READ,
         }
@@ -153,6 +157,7 @@ impl<'a> Forwarder<'a> {
 
     fn phase(&self) -> Phase {
         match &self.link {
+            None if self.deferred_begin.is_some() => Phase::IdleInTransaction,
             None => Phase::Idle,
             Some(l) => match l.status() {
                 Some(b'I') => Phase::Idle,
@@ -397,23 +402,48 @@ impl<'a> Forwarder<'a> {
     /// Takes a server from the pool and brings its parameters in line with
     /// what this client was told.
     async fn attach(&mut self, (mut which, may_write): (Which, bool)) -> Result<(), SessionError> {
+        let mut fence = self.fence;
+        let never = self.shared.config.general.routing.primary_reads == PrimaryReads::Never;
         // A forced shutdown also ends the wait for a free server.
         let checkout = async {
-            match self.pool.checkout_on(which).await {
+            let mut tried = 0u64;
+            loop {
+                let r = self.pool.checkout_on(which).await;
+                let (Err(CheckoutError::Server(e)), Which::Replica(i), Some(replicas)) =
+                    (&r, which, &self.pool.replicas)
+                else {
+                    return r;
+                };
                 // A replica that can't be reached (down, restarting) costs
-                // the read nothing: the primary serves it.
-                Err(CheckoutError::Server(e)) if which != Which::Primary => {
-                    tracing::warn!(pool = %self.pool.name, error = %e, "replica unavailable; reading from the primary");
-                    which = Which::Primary;
-                    self.pool.checkout().await
-                }
-                r => r,
+                // the read nothing: the next one serves it, else the primary.
+                tracing::warn!(pool = %self.pool.name, error = %e, "replica unavailable; trying the next server");
+                tried |= 1 << i;
+                which = match replicas.pick(&mut fence, &self.pool.primary, tried) {
+                    Pick::Server(w) => w,
+                    _ if never => return r,
+                    _ => {
+                        self.shared.metrics.fallback(Fallback::Unavailable);
+                        Which::Primary
+                    }
+                };
             }
         };
         let mut server = tokio::select! {
             r = checkout => r?,
             _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
         };
+        self.fence = fence;
+        let begun = match self.deferred_begin.take() {
+            Some(sql) => {
+                let timeout = self.shared.config.general.server_reset_timeout;
+                Box::pin(server.run(&sql, timeout)).await?;
+                true
+            }
+            None => false,
+        };
+        // Inside an explicit transaction on the primary, any later statement
+        // may write.
+        let may_write = may_write || (begun && which == Which::Primary);
         if let Some(sql) = server.params.sync_sql(&self.params) {
             let timeout = self.shared.config.general.server_reset_timeout;
             Box::pin(server.run(&sql, timeout)).await?;
@@ -443,7 +473,9 @@ impl<'a> Forwarder<'a> {
         // A lone Query on a replica can be re-run on the primary if the
         // replica refuses it as a write.
         let replay = match (which, peek_header(&self.cbuf)) {
-            (Which::Replica(_), Ok(Some((b'Q', len)))) if self.cbuf.len() == HEADER_LEN + len => {
+            (Which::Replica(_), Ok(Some((b'Q', len))))
+                if self.cbuf.len() == HEADER_LEN + len && !begun =>
+            {
                 Replay::Armed(Bytes::copy_from_slice(&self.cbuf))
             }
             _ => Replay::Off,
@@ -462,7 +494,8 @@ impl<'a> Forwarder<'a> {
     async fn detach(&mut self) {
         if let Some(link) = self.link.take() {
             self.slot().detach();
-            let fenced = self.shared.config.general.consistency == Consistency::ReadYourWrites;
+            let fenced =
+                self.shared.config.general.routing.consistency == Consistency::ReadYourWrites;
             if fenced
                 && link.may_write
                 && link.which == Which::Primary

@@ -1,10 +1,15 @@
-//! Routing at the start of a transaction: where it runs, the session's
-//! `SET pgswitch.route`, and the replica safety net's re-run on the primary.
+//! Routing at the start of a transaction: where it runs, the choice of
+//! replica for a read, `transaction_routing = first_statement`, the
+//! session's `SET pgswitch.route`, and the replica safety net's re-run on
+//! the primary.
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::{ConnState, Forwarder, PoolMode, SessionError, Which};
+use crate::config::{Consistency, PrimaryReads, TransactionRouting};
+use crate::metrics::Fallback;
+use crate::pool::replicas::Pick;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
 use crate::protocol::messages;
 use crate::router::{Reason, Route, RouteHint};
@@ -16,27 +21,38 @@ const MAX_ROUTED_SQL: usize = 64 * 1024;
 pub(super) enum Next {
     /// This server; `true` if it may write (read-your-writes).
     Server(Which, bool),
+    /// A read: a replica if one qualifies (see `choose_reader`).
+    Read,
     /// A `SET pgswitch.route` Query of the given length, answered locally.
     SetRoute(RouteHint, usize),
+    /// A lone `BEGIN` Query of the given length with `transaction_routing =
+    /// first_statement`: answered here, sent ahead of the next statement to
+    /// wherever that statement goes.
+    DeferBegin(usize),
 }
 
 impl Forwarder<'_> {
-    /// Where the transaction starting with the next client message runs:
-    /// `(server, may_write)`, or `None` while that message is still
-    /// arriving. Reads go to a replica only with read routing on, outside
-    /// session mode, when the router proves the first statement read-only
-    /// and a replica has caught up with this client's last write.
+    /// Where the transaction starting with the next client message runs,
+    /// or `None` while that message is still arriving. Reads go to a
+    /// replica only with read routing on, outside session mode, when the
+    /// router proves the first statement read-only.
     pub(super) fn next_target(&mut self) -> Result<Option<Next>, SessionError> {
+        let routing = &self.shared.config.general.routing;
         let primary = |may_write| Ok(Some(Next::Server(Which::Primary, may_write)));
         let replicas = match &self.pool.replicas {
-            Some(r) if self.mode != PoolMode::Session => r,
+            Some(r)
+                if self.mode != PoolMode::Session
+                    && routing.consistency != Consistency::PrimaryOnly =>
+            {
+                r
+            }
             _ => return primary(true),
         };
         let Some((tag, len)) = peek_header(&self.cbuf)? else {
             return Ok(None);
         };
         if !matches!(tag, b'Q' | b'P') || len > MAX_ROUTED_SQL {
-            return primary(true);
+            return self.write_target(true);
         }
         let Some(body) = self.cbuf.get(HEADER_LEN..HEADER_LEN + len) else {
             return Ok(None);
@@ -47,14 +63,20 @@ impl Forwarder<'_> {
             // A named statement outlives this transaction; its Bind may come
             // in a later one, which must find it: primary, as before routing
             // (transaction-mode prepared statements are their own issue).
-            return primary(false);
+            return self.write_target(false);
         }
         let Some(sql) = parts.next().and_then(|s| std::str::from_utf8(s).ok()) else {
-            return primary(true);
+            return self.write_target(true);
         };
         let decision = replicas.route(sql).map_err(SessionError::Route)?;
-        if let (Reason::RouteSetting(hint), b'Q') = (&decision.reason, tag) {
-            return Ok(Some(Next::SetRoute(*hint, HEADER_LEN + len)));
+        self.shared.metrics.decision(&decision);
+        match (&decision.reason, tag) {
+            (Reason::RouteSetting(hint), b'Q') => {
+                return Ok(Some(Next::SetRoute(*hint, HEADER_LEN + len)))
+            }
+            // DDL may have changed a function's volatility.
+            (Reason::Write("DDL or other") | Reason::Unparsed, _) => replicas.catalog_changed(),
+            _ => {}
         }
         let route = match (self.route_hint, decision.route) {
             (_, Route::Any) => Route::Any,
@@ -62,15 +84,90 @@ impl Forwarder<'_> {
             (RouteHint::Replica, _) => Route::Replica,
             (RouteHint::Auto, r) => r,
         };
-        let writes = decision.route == Route::Primary;
-        Ok(Some(match route {
-            Route::Replica => match replicas.pick(&mut self.fence) {
-                Some(i) => Next::Server(Which::Replica(i), false),
-                None => Next::Server(Which::Primary, writes),
-            },
-            Route::Any => Next::Server(Which::Primary, false),
-            Route::Primary => Next::Server(Which::Primary, writes),
-        }))
+        let lone_query = tag == b'Q' && self.cbuf.len() == HEADER_LEN + len;
+        if decision.reason == Reason::Begin
+            && routing.transaction_routing == TransactionRouting::FirstStatement
+            && self.mode == PoolMode::Transaction
+            && self.route_hint == RouteHint::Auto
+            && lone_query
+            && self.deferred_begin.is_none()
+        {
+            return Ok(Some(Next::DeferBegin(HEADER_LEN + len)));
+        }
+        match route {
+            Route::Replica => Ok(Some(Next::Read)),
+            Route::Any => primary(false),
+            Route::Primary => self.write_target(decision.route == Route::Primary),
+        }
+    }
+
+    /// The primary, for a transaction that may write; refused while the
+    /// primary reports it is in recovery, so that no write lands on (or
+    /// fails confusingly at) a demoted server.
+    fn write_target(&self, may_write: bool) -> Result<Option<Next>, SessionError> {
+        if let Some(r) = &self.pool.replicas {
+            if r.primary_in_recovery() {
+                let addr = self.pool.primary.manager().target.addr.to_string();
+                tracing::error!(pool = %self.pool.name, primary = %addr, "refusing a write: the primary reports it is in recovery");
+                return Err(SessionError::PrimaryInRecovery(addr));
+            }
+        }
+        Ok(Some(Next::Server(Which::Primary, may_write)))
+    }
+
+    /// The server for a read: a replica that qualifies (in rotation, caught
+    /// up with this client's writes), waiting up to
+    /// `read_your_writes_timeout` for one to catch up; else the primary,
+    /// unless `primary_reads = never` and no replica is in rotation.
+    pub(super) async fn choose_reader(&mut self) -> Result<Which, SessionError> {
+        let Some(replicas) = self.pool.replicas.as_ref() else {
+            return Ok(Which::Primary);
+        };
+        let routing = &self.shared.config.general.routing;
+        let deadline = tokio::time::Instant::now() + routing.read_your_writes_timeout;
+        loop {
+            match replicas.pick(&mut self.fence, &self.pool.primary, 0) {
+                Pick::Server(which) => return Ok(which),
+                Pick::Behind if tokio::time::Instant::now() < deadline => {
+                    tokio::select! {
+                        _ = replicas.next_round() => {}
+                        _ = tokio::time::sleep_until(deadline) => {}
+                        _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
+                    }
+                }
+                // Correctness first: the primary has the client's writes.
+                Pick::Behind => {
+                    self.shared.metrics.fallback(Fallback::Behind);
+                    return Ok(Which::Primary);
+                }
+                Pick::NoReplica if routing.primary_reads == PrimaryReads::Never => {
+                    return Err(SessionError::NoReplica("none in rotation"))
+                }
+                Pick::NoReplica => {
+                    self.shared.metrics.fallback(Fallback::NoReplica);
+                    return Ok(Which::Primary);
+                }
+            }
+        }
+    }
+
+    /// A lone `BEGIN` under `transaction_routing = first_statement`: answer
+    /// it as the server would and keep it for the server the next statement
+    /// chooses.
+    pub(super) async fn defer_begin(&mut self, len: usize) -> Result<(), SessionError> {
+        let query = self.cbuf.split_to(len);
+        let sql = query
+            .get(HEADER_LEN..len.saturating_sub(1))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("BEGIN");
+        self.deferred_begin = Some(sql.into());
+        let mut out = BytesMut::new();
+        messages::command_complete(&mut out, "BEGIN");
+        messages::ready_for_query(&mut out, b'T');
+        self.client
+            .write_all(&out)
+            .await
+            .map_err(SessionError::ClientGone)
     }
 
     /// `SET pgswitch.route = ...` as a Query of its own: pgswitch's setting,
@@ -84,7 +181,12 @@ impl Forwarder<'_> {
         self.cbuf.advance(len);
         let mut out = BytesMut::new();
         messages::command_complete(&mut out, "SET");
-        messages::ready_for_query(&mut out, b'I');
+        let status = if self.deferred_begin.is_some() {
+            b'T'
+        } else {
+            b'I'
+        };
+        messages::ready_for_query(&mut out, status);
         self.client
             .write_all(&out)
             .await
@@ -100,6 +202,7 @@ impl Forwarder<'_> {
             link.server.state = ConnState::Ready(b'I');
         }
         tracing::info!(pool = %self.pool.name, "a replica refused a statement as a write (25006); running it on the primary");
+        self.shared.metrics.replica_refusals_rerun.inc();
         self.attach((Which::Primary, true)).await?;
         let Some(link) = self.link.as_mut() else {
             return Ok(());

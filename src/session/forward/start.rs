@@ -24,8 +24,19 @@ impl Forwarder<'_> {
                     Ok(Some(Next::Server(which, may_write))) => {
                         self.attach((which, may_write)).await
                     }
+                    Ok(Some(Next::Read)) => match self.choose_reader().await {
+                        Ok(which) => self.attach((which, false)).await,
+                        Err(e) => Err(e),
+                    },
                     Ok(Some(Next::SetRoute(hint, len))) => {
                         self.set_route(hint, len).await?;
+                        if self.cbuf.is_empty() {
+                            return Ok(Some(Flow::Continue));
+                        }
+                        continue;
+                    }
+                    Ok(Some(Next::DeferBegin(len))) => {
+                        self.defer_begin(len).await?;
                         if self.cbuf.is_empty() {
                             return Ok(Some(Flow::Continue));
                         }
@@ -37,6 +48,14 @@ impl Forwarder<'_> {
                     Ok(()) => return Ok(None),
                     Err(e) if Refusal::applies_to(&e) => {
                         tracing::warn!(pool = %self.pool.name, error = %e, "request refused");
+                        self.shared
+                            .metrics
+                            .requests_refused
+                            .with_label_values(&[e.sqlstate()])
+                            .inc();
+                        // The transaction the client opened never reached a
+                        // server; the refusal's ReadyForQuery ('I') says so.
+                        self.deferred_begin = None;
                         self.refusal = Some(Box::new(Refusal::new(e)));
                     }
                     Err(e) => return Err(e),
