@@ -336,3 +336,250 @@ async fn eventual_consistency_reads_replicas_right_after_writes() {
         .unwrap();
     proxy.stop().await;
 }
+
+/// The metrics text of a running proxy.
+fn metrics(proxy: &Proxy) -> String {
+    proxy.shared.metrics.render()
+}
+
+/// The value of one exported sample (a metric name with its labels), or 0.
+fn sample(proxy: &Proxy, series: &str) -> u64 {
+    metrics(proxy)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn routing_decisions_are_counted() {
+    let proxy = Proxy::start(routing_config("transaction", "")).await;
+    let c = proxy.client().await;
+    assert!(reads_reach_a_replica(&c).await);
+    let reads = "pgswitch_route_decisions_total{reason=\"read\",route=\"replica\"}";
+    let unparsed = "pgswitch_route_decisions_total{reason=\"unparsed\",route=\"primary\"}";
+    let (r0, u0) = (sample(&proxy, reads), sample(&proxy, unparsed));
+    for _ in 0..5 {
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    // Not SQL sqlparser knows, so the primary gets it (and says what it is).
+    let e = c.simple_query("SELEKT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42601");
+    assert_eq!(sample(&proxy, reads), r0 + 5, "{}", metrics(&proxy));
+    assert_eq!(sample(&proxy, unparsed), u0 + 1, "{}", metrics(&proxy));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn first_statement_routing_places_whole_transactions() {
+    let proxy = Proxy::start(routing_config(
+        "transaction",
+        "transaction_routing = \"first_statement\"",
+    ))
+    .await;
+    let c = proxy.client().await;
+    let table = format!("first_{}", std::process::id());
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)"
+    ))
+    .await
+    .unwrap();
+    assert!(reads_reach_a_replica(&c).await);
+    // A transaction that starts with a read runs on a replica throughout.
+    let on_replica = eventually(Duration::from_secs(15), || async {
+        c.batch_execute("BEGIN").await.unwrap();
+        let a = port_of(&c, "SELECT inet_server_port()").await;
+        let b = port_of(&c, "SELECT inet_server_port()").await;
+        c.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(a, b, "a transaction moved between servers");
+        a != PRIMARY_PORT
+    })
+    .await;
+    assert!(on_replica, "no read-first transaction reached a replica");
+    // One that starts with a write runs on the primary throughout, and its
+    // write is there to read afterwards.
+    c.batch_execute("BEGIN").await.unwrap();
+    let w = port_of(
+        &c,
+        &format!("INSERT INTO {table} VALUES (1) RETURNING inet_server_port()"),
+    )
+    .await;
+    assert_eq!(w, PRIMARY_PORT);
+    assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    c.batch_execute("COMMIT").await.unwrap();
+    let n = first_row(&c, &format!("SELECT count(*) FROM {table}")).await;
+    assert_eq!(n[0], "1", "read-your-writes after a deferred BEGIN");
+    // The client sees a real transaction: ROLLBACK undoes, and an empty
+    // transaction commits cleanly.
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute(&format!("INSERT INTO {table} VALUES (2)"))
+        .await
+        .unwrap();
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute("BEGIN; COMMIT").await.unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("COMMIT").await.unwrap();
+    let n = first_row(&c, &format!("SELECT count(*) FROM {table}")).await;
+    assert_eq!(n[0], "1", "the rolled-back row is gone");
+    // SERIALIZABLE cannot run on a standby: primary, however it starts.
+    c.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        .await
+        .unwrap();
+    assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    c.batch_execute("COMMIT").await.unwrap();
+    c.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn primary_reads_never_fails_reads_without_replicas() {
+    let dead = [
+        "postgres://app:app-secret@127.0.0.1:1/app".to_owned(),
+        "postgres://app:app-secret@127.0.0.1:2/app".to_owned(),
+    ];
+    let cfg = routing_config_with("transaction", "primary_reads = \"never\"", &dead);
+    let proxy = Proxy::start(cfg).await;
+    let c = proxy.client().await;
+    let e = c.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "57P03", "{e}");
+    assert!(message(&e).contains("primary_reads = never"), "{}", message(&e));
+    // The connection lives on, and writes still go to the primary.
+    assert_eq!(
+        port_of(&c, "SELECT inet_server_port() FROM (SELECT txid_current()) t").await,
+        PRIMARY_PORT
+    );
+    let refused = "pgswitch_requests_refused_total{sqlstate=\"57P03\"}";
+    assert_eq!(sample(&proxy, refused), 1, "{}", metrics(&proxy));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn primary_reads_always_joins_the_rotation() {
+    let cfg = routing_config_with(
+        "transaction",
+        "primary_reads = \"always\"\nload_balancing = \"round_robin\"\nconsistency = \"eventual\"",
+        &replica_urls()[..1],
+    );
+    let proxy = Proxy::start(cfg).await;
+    let c = proxy.client().await;
+    assert!(reads_reach_a_replica(&c).await);
+    let mut ports = std::collections::BTreeMap::new();
+    for _ in 0..40 {
+        *ports
+            .entry(port_of(&c, "SELECT inet_server_port()").await)
+            .or_insert(0) += 1;
+    }
+    // In turn: 20 each, give or take a moment the replica was out of
+    // rotation.
+    let (p, r) = (ports[&PRIMARY_PORT], ports.get(&15433).copied().unwrap_or(0));
+    assert!(
+        (17..=23).contains(&p) && p + r == 40,
+        "round robin over the replica and the primary: {ports:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn round_robin_follows_weights() {
+    let r = replica_urls();
+    let cfg = config_from_toml(&format!(
+        r#"
+        [pgswitch]
+        listen = "127.0.0.1:0"
+        pool_mode = "statement"
+        health_check_interval = "50ms"
+        load_balancing = "round_robin"
+        consistency = "eventual"
+        [[databases]]
+        name = "app"
+        primary = "{primary}"
+        replicas = [{{ url = "{r1}", weight = 1 }}, {{ url = "{r2}", weight = 3 }}]
+        [[users]]
+        name = "app"
+        password = "app-secret"
+        "#,
+        primary = primary_url(),
+        r1 = r[0],
+        r2 = r[1],
+    ));
+    let proxy = Proxy::start(cfg).await;
+    let c = proxy.client().await;
+    // Both replicas in rotation first.
+    let both = eventually(Duration::from_secs(15), || async {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            seen.insert(port_of(&c, "SELECT inet_server_port()").await);
+        }
+        seen.len() == 2 && !seen.contains(&PRIMARY_PORT)
+    })
+    .await;
+    assert!(both, "both replicas should serve reads");
+    let mut ports = std::collections::BTreeMap::new();
+    for _ in 0..400 {
+        *ports
+            .entry(port_of(&c, "SELECT inet_server_port()").await)
+            .or_insert(0) += 1;
+    }
+    // 1:3, give or take a moment a replica was out of rotation.
+    let (r1, r2) = (ports[&15433], ports[&15434]);
+    assert!(
+        (85..=115).contains(&r1) && r1 + r2 == 400,
+        "weights 1 and 3: {ports:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn primary_only_keeps_everything_on_the_primary() {
+    let proxy = Proxy::start(routing_config(
+        "transaction",
+        "consistency = \"primary_only\"",
+    ))
+    .await;
+    let c = proxy.client().await;
+    for _ in 0..20 {
+        assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_primary_in_recovery_refuses_writes() {
+    // Misconfigured on purpose: the "primary" is replica 1, a standby.
+    let r = replica_urls();
+    let cfg = config_from_toml(&format!(
+        r#"
+        [pgswitch]
+        listen = "127.0.0.1:0"
+        pool_mode = "transaction"
+        health_check_interval = "50ms"
+        [[databases]]
+        name = "app"
+        primary = "{r1}"
+        replicas = ["{r2}"]
+        [[users]]
+        name = "app"
+        password = "app-secret"
+        "#,
+        r1 = r[0],
+        r2 = r[1],
+    ));
+    let proxy = Proxy::start(cfg).await;
+    let c = proxy.client().await;
+    let refused = eventually(Duration::from_secs(15), || async {
+        match c.simple_query("CREATE TEMP TABLE t (v int)").await {
+            Err(e) => message(&e).contains("reports that it is in recovery"),
+            Ok(_) => panic!("a standby accepted a write"),
+        }
+    })
+    .await;
+    assert!(refused, "writes were not refused by pgswitch");
+    let e = c.simple_query("CREATE TEMP TABLE t (v int)").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "25006");
+    assert!(message(&e).contains("127.0.0.1:15433"), "{}", message(&e));
+    // Reads still work.
+    let port = port_of(&c, "SELECT inet_server_port()").await;
+    assert!(port == 15433 || port == 15434, "read served by {port}");
+    proxy.stop().await;
+}

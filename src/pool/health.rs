@@ -189,7 +189,10 @@ async fn round(
     match primary
         .query(
             cfg,
-            "SELECT pg_is_in_recovery(), pg_current_wal_lsn()::text",
+            // pg_current_wal_lsn() fails during recovery; a demoted
+            // primary must still report that it is in recovery.
+            "SELECT pg_is_in_recovery(), (CASE WHEN pg_is_in_recovery() \
+             THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text",
         )
         .await
     {
