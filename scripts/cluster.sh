@@ -220,6 +220,9 @@ hot_standby = on
 hot_standby_feedback = on
 fsync = off
 synchronous_commit = off
+# With synchronous_commit off, commits reach replicas when the WAL writer
+# flushes; flush often so read-your-writes waits stay short in tests.
+wal_writer_delay = 10ms
 full_page_writes = off
 password_encryption = 'scram-sha-256'
 logging_collector = off

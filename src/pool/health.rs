@@ -189,10 +189,12 @@ async fn round(
     match primary
         .query(
             cfg,
-            // pg_current_wal_lsn() fails during recovery; a demoted
-            // primary must still report that it is in recovery.
+            // The insert position covers every commit record already
+            // written, even with synchronous_commit = off (the write
+            // position may still be behind it). It fails during recovery,
+            // and a demoted primary must still say that it is in recovery.
             "SELECT pg_is_in_recovery(), (CASE WHEN pg_is_in_recovery() \
-             THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text",
+             THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text",
         )
         .await
     {

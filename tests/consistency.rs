@@ -1,0 +1,145 @@
+//! Read-your-writes against real replication lag: replica 2's replay is
+//! paused (`pg_wal_replay_pause()`) while it stays in rotation, so only
+//! pgswitch's LSN fence stands between a client and a stale read. In a test
+//! binary of its own, so that pausing replay disturbs no other test.
+
+mod common;
+
+use common::*;
+
+const PRIMARY_PORT: &str = "15432";
+
+fn config(interval: &str, extra: &str) -> pgswitch::config::Config {
+    config_from_toml(&format!(
+        r#"
+        [pgswitch]
+        listen = "127.0.0.1:0"
+        pool_mode = "transaction"
+        pool_size = 4
+        health_check_interval = "{interval}"
+        # A paused replica stays in rotation: the fence alone must protect.
+        max_replica_lag_bytes = 1073741824
+        max_replica_lag = "0s"
+        {extra}
+        [[databases]]
+        name = "app"
+        primary = "{primary}"
+        replicas = {replicas:?}
+        [[users]]
+        name = "app"
+        password = "app-secret"
+        "#,
+        primary = primary_url(),
+        replicas = replica_urls(),
+    ))
+}
+
+/// Count of rows and the port of the server that counted them.
+async fn count_and_port(c: &tokio_postgres::Client, table: &str) -> (String, String) {
+    let row = first_row(
+        c,
+        &format!("SELECT count(*)::text, inet_server_port()::text FROM {table}"),
+    )
+    .await;
+    (row[0].clone(), row[1].clone())
+}
+
+#[tokio::test]
+async fn read_your_writes_holds_for_1000_writes_with_a_lagging_replica() {
+    // Reads wait for a replica that has replayed the client's write, so
+    // most of them run on one: the fence is exercised, not sidestepped.
+    let proxy = Proxy::start(config("10ms", "read_your_writes_timeout = \"2s\"")).await;
+    let c = proxy.client().await;
+    let table = format!("ryw_{}", std::process::id());
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int)"
+    ))
+    .await
+    .unwrap();
+    let mut served = std::collections::BTreeMap::<String, usize>::new();
+    let mut lag = Some(LaggingReplica::start("rywlag").await);
+    for i in 0..1000 {
+        if i == 500 {
+            // The premise: replica 2 really is behind (it has not even got
+            // the table's first rows)...
+            let direct = connect(&replica_urls()[1]).await.unwrap();
+            let stale = match direct
+                .simple_query(&format!("SELECT count(*)::text FROM {table}"))
+                .await
+            {
+                Err(_) => true, // not even the table yet
+                Ok(rows) => !rows.iter().any(|m| {
+                    matches!(m,
+                    tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("500"))
+                }),
+            };
+            assert!(stale, "replica 2 replayed while paused");
+            // ...then it catches up for the second half.
+            if let Some(lag) = lag.take() {
+                lag.resume().await;
+            }
+        }
+        c.batch_execute(&format!("INSERT INTO {table} VALUES ({i})"))
+            .await
+            .unwrap();
+        let (count, port) = count_and_port(&c, &table).await;
+        assert_eq!(
+            count,
+            (i + 1).to_string(),
+            "iteration {i}: read did not see the client's own write (server {port})"
+        );
+        if i < 500 {
+            assert_ne!(port, "15434", "iteration {i}: read from the paused replica");
+        }
+        *served.entry(port).or_default() += 1;
+    }
+    eprintln!("reads right after a write, by server port: {served:?}");
+    assert!(
+        served.get("15433").copied().unwrap_or(0) >= 500,
+        "most reads should have waited for replica 1: {served:?}"
+    );
+    c.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn reads_wait_for_a_replica_to_catch_up() {
+    // With a wait bound well above the monitor's interval, a read right
+    // after a write finds a replica that has replayed it instead of falling
+    // back to the primary.
+    let proxy = Proxy::start(config("50ms", "read_your_writes_timeout = \"5s\"")).await;
+    let c = proxy.client().await;
+    let table = format!("rywwait_{}", std::process::id());
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int)"
+    ))
+    .await
+    .unwrap();
+    // Until the monitor's first round, no replica is known to be in rotation.
+    let ready = eventually(std::time::Duration::from_secs(15), || async {
+        count_and_port(&c, &table).await.1 != PRIMARY_PORT
+    })
+    .await;
+    assert!(ready, "no replica came into rotation");
+    for i in 0..20 {
+        c.batch_execute(&format!("INSERT INTO {table} VALUES ({i})"))
+            .await
+            .unwrap();
+        let (count, port) = count_and_port(&c, &table).await;
+        assert_eq!(count, (i + 1).to_string(), "iteration {i} (server {port})");
+        assert_ne!(port, PRIMARY_PORT, "iteration {i}: the read did not wait");
+    }
+    let fallbacks = proxy
+        .shared
+        .metrics
+        .render()
+        .lines()
+        .any(|l| l.starts_with("pgswitch_read_fallbacks_total{cause=\"read_your_writes\"}"));
+    assert!(!fallbacks, "no read should have fallen back");
+    c.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    proxy.stop().await;
+}
