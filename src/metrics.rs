@@ -2,7 +2,7 @@
 //! handles registered once at start. Names follow Prometheus conventions:
 //! `pgswitch_` prefix, base units, `_total` for counters.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, Opts, Registry};
 
 use crate::router::{Decision, Route};
 
@@ -13,8 +13,9 @@ pub struct Metrics {
     pub route_decisions: IntCounterVec,
     /// Reads the router sent to a replica that the primary served, by cause.
     pub read_fallbacks: IntCounterVec,
-    /// Statements a replica refused as writes (25006), re-run on the primary.
-    pub replica_refusals_rerun: IntCounter,
+    /// Requests a replica failed before answering (refused as a write, or
+    /// went away), re-run on the primary, by cause.
+    pub replica_reruns: IntCounterVec,
     /// Requests refused before reaching a server, by cause.
     pub requests_refused: IntCounterVec,
 }
@@ -67,17 +68,17 @@ impl Metrics {
             "Requests answered with an error before reaching any server, by SQLSTATE.",
             &["sqlstate"],
         );
-        let replica_refusals_rerun = IntCounter::new(
-            "pgswitch_replica_refusals_rerun_total",
-            "Statements a replica refused as writes (SQLSTATE 25006) and pgswitch re-ran on the primary.",
-        )
-        .unwrap_or_else(|e| panic!("metric definition: {e}"));
-        register(&registry, Box::new(replica_refusals_rerun.clone()));
+        let replica_reruns = counter_vec(
+            &registry,
+            "pgswitch_replica_reruns_total",
+            "Requests a replica failed before answering and pgswitch re-ran on the primary, by cause (read_only: SQLSTATE 25006; replica_lost: the replica went away).",
+            &["cause"],
+        );
         Metrics {
             registry,
             route_decisions,
             read_fallbacks,
-            replica_refusals_rerun,
+            replica_reruns,
             requests_refused,
         }
     }
@@ -134,13 +135,13 @@ mod tests {
         m.decision(&Decision::replica(Reason::Read));
         m.decision(&Decision::primary(Reason::Unparsed));
         m.fallback(Fallback::Behind);
-        m.replica_refusals_rerun.inc();
+        m.replica_reruns.with_label_values(&["read_only"]).inc();
         let text = m.render();
         for line in [
             "pgswitch_route_decisions_total{reason=\"read\",route=\"replica\"} 1",
             "pgswitch_route_decisions_total{reason=\"unparsed\",route=\"primary\"} 1",
             "pgswitch_read_fallbacks_total{cause=\"read_your_writes\"} 1",
-            "pgswitch_replica_refusals_rerun_total 1",
+            "pgswitch_replica_reruns_total{cause=\"read_only\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in:\n{text}");
         }

@@ -249,6 +249,20 @@ async fn replica_refusal_is_rerun_on_the_primary() {
         assert!(v > last, "the sequence moved forward");
         last = v;
     }
+    // The extended protocol (an unnamed statement, Parse/Bind/Execute/Sync
+    // in one batch) gets the same safety net.
+    let rerun = "pgswitch_replica_reruns_total{cause=\"read_only\"}";
+    let before = sample(&proxy, rerun);
+    assert!(before > 0, "{}", metrics(&proxy));
+    for _ in 0..5 {
+        assert!(reads_reach_a_replica(&c).await);
+        let rows = c.query_typed(&sql, &[]).await.unwrap();
+        let (v, port): (i64, i32) = (rows[0].get(0), rows[0].get(1));
+        assert_eq!(port, PRIMARY_PORT);
+        assert!(v > last, "the sequence moved forward");
+        last = v;
+    }
+    assert_eq!(sample(&proxy, rerun), before + 5, "{}", metrics(&proxy));
     // The premise: with the catalog loaded, the router sends it to a
     // replica, and the replica refuses it (so the retry path is what made
     // every call above succeed).

@@ -4,11 +4,12 @@
 //! values are errors, never silently ignored.
 
 /// A requested route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RouteHint {
     Primary,
     Replica,
     /// Let the router decide (the default).
+    #[default]
     Auto,
 }
 

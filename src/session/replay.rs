@@ -1,7 +1,14 @@
-//! The replica safety net: a Query routed to a replica that the replica
-//! rejects as a write (SQLSTATE 25006, read_only_sql_transaction) before
-//! sending anything else is run again on the primary. The replica did
-//! nothing, and the client has seen nothing yet, so the retry is invisible.
+//! The replica safety net. A request routed to a replica is kept until
+//! the replica's first real answer; if, before any row, the replica
+//! - rejects it as a write (SQLSTATE 25006, read_only_sql_transaction), or
+//! - goes away (a FATAL error such as an administrator shutdown, or the
+//!   connection closing),
+//!
+//! the same request runs again on the primary. The replica did nothing and
+//! the client has seen nothing yet, so the retry is invisible. Requests
+//! qualify when they are whole and alone at the start of a transaction: one
+//! simple Query, or one extended-protocol batch (Parse/Bind/Describe/
+//! Execute/Flush) ending in its Sync.
 
 use bytes::Bytes;
 
@@ -11,30 +18,58 @@ use crate::protocol::messages::BackendError;
 /// Where a replica-routed request stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replay {
-    /// Not retryable (not routed to a replica, or more than one message).
+    /// Not retryable (not routed to a replica, or not a whole request).
     Off,
-    /// This Query is about to be sent to the replica.
+    /// This request is about to be sent to the replica.
     Armed(Bytes),
-    /// Sent; its first reply decides.
+    /// Sent; its first replies decide.
     Sent(Bytes),
 }
 
-/// What the replica's first reply says.
+/// The safety net for `request`, the client's buffered bytes at the start
+/// of a replica-routed transaction: armed only for one whole request.
+pub fn arm(request: &[u8]) -> Replay {
+    let mut len = 0;
+    let mut ends = 0;
+    let mut last = 0;
+    for (tag, body) in whole_messages(request) {
+        if !matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'E' | b'H' | b'S') {
+            return Replay::Off;
+        }
+        if matches!(tag, b'Q' | b'S') {
+            ends += 1;
+        }
+        last = tag;
+        len += HEADER_LEN + body.len();
+    }
+    if len == request.len() && ends == 1 && matches!(last, b'Q' | b'S') {
+        Replay::Armed(Bytes::copy_from_slice(request))
+    } else {
+        Replay::Off
+    }
+}
+
+/// What the replica's first replies say.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     NeedMore,
-    /// Refused as a write: the first `len` bytes (error through
-    /// ReadyForQuery) are to be dropped and the Query re-run on the primary.
+    /// Refused as a write: the first `len` bytes (through ReadyForQuery)
+    /// are to be dropped and the request re-run on the primary. The replica
+    /// connection is idle and fine.
     Refused {
         len: usize,
     },
+    /// The replica is going away: re-run on the primary, drop the
+    /// connection.
+    Lost,
     /// Anything else: forward as usual.
     Proceed,
 }
 
-/// Looks at the replica's reply so far. A RowDescription (and notices or
-/// parameter reports) may come before the error, since Postgres describes
-/// the result before running the statement; no row may.
+/// Looks at the replica's reply so far. Replies that only acknowledge or
+/// describe (ParseComplete, BindComplete, ParameterDescription, NoData,
+/// RowDescription, notices, parameter reports) may come before the error;
+/// no row may.
 pub fn verdict(buf: &[u8]) -> Verdict {
     let mut pos = 0;
     loop {
@@ -42,7 +77,7 @@ pub fn verdict(buf: &[u8]) -> Verdict {
             return Verdict::NeedMore;
         };
         match tag {
-            b'T' | b'N' | b'S' => {
+            b'1' | b'2' | b't' | b'n' | b'T' | b'N' | b'S' => {
                 if buf.len() < pos + HEADER_LEN + len {
                     return Verdict::NeedMore;
                 }
@@ -52,10 +87,17 @@ pub fn verdict(buf: &[u8]) -> Verdict {
                 let Some(body) = buf.get(pos + HEADER_LEN..pos + HEADER_LEN + len) else {
                     return Verdict::NeedMore;
                 };
-                if BackendError::parse(body).code != "25006" {
+                let e = BackendError::parse(body);
+                if matches!(e.severity.as_str(), "FATAL" | "PANIC")
+                    || e.code.starts_with("57P")
+                    || e.code.starts_with("08")
+                {
+                    return Verdict::Lost;
+                }
+                if e.code != "25006" {
                     return Verdict::Proceed;
                 }
-                // The reply to a failed simple Query ends with ReadyForQuery.
+                // The reply to a failed request ends with ReadyForQuery.
                 let mut end = 0;
                 for (t, b) in whole_messages(buf) {
                     end += HEADER_LEN + b.len();
@@ -108,6 +150,51 @@ mod tests {
         let mut rows = BytesMut::from(&b"T\0\0\0\x06\0\0"[..]);
         rows.extend_from_slice(b"D\0\0\0\x06\0\0");
         assert_eq!(verdict(&rows), Verdict::Proceed);
+    }
+
+    #[test]
+    fn extended_replies_may_come_first() {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(b"1\0\0\0\x04"); // ParseComplete
+        b.extend_from_slice(b"2\0\0\0\x04"); // BindComplete
+        b.extend_from_slice(b"n\0\0\0\x04"); // NoData
+        assert_eq!(verdict(&b), Verdict::NeedMore);
+        b.extend_from_slice(&reply("25006"));
+        assert_eq!(verdict(&b), Verdict::Refused { len: b.len() });
+    }
+
+    #[test]
+    fn a_server_going_away_is_lost() {
+        let mut b = BytesMut::new();
+        messages::error_response(
+            &mut b,
+            Severity::Fatal,
+            "57P01",
+            "terminating connection due to administrator command",
+            None,
+        );
+        assert_eq!(verdict(&b), Verdict::Lost);
+        assert_eq!(verdict(&reply("57P01")), Verdict::Lost);
+    }
+
+    #[test]
+    fn only_one_whole_request_is_armed() {
+        let mut q = BytesMut::new();
+        messages::query(&mut q, "SELECT 1");
+        assert!(matches!(arm(&q), Replay::Armed(_)));
+        assert_eq!(arm(&q[..q.len() - 1]), Replay::Off, "incomplete");
+        let mut two = q.clone();
+        two.extend_from_slice(&q);
+        assert_eq!(arm(&two), Replay::Off, "two requests");
+        let mut ext = BytesMut::new();
+        postgres_protocol::message::frontend::parse("", "SELECT 1", [], &mut ext).unwrap();
+        ext.extend_from_slice(b"S\0\0\0\x04");
+        assert!(matches!(arm(&ext), Replay::Armed(_)));
+        assert_eq!(arm(&ext[..ext.len() - 5]), Replay::Off, "no Sync yet");
+        let mut copy = BytesMut::new();
+        copy.extend_from_slice(b"d\0\0\0\x05x");
+        copy.extend_from_slice(&q);
+        assert_eq!(arm(&copy), Replay::Off, "not a plain request");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -26,7 +26,7 @@ use crate::config::{Consistency, PoolMode, PrimaryReads};
 use crate::metrics::Fallback;
 use crate::pool::replicas::{Fence, Pick};
 use crate::pool::{self, CheckoutError, ConnState, ParamSet, PoolSet, Release, Server, Which};
-use crate::protocol::frame::{peek_header, Item, Splitter, HEADER_LEN};
+use crate::protocol::frame::{peek_header, Item, Splitter};
 use crate::protocol::messages::{self, Severity};
 use crate::router::RouteHint;
 
@@ -55,6 +55,18 @@ impl Link {
             _ => None,
         }
     }
+}
+
+/// A session's routing state (see `routing`).
+#[derive(Default)]
+struct RouteState {
+    /// `SET pgswitch.route`.
+    hint: RouteHint,
+    /// What this client's reads must see of its own writes on the primary.
+    fence: Fence,
+    /// A `BEGIN` answered here, waiting for the server its first statement
+    /// chooses (`transaction_routing = first_statement`).
+    deferred_begin: Option<Box<str>>,
 }
 
 /// What the client is doing, for timers and shutdown.
@@ -87,13 +99,9 @@ pub struct Forwarder<'a> {
     link: Option<Box<Link>>,
     /// A request being refused (no server could be had for it).
     refusal: Option<Box<Refusal>>,
-    /// `SET pgswitch.route` for this session.
-    route_hint: RouteHint,
-    /// What this client's reads must see of its own writes on the primary.
-    fence: Fence,
-    /// A `BEGIN` answered here, waiting for the server its first statement
-    /// chooses (`transaction_routing = first_statement`).
-    deferred_begin: Option<Box<str>>,
+    /// Routing state, allocated once the session has any (most sessions
+    /// never do, and idle ones stay small).
+    route: Option<Box<RouteState>>,
     /// Size of the next read buffer (see `read_some`).
     read_size: usize,
 }
@@ -119,11 +127,23 @@ impl<'a> Forwarder<'a> {
             login,
             link: None,
             refusal: None,
-            fence: Fence::None,
-            deferred_begin: None,
-            route_hint: RouteHint::Auto,
+            route: None,
             read_size: MIN_READ,
         }
+    }
+
+    fn route_state(&mut self) -> &mut RouteState {
+        self.route.get_or_insert_with(Box::default)
+    }
+
+    fn fence(&self) -> Fence {
+        self.route.as_ref().map_or(Fence::None, |r| r.fence)
+    }
+
+    fn begin_deferred(&self) -> bool {
+        self.route
+            .as_ref()
+            .is_some_and(|r| r.deferred_begin.is_some())
     }
 
     fn slot(&self) -> &ClientSlot {
@@ -157,7 +177,7 @@ impl<'a> Forwarder<'a> {
 
     fn phase(&self) -> Phase {
         match &self.link {
-            None if self.deferred_begin.is_some() => Phase::IdleInTransaction,
+            None if self.begin_deferred() => Phase::IdleInTransaction,
             None => Phase::Idle,
             Some(l) => match l.status() {
                 Some(b'I') => Phase::Idle,
@@ -237,8 +257,22 @@ impl<'a> Forwarder<'a> {
                     let Some(link) = self.link.as_mut() else {
                         continue;
                     };
-                    if link.server.try_fill()?.is_some() {
-                        self.on_server_bytes().await?;
+                    // Decided before any await, so that no error value
+                    // widens the loop's state.
+                    let filled = match link.server.try_fill() {
+                        Ok(Some(_)) => Ok(true),
+                        Ok(None) => Ok(false),
+                        // A replica that closes before answering a request
+                        // it could not have run costs the client nothing.
+                        Err(e) => match std::mem::replace(&mut link.replay, Replay::Off) {
+                            Replay::Sent(request) => Err(request),
+                            _ => return Err(e.into()),
+                        },
+                    };
+                    match filled {
+                        Ok(true) => self.on_server_bytes().await?,
+                        Ok(false) => {}
+                        Err(request) => Box::pin(self.rerun_on_primary(request, true)).await?,
                     }
                 }
             }
@@ -284,8 +318,19 @@ impl<'a> Forwarder<'a> {
                 Replay::Armed(q) if q[..] == self.cbuf[..pos] => Replay::Sent(q),
                 _ => Replay::Off,
             };
-            link.server.write(&self.cbuf[..pos]).await?;
+            let rerun = match link.server.write(&self.cbuf[..pos]).await {
+                Ok(()) => None,
+                // A replica that died under an armed request: the request
+                // never ran, so it can run on the primary instead.
+                Err(e) => match std::mem::replace(&mut link.replay, Replay::Off) {
+                    Replay::Sent(request) => Some(request),
+                    _ => return Err(e.into()),
+                },
+            };
             self.cbuf.advance(pos);
+            if let Some(request) = rerun {
+                Box::pin(self.rerun_on_primary(request, true)).await?;
+            }
         }
         Ok(flow)
     }
@@ -304,10 +349,15 @@ impl<'a> Forwarder<'a> {
                 Verdict::Refused { len } => {
                     let query = query.clone();
                     link.server.buf.advance(len);
-                    return Box::pin(self.rerun_on_primary(query)).await;
+                    return Box::pin(self.rerun_on_primary(query, false)).await;
+                }
+                Verdict::Lost => {
+                    let query = query.clone();
+                    return Box::pin(self.rerun_on_primary(query, true)).await;
                 }
             }
         }
+        let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
         let conn: &mut crate::pool::ServerConn = &mut link.server;
         let mut pos = 0;
         let mut refused_block = false;
@@ -341,6 +391,13 @@ impl<'a> Forwarder<'a> {
                         refused_block = true;
                         break;
                     }
+                    if pooled && quiet && status == b'I' {
+                        // The client's turn ends here. Whatever the server
+                        // sent after it (e.g. a FATAL as it shuts down) is
+                        // not this client's: it stays with the connection.
+                        pos += n;
+                        break;
+                    }
                 }
                 Item::Whole { tag: b'S', body } => {
                     if let Some((k, v)) = messages::parse_parameter_status(body) {
@@ -363,7 +420,6 @@ impl<'a> Forwarder<'a> {
         if refused_block {
             return Box::pin(self.refuse_transaction_block()).await;
         }
-        let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
         if pooled && link.status() == Some(b'I') && self.csplit.at_boundary() {
             self.detach().await;
         }
@@ -402,13 +458,29 @@ impl<'a> Forwarder<'a> {
     /// Takes a server from the pool and brings its parameters in line with
     /// what this client was told.
     async fn attach(&mut self, (mut which, may_write): (Which, bool)) -> Result<(), SessionError> {
-        let mut fence = self.fence;
+        let mut fence = self.fence();
         let never = self.shared.config.general.routing.primary_reads == PrimaryReads::Never;
+        let timeout = self.shared.config.general.server_reset_timeout;
         // A forced shutdown also ends the wait for a free server.
         let checkout = async {
             let mut tried = 0u64;
             loop {
-                let r = self.pool.checkout_on(which).await;
+                let r = match self.pool.checkout_on(which).await {
+                    // Bring the server's parameters in line with what this
+                    // client was told; a server that fails even that is
+                    // treated as unreachable.
+                    Ok(mut server) => match server.params.sync_sql(&self.params) {
+                        None => Ok((server, false)),
+                        Some(sql) => match Box::pin(server.run(&sql, timeout)).await {
+                            Ok(()) => Ok((server, true)),
+                            Err(e) => {
+                                server.state = ConnState::Broken;
+                                Err(CheckoutError::Server(e))
+                            }
+                        },
+                    },
+                    Err(e) => Err(e),
+                };
                 let (Err(CheckoutError::Server(e)), Which::Replica(i), Some(replicas)) =
                     (&r, which, &self.pool.replicas)
                 else {
@@ -428,25 +500,14 @@ impl<'a> Forwarder<'a> {
                 };
             }
         };
-        let mut server = tokio::select! {
+        let (mut server, synced) = tokio::select! {
             r = checkout => r?,
             _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
         };
-        self.fence = fence;
-        let begun = match self.deferred_begin.take() {
-            Some(sql) => {
-                let timeout = self.shared.config.general.server_reset_timeout;
-                Box::pin(server.run(&sql, timeout)).await?;
-                true
-            }
-            None => false,
-        };
-        // Inside an explicit transaction on the primary, any later statement
-        // may write.
-        let may_write = may_write || (begun && which == Which::Primary);
-        if let Some(sql) = server.params.sync_sql(&self.params) {
-            let timeout = self.shared.config.general.server_reset_timeout;
-            Box::pin(server.run(&sql, timeout)).await?;
+        if fence != Fence::None {
+            self.route_state().fence = fence;
+        }
+        if synced {
             // The server may spell a value differently (e.g. "utf8" -> "UTF8");
             // tell the client what it now is, as Postgres would.
             let mut out = BytesMut::new();
@@ -469,15 +530,22 @@ impl<'a> Forwarder<'a> {
                     .map_err(SessionError::ClientGone)?;
             }
         }
-        self.slot().attach((server.addr.clone(), server.key));
-        // A lone Query on a replica can be re-run on the primary if the
-        // replica refuses it as a write.
-        let replay = match (which, peek_header(&self.cbuf)) {
-            (Which::Replica(_), Ok(Some((b'Q', len))))
-                if self.cbuf.len() == HEADER_LEN + len && !begun =>
-            {
-                Replay::Armed(Bytes::copy_from_slice(&self.cbuf))
+        // After the parameter sync, which must not be undone by a rollback.
+        let begun = match self.route.as_mut().and_then(|r| r.deferred_begin.take()) {
+            Some(sql) => {
+                Box::pin(server.run(&sql, timeout)).await?;
+                true
             }
+            None => false,
+        };
+        // Inside an explicit transaction on the primary, any later statement
+        // may write.
+        let may_write = may_write || (begun && which == Which::Primary);
+        self.slot().attach((server.addr.clone(), server.key));
+        // A whole request alone on a replica can be re-run on the primary if
+        // the replica refuses it as a write or goes away (see `replay`).
+        let replay = match which {
+            Which::Replica(_) if !begun => replay::arm(&self.cbuf),
             _ => Replay::Off,
         };
         self.link = Some(Box::new(Link {
@@ -492,7 +560,7 @@ impl<'a> Forwarder<'a> {
     }
 
     async fn detach(&mut self) {
-        if let Some(link) = self.link.take() {
+        if let Some(mut link) = self.link.take() {
             self.slot().detach();
             let fenced =
                 self.shared.config.general.routing.consistency == Consistency::ReadYourWrites;
@@ -501,12 +569,17 @@ impl<'a> Forwarder<'a> {
                 && link.which == Which::Primary
                 && self.pool.replicas.is_some()
             {
-                self.fence = Fence::After(std::time::Instant::now());
+                self.route_state().fence = Fence::After(std::time::Instant::now());
             }
-            if link.server.state == ConnState::Ready(b'I') {
+            if link.server.state == ConnState::Ready(b'I') && link.server.buf.is_empty() {
                 // The common case: clean and idle, so dropping it returns it
                 // to the pool (deadpool's recycle still checks it).
                 return;
+            }
+            if !link.server.buf.is_empty() {
+                // Unsolicited output after the end of the turn, most often
+                // a FATAL from a server shutting down: not worth keeping.
+                link.server.state = ConnState::Broken;
             }
             let timeout = self.shared.config.general.server_reset_timeout;
             // Rare and large: boxed so it doesn't grow every session's state.

@@ -10,7 +10,7 @@ use super::{ConnState, Forwarder, PoolMode, SessionError, Which};
 use crate::config::{Consistency, PrimaryReads, TransactionRouting};
 use crate::metrics::Fallback;
 use crate::pool::replicas::Pick;
-use crate::protocol::frame::{peek_header, HEADER_LEN};
+use crate::protocol::frame::{peek_header, whole_messages, HEADER_LEN};
 use crate::protocol::messages;
 use crate::router::{Reason, Route, RouteHint};
 
@@ -78,7 +78,8 @@ impl Forwarder<'_> {
             (Reason::Write("DDL or other") | Reason::Unparsed, _) => replicas.catalog_changed(),
             _ => {}
         }
-        let route = match (self.route_hint, decision.route) {
+        let hint = self.route.as_ref().map_or(RouteHint::Auto, |r| r.hint);
+        let route = match (hint, decision.route) {
             (_, Route::Any) => Route::Any,
             (RouteHint::Primary, _) => Route::Primary,
             (RouteHint::Replica, _) => Route::Replica,
@@ -88,9 +89,9 @@ impl Forwarder<'_> {
         if decision.reason == Reason::Begin
             && routing.transaction_routing == TransactionRouting::FirstStatement
             && self.mode == PoolMode::Transaction
-            && self.route_hint == RouteHint::Auto
+            && hint == RouteHint::Auto
             && lone_query
-            && self.deferred_begin.is_none()
+            && !self.begin_deferred()
         {
             return Ok(Some(Next::DeferBegin(HEADER_LEN + len)));
         }
@@ -125,8 +126,14 @@ impl Forwarder<'_> {
         };
         let routing = &self.shared.config.general.routing;
         let deadline = tokio::time::Instant::now() + routing.read_your_writes_timeout;
+        let mut fence = self.fence();
         loop {
-            match replicas.pick(&mut self.fence, &self.pool.primary, 0) {
+            let pick = replicas.pick(&mut fence, &self.pool.primary, 0);
+            if fence != self.fence() {
+                // The field itself: `replicas` still borrows `self.pool`.
+                self.route.get_or_insert_with(Box::default).fence = fence;
+            }
+            match pick {
                 Pick::Server(which) => return Ok(which),
                 Pick::Behind if tokio::time::Instant::now() < deadline => {
                     tokio::select! {
@@ -160,7 +167,7 @@ impl Forwarder<'_> {
             .get(HEADER_LEN..len.saturating_sub(1))
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or("BEGIN");
-        self.deferred_begin = Some(sql.into());
+        self.route_state().deferred_begin = Some(sql.into());
         let mut out = BytesMut::new();
         messages::command_complete(&mut out, "BEGIN");
         messages::ready_for_query(&mut out, b'T');
@@ -177,15 +184,11 @@ impl Forwarder<'_> {
         hint: RouteHint,
         len: usize,
     ) -> Result<(), SessionError> {
-        self.route_hint = hint;
+        self.route_state().hint = hint;
         self.cbuf.advance(len);
         let mut out = BytesMut::new();
         messages::command_complete(&mut out, "SET");
-        let status = if self.deferred_begin.is_some() {
-            b'T'
-        } else {
-            b'I'
-        };
+        let status = if self.begin_deferred() { b'T' } else { b'I' };
         messages::ready_for_query(&mut out, status);
         self.client
             .write_all(&out)
@@ -193,23 +196,39 @@ impl Forwarder<'_> {
             .map_err(SessionError::ClientGone)
     }
 
-    /// The replica refused the Query as a write (25006) before answering
-    /// anything else: give the replica connection back (idle, it did
-    /// nothing) and run the same Query on the primary.
-    pub(super) async fn rerun_on_primary(&mut self, query: Bytes) -> Result<(), SessionError> {
+    /// The replica refused the request as a write (25006), or went away,
+    /// before answering anything else: give the replica connection back
+    /// (idle, it did nothing) or drop it (`lost`), and run the same request
+    /// on the primary.
+    pub(super) async fn rerun_on_primary(
+        &mut self,
+        request: Bytes,
+        lost: bool,
+    ) -> Result<(), SessionError> {
         if let Some(mut link) = self.link.take() {
             self.slot().detach();
-            link.server.state = ConnState::Ready(b'I');
+            link.server.state = if lost {
+                ConnState::Broken
+            } else {
+                ConnState::Ready(b'I')
+            };
         }
-        tracing::info!(pool = %self.pool.name, "a replica refused a statement as a write (25006); running it on the primary");
-        self.shared.metrics.replica_refusals_rerun.inc();
+        let cause = if lost { "replica_lost" } else { "read_only" };
+        tracing::info!(pool = %self.pool.name, cause, "a replica failed a read before answering; running it on the primary");
+        self.shared
+            .metrics
+            .replica_reruns
+            .with_label_values(&[cause])
+            .inc();
         self.attach((Which::Primary, true)).await?;
         let Some(link) = self.link.as_mut() else {
             return Ok(());
         };
-        link.pending.client(b'Q');
+        for (tag, _) in whole_messages(&request) {
+            link.pending.client(tag);
+        }
         link.server.state = ConnState::Busy;
-        link.server.write(&query).await?;
+        link.server.write(&request).await?;
         Ok(())
     }
 }

@@ -55,7 +55,9 @@ impl Forwarder<'_> {
                             .inc();
                         // The transaction the client opened never reached a
                         // server; the refusal's ReadyForQuery ('I') says so.
-                        self.deferred_begin = None;
+                        if let Some(r) = self.route.as_mut() {
+                            r.deferred_begin = None;
+                        }
                         self.refusal = Some(Box::new(Refusal::new(e)));
                     }
                     Err(e) => return Err(e),
