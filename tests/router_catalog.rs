@@ -47,3 +47,109 @@ async fn user_functions_route_by_declared_volatility() {
         .await
         .unwrap();
 }
+
+fn proxy_config(extra: &str) -> pgswitch::config::Config {
+    config_from_toml(&format!(
+        r#"
+        [pgswitch]
+        listen = "127.0.0.1:0"
+        pool_mode = "transaction"
+        health_check_interval = "50ms"
+        consistency = "eventual"
+        {extra}
+        [[databases]]
+        name = "app"
+        primary = "{primary}"
+        replicas = {replicas:?}
+        [[users]]
+        name = "app"
+        password = "app-secret"
+        "#,
+        primary = primary_url(),
+        replicas = replica_urls(),
+    ))
+}
+
+async fn port(c: &tokio_postgres::Client, sql: &str) -> String {
+    first_row(c, sql).await[0].clone()
+}
+
+#[tokio::test]
+async fn listed_read_only_functions_run_on_replicas() {
+    let su = superuser().await;
+    let schema = format!("rof_{}", std::process::id());
+    su.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+         CREATE FUNCTION {schema}.report() RETURNS int VOLATILE LANGUAGE sql AS 'SELECT inet_server_port()';
+         GRANT USAGE ON SCHEMA {schema} TO app;"
+    ))
+    .await
+    .unwrap();
+    let sql = format!("SELECT {schema}.report()");
+    // Not listed: VOLATILE, so the primary.
+    let plain = Proxy::start(proxy_config("")).await;
+    let c = plain.client().await;
+    let on_replica = eventually(std::time::Duration::from_secs(10), || async {
+        port(&c, "SELECT inet_server_port()").await != "15432"
+    })
+    .await;
+    assert!(on_replica, "plain reads should reach a replica");
+    for _ in 0..5 {
+        assert_eq!(port(&c, &sql).await, "15432");
+    }
+    plain.stop().await;
+    // Listed: the operator vouches for it, so a replica.
+    let listed = Proxy::start(proxy_config(&format!(
+        "read_only_functions = [\"{schema}.report\"]"
+    )))
+    .await;
+    let c = listed.client().await;
+    let on_replica = eventually(std::time::Duration::from_secs(10), || async {
+        port(&c, &sql).await != "15432"
+    })
+    .await;
+    assert!(on_replica, "a listed function should run on a replica");
+    listed.stop().await;
+    su.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn ddl_through_the_proxy_refreshes_the_catalog() {
+    let su = superuser().await;
+    let schema = format!("ddl_{}", std::process::id());
+    su.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema} AUTHORIZATION app;
+         CREATE FUNCTION {schema}.before() RETURNS int STABLE LANGUAGE sql AS 'SELECT inet_server_port()';"
+    ))
+    .await
+    .unwrap();
+    let proxy = Proxy::start(proxy_config("")).await;
+    let c = proxy.client().await;
+    // The first catalog load is done once a function made before the
+    // proxy started runs on a replica.
+    let loaded = eventually(std::time::Duration::from_secs(15), || async {
+        port(&c, &format!("SELECT {schema}.before()")).await != "15432"
+    })
+    .await;
+    assert!(loaded, "the catalog never loaded");
+    let sql = format!("SELECT {schema}.where_am_i()");
+    // Created through pgswitch after its catalog was loaded: unknown at
+    // first (primary), then, without waiting for the minute's refresh, a
+    // STABLE function that runs on a replica.
+    c.batch_execute(&format!(
+        "CREATE FUNCTION {schema}.where_am_i() RETURNS int STABLE LANGUAGE sql AS 'SELECT inet_server_port()'"
+    ))
+    .await
+    .unwrap();
+    let on_replica = eventually(std::time::Duration::from_secs(15), || async {
+        port(&c, &sql).await != "15432"
+    })
+    .await;
+    assert!(on_replica, "the new STABLE function never reached a replica");
+    proxy.stop().await;
+    su.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
