@@ -2,6 +2,7 @@
 # The newcomer's "run it" command: start the local test cluster (primary + 2
 # replicas), build pgswitch in release mode and run it on 127.0.0.1:6432.
 # Extra arguments are passed to pgswitch, e.g.  scripts/dev.sh --pool-mode session
+# (the default here is transaction mode, where reads go to the replicas)
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -20,13 +21,17 @@ log "cargo build --release"
 cargo build --release
 
 LISTEN=127.0.0.1:6432
+# Transaction mode, where read routing applies; a --pool-mode flag wins.
+export PGSWITCH_POOL_MODE="${PGSWITCH_POOL_MODE:-transaction}"
 if (exec 3<>/dev/tcp/127.0.0.1/6432) 2>/dev/null; then
     warn "something already listens on 127.0.0.1:6432 (Debian's pgbouncer service? try: service pgbouncer stop)"
 fi
 cat <<MSG
 
-pgswitch is starting on $LISTEN (Ctrl-C to stop). In another terminal:
+pgswitch is starting on $LISTEN in ${PGSWITCH_POOL_MODE} mode, reads routed to
+the replicas (Ctrl-C to stop). In another terminal:
     psql postgres://app:app-secret@$LISTEN/app
+    (SELECT inet_server_port(); shows which server answered: 15432 is the primary)
 
 MSG
 exec target/release/pgswitch \

@@ -11,7 +11,7 @@ use crate::config::{Overrides, PoolMode};
 #[command(
     name = "pgswitch",
     version,
-    about = "PostgreSQL connection pooler (read/write routing to replicas in progress)"
+    about = "PostgreSQL connection pooler and read/write router"
 )]
 pub struct Cli {
     #[command(subcommand)]
