@@ -147,7 +147,10 @@ async fn ddl_through_the_proxy_refreshes_the_catalog() {
         port(&c, &sql).await != "15432"
     })
     .await;
-    assert!(on_replica, "the new STABLE function never reached a replica");
+    assert!(
+        on_replica,
+        "the new STABLE function never reached a replica"
+    );
     proxy.stop().await;
     su.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

@@ -397,6 +397,20 @@ async fn first_statement_routing_places_whole_transactions() {
     c.batch_execute("COMMIT").await.unwrap();
     let n = first_row(&c, &format!("SELECT count(*) FROM {table}")).await;
     assert_eq!(n[0], "1", "the rolled-back row is gone");
+    // SET TRANSACTION READ ONLY as the first statement makes it a read-only
+    // transaction: a replica.
+    let on_replica = eventually(Duration::from_secs(15), || async {
+        c.batch_execute("BEGIN").await.unwrap();
+        c.batch_execute("SET TRANSACTION READ ONLY").await.unwrap();
+        let p = port_of(&c, "SELECT inet_server_port()").await;
+        c.batch_execute("COMMIT").await.unwrap();
+        p != PRIMARY_PORT
+    })
+    .await;
+    assert!(
+        on_replica,
+        "SET TRANSACTION READ ONLY stayed on the primary"
+    );
     // SERIALIZABLE cannot run on a standby: primary, however it starts.
     c.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
         .await

@@ -91,28 +91,11 @@ fn statement_decision(statement: &Statement, functions: &FunctionPolicy) -> Deci
         | Statement::ShowTables { .. }
         | Statement::ShowColumns { .. }
         | Statement::ShowFunctions { .. } => Decision::replica(Reason::Read),
-        Statement::StartTransaction { modes, .. } => {
-            let read_only = modes.iter().any(|m| {
-                matches!(
-                    m,
-                    TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)
-                )
-            });
-            // A hot standby refuses SERIALIZABLE ("cannot use serializable
-            // mode in a hot standby"), so such a transaction stays on the
-            // primary however it starts.
-            let serializable = modes.iter().any(|m| {
-                matches!(
-                    m,
-                    TransactionMode::IsolationLevel(TransactionIsolationLevel::Serializable)
-                )
-            });
-            match (read_only, serializable) {
-                (_, true) => Decision::primary(Reason::TransactionControl),
-                (true, false) => Decision::replica(Reason::ReadOnlyTransaction),
-                (false, false) => Decision::primary(Reason::Begin),
-            }
-        }
+        Statement::StartTransaction { modes, .. } => match transaction_modes(modes) {
+            (_, true) => Decision::primary(Reason::TransactionControl),
+            (true, false) => Decision::replica(Reason::ReadOnlyTransaction),
+            (false, false) => Decision::primary(Reason::Begin),
+        },
         Statement::Commit { .. }
         | Statement::Rollback { .. }
         | Statement::Savepoint { .. }
@@ -149,7 +132,35 @@ fn statement_decision(statement: &Statement, functions: &FunctionPolicy) -> Deci
 
 /// `SET pgswitch.route = ...` is pgswitch's own; any other SET is session
 /// state.
+/// (read only, serializable) of a transaction's modes. A hot standby
+/// refuses SERIALIZABLE ("cannot use serializable mode in a hot standby"),
+/// so such a transaction stays on the primary however it starts.
+fn transaction_modes(modes: &[TransactionMode]) -> (bool, bool) {
+    let read_only = modes.iter().any(|m| {
+        matches!(
+            m,
+            TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)
+        )
+    });
+    let serializable = modes.iter().any(|m| {
+        matches!(
+            m,
+            TransactionMode::IsolationLevel(TransactionIsolationLevel::Serializable)
+        )
+    });
+    (read_only, serializable)
+}
+
 fn set_decision(set: &sqlparser::ast::Set) -> Decision {
+    // `SET TRANSACTION READ ONLY` as a transaction's first statement (after
+    // a BEGIN held back by `transaction_routing = first_statement`) makes it
+    // a read-only transaction.
+    if let sqlparser::ast::Set::SetTransaction { modes, .. } = set {
+        return match transaction_modes(modes) {
+            (true, false) => Decision::replica(Reason::ReadOnlyTransaction),
+            _ => Decision::any(Reason::TransactionControl),
+        };
+    }
     if let sqlparser::ast::Set::SingleAssignment {
         variable, values, ..
     } = set

@@ -52,6 +52,11 @@ fn reads_go_to_replicas() {
             R,
         ),
         ("/* pgswitch:replica */ SELECT my_writer()", R),
+        ("SET TRANSACTION READ ONLY", R),
+        (
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            R,
+        ),
         ("SELECT 1; SELECT 2", R),
     ]);
 }
@@ -134,6 +139,8 @@ fn session_statements_follow_the_session() {
         ("SAVEPOINT s1", A),
         ("PREPARE q AS SELECT 1", A),
         ("DEALLOCATE q", A),
+        ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", A),
+        ("SET TRANSACTION READ WRITE", A),
         ("", A),
     ]);
 }
