@@ -27,33 +27,49 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Forced: sessions end now.
     pub hard_shutdown: CancellationToken,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct App {
     shared: Arc<Shared>,
     listener: TcpListener,
+    /// The `/metrics`, `/healthz`, `/readyz` listener, if configured.
+    ops: Option<TcpListener>,
 }
 
 impl App {
     /// Binds the listen address (port 0 picks a free one, for tests).
     pub async fn bind(config: Config) -> std::io::Result<App> {
         let listener = TcpListener::bind(config.general.listen).await?;
+        let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(Shared {
             config: Arc::new(config),
-            pools: Pools::default(),
+            pools: Pools::new(metrics.clone()),
             cancels: CancelRegistry::default(),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             hard_shutdown: CancellationToken::new(),
-            metrics: Metrics::new(),
+            metrics,
         });
         shared.pools.prepare(&shared.config);
-        Ok(App { shared, listener })
+        let ops = match shared.config.general.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(App {
+            shared,
+            listener,
+            ops,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address of the `/metrics` endpoint, if it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The state sessions share (for tests and embedding).
@@ -70,9 +86,17 @@ impl App {
     /// up to `shutdown_timeout`, after which the rest are closed with 57P01.
     /// Returns when every task it started has ended.
     pub async fn run(self) {
-        let App { shared, listener } = self;
+        let App {
+            shared,
+            listener,
+            ops,
+        } = self;
         let tracker = TaskTracker::new();
         tracker.spawn(maintain(shared.clone()));
+        // Serves through the drain (so /readyz can say so), stopped last.
+        let ops_stop = CancellationToken::new();
+        let ops_task =
+            ops.map(|l| tokio::spawn(crate::ops::http::serve(l, shared.clone(), ops_stop.clone())));
         loop {
             tokio::select! {
                 r = listener.accept() => match r {
@@ -102,6 +126,10 @@ impl App {
             tracker.wait().await;
         }
         shared.pools.close();
+        ops_stop.cancel();
+        if let Some(task) = ops_task {
+            let _ = task.await;
+        }
         tracing::info!("shutdown complete");
     }
 }

@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// Worker threads [default: 0 = auto: 1 up to 4 CPUs, else half the CPUs].
     #[arg(long, env = "PGSWITCH_WORKERS")]
     pub workers: Option<usize>,
+    /// Address for /metrics, /healthz and /readyz over HTTP, e.g.
+    /// 127.0.0.1:9930 [default: off].
+    #[arg(long, env = "PGSWITCH_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// TOML config file (see config/pgswitch.example.toml).
     #[arg(long, env = "PGSWITCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -77,6 +81,7 @@ impl RunArgs {
             pool_mode: self.pool_mode,
             pool_size: self.pool_size,
             workers: self.workers,
+            metrics_listen: self.metrics_listen.clone(),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`pool`]: deadpool pools per (database, user), backend connections,
 //!   parameter sync, the release door, replica health and choice.
 //! - [`metrics`]: the Prometheus registry and its typed handles.
+//! - [`ops`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 //!
 //! The life of a query is told in `docs/architecture.md`.
 #![deny(clippy::unwrap_used)]
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod ops;
 pub mod pool;
 pub mod protocol;
 pub mod router;

@@ -2,7 +2,10 @@
 //! handles registered once at start. Names follow Prometheus conventions:
 //! `pgswitch_` prefix, base units, `_total` for counters.
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 use crate::router::{Decision, Route};
 
@@ -16,8 +19,53 @@ pub struct Metrics {
     /// Requests a replica failed before answering (refused as a write, or
     /// went away), re-run on the primary, by cause.
     pub replica_reruns: IntCounterVec,
-    /// Requests refused before reaching a server, by cause.
+    /// Requests refused before reaching a server, by SQLSTATE.
     pub requests_refused: IntCounterVec,
+    /// Client connections by state, set at scrape time (`ops`), except
+    /// `waiting`, kept live by the sessions.
+    pub clients: IntGaugeVec,
+    pub clients_waiting: IntGauge,
+    /// Logins refused for a wrong password or unknown user.
+    pub auth_failures: IntCounter,
+    /// Server connections by pool, server and state (scrape time).
+    pub server_connections: IntGaugeVec,
+    pub pool_size: IntGaugeVec,
+    /// Replica health (scrape time).
+    pub replica_in_rotation: IntGaugeVec,
+    pub replica_lag_bytes: IntGaugeVec,
+    pub replica_lag_seconds: prometheus::GaugeVec,
+    pub primary_in_recovery: IntGaugeVec,
+    transactions: IntCounterVec,
+    transaction_seconds: HistogramVec,
+    requests: IntCounterVec,
+    server_errors: IntCounterVec,
+    wait_seconds: HistogramVec,
+    client_bytes_in: IntCounterVec,
+    client_bytes_out: IntCounterVec,
+}
+
+/// The handles of one pool, resolved once so that the forwarding path pays
+/// an atomic add, not a label lookup.
+#[derive(Clone)]
+pub struct PoolMetrics {
+    pub transactions: IntCounter,
+    pub transaction_seconds: Histogram,
+    pub requests: IntCounter,
+    pub wait_seconds: Histogram,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    server_errors: IntCounterVec,
+    pool: String,
+}
+
+impl PoolMetrics {
+    /// An ErrorResponse from a server, by SQLSTATE class (`23`, `40`, ...).
+    pub fn server_error(&self, sqlstate: &str) {
+        let class = sqlstate.get(..2).unwrap_or("??");
+        self.server_errors
+            .with_label_values(&[self.pool.as_str(), class])
+            .inc();
+    }
 }
 
 /// Why a read that could run on a replica ran on the primary.
@@ -50,29 +98,124 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        let r = &registry;
         let route_decisions = counter_vec(
-            &registry,
+            r,
             "pgswitch_route_decisions_total",
             "Router verdicts for the first statement of a transaction, by route (primary, replica, any) and reason.",
             &["route", "reason"],
         );
         let read_fallbacks = counter_vec(
-            &registry,
+            r,
             "pgswitch_read_fallbacks_total",
             "Reads routed to a replica that the primary served instead, by cause.",
             &["cause"],
         );
         let requests_refused = counter_vec(
-            &registry,
+            r,
             "pgswitch_requests_refused_total",
             "Requests answered with an error before reaching any server, by SQLSTATE.",
             &["sqlstate"],
         );
         let replica_reruns = counter_vec(
-            &registry,
+            r,
             "pgswitch_replica_reruns_total",
             "Requests a replica failed before answering and pgswitch re-ran on the primary, by cause (read_only: SQLSTATE 25006; replica_lost: the replica went away).",
             &["cause"],
+        );
+        let clients = gauge_vec(
+            r,
+            "pgswitch_client_connections",
+            "Client connections by state: active (holding a server connection), waiting (for one), idle.",
+            &["state"],
+        );
+        let clients_waiting = clients.with_label_values(&["waiting"]);
+        let auth_failures = register(
+            r,
+            IntCounter::new(
+                "pgswitch_auth_failures_total",
+                "Client logins refused for a wrong password or an unknown user.",
+            ),
+        );
+        let server_connections = gauge_vec(
+            r,
+            "pgswitch_server_connections",
+            "Server connections by pool, server (primary or replica address) and state (active: lent to a client; idle: in the pool).",
+            &["pool", "server", "state"],
+        );
+        let pool_size = gauge_vec(
+            r,
+            "pgswitch_pool_max_connections",
+            "The most server connections a pool may open per server (pool_size).",
+            &["pool"],
+        );
+        let replica_in_rotation = gauge_vec(
+            r,
+            "pgswitch_replica_in_rotation",
+            "1 while the replica serves reads (reachable, in recovery, within the lag limits), else 0.",
+            &["pool", "replica"],
+        );
+        let replica_lag_bytes = gauge_vec(
+            r,
+            "pgswitch_replica_lag_bytes",
+            "Bytes of WAL the replica has not replayed, at the last health check.",
+            &["pool", "replica"],
+        );
+        let replica_lag_seconds = register(
+            r,
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "pgswitch_replica_lag_seconds",
+                    "Age of the oldest WAL the replica has not replayed, at the last health check.",
+                ),
+                &["pool", "replica"],
+            ),
+        );
+        let primary_in_recovery = gauge_vec(
+            r,
+            "pgswitch_primary_in_recovery",
+            "1 while the configured primary reports it is in recovery (writes are refused).",
+            &["pool"],
+        );
+        let transactions = counter_vec(
+            r,
+            "pgswitch_transactions_total",
+            "Transactions (or lone statements) completed on a server connection, by pool.",
+            &["pool"],
+        );
+        let transaction_seconds = histogram_vec(
+            r,
+            "pgswitch_transaction_duration_seconds",
+            "Time from a transaction's first client message to its final ReadyForQuery, by pool.",
+        );
+        let requests = counter_vec(
+            r,
+            "pgswitch_queries_total",
+            "Client requests forwarded (simple Query, extended-protocol Sync, FunctionCall), by pool.",
+            &["pool"],
+        );
+        let server_errors = counter_vec(
+            r,
+            "pgswitch_server_errors_total",
+            "ErrorResponses from servers, by pool and SQLSTATE class (first two characters).",
+            &["pool", "class"],
+        );
+        let wait_seconds = histogram_vec(
+            r,
+            "pgswitch_server_wait_seconds",
+            "Time a request waited for a server connection (including opening one), by pool.",
+        );
+        let client_bytes_in = counter_vec(
+            r,
+            "pgswitch_client_received_bytes_total",
+            "Bytes received from clients after login, by pool.",
+            &["pool"],
+        );
+        let client_bytes_out = counter_vec(
+            r,
+            "pgswitch_client_sent_bytes_total",
+            "Bytes of server replies sent to clients, by pool.",
+            &["pool"],
         );
         Metrics {
             registry,
@@ -80,6 +223,36 @@ impl Metrics {
             read_fallbacks,
             replica_reruns,
             requests_refused,
+            clients,
+            clients_waiting,
+            auth_failures,
+            server_connections,
+            pool_size,
+            replica_in_rotation,
+            replica_lag_bytes,
+            replica_lag_seconds,
+            primary_in_recovery,
+            transactions,
+            transaction_seconds,
+            requests,
+            server_errors,
+            wait_seconds,
+            client_bytes_in,
+            client_bytes_out,
+        }
+    }
+
+    /// The handles of pool `name` (`database/user`).
+    pub fn pool(&self, name: &str) -> PoolMetrics {
+        PoolMetrics {
+            transactions: self.transactions.with_label_values(&[name]),
+            transaction_seconds: self.transaction_seconds.with_label_values(&[name]),
+            requests: self.requests.with_label_values(&[name]),
+            wait_seconds: self.wait_seconds.with_label_values(&[name]),
+            bytes_in: self.client_bytes_in.with_label_values(&[name]),
+            bytes_out: self.client_bytes_out.with_label_values(&[name]),
+            server_errors: self.server_errors.clone(),
+            pool: name.to_owned(),
         }
     }
 
@@ -111,17 +284,35 @@ impl Metrics {
 
 /// Definitions are constants; a failure here is a programming error caught
 /// by the first test that starts pgswitch.
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    register(registry, Box::new(c.clone()));
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    made: prometheus::Result<C>,
+) -> C {
+    let c = made.unwrap_or_else(|e| panic!("metric definition: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric registration: {e}"));
     c
 }
 
-fn register(registry: &Registry, c: Box<dyn prometheus::core::Collector>) {
-    registry
-        .register(c)
-        .unwrap_or_else(|e| panic!("metric registration: {e}"));
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// Latency buckets from 100 µs to 30 s.
+fn histogram_vec(registry: &Registry, name: &str, help: &str) -> HistogramVec {
+    let buckets = vec![
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0, 30.0,
+    ];
+    register(
+        registry,
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["pool"]),
+    )
 }
 
 #[cfg(test)]
@@ -136,12 +327,19 @@ mod tests {
         m.decision(&Decision::primary(Reason::Unparsed));
         m.fallback(Fallback::Behind);
         m.replica_reruns.with_label_values(&["read_only"]).inc();
+        let pool = m.pool("app/app");
+        pool.transactions.inc();
+        pool.transaction_seconds.observe(0.002);
+        pool.server_error("23505");
         let text = m.render();
         for line in [
             "pgswitch_route_decisions_total{reason=\"read\",route=\"replica\"} 1",
             "pgswitch_route_decisions_total{reason=\"unparsed\",route=\"primary\"} 1",
             "pgswitch_read_fallbacks_total{cause=\"read_your_writes\"} 1",
             "pgswitch_replica_reruns_total{cause=\"read_only\"} 1",
+            "pgswitch_transactions_total{pool=\"app/app\"} 1",
+            "pgswitch_transaction_duration_seconds_bucket{pool=\"app/app\",le=\"0.0025\"} 1",
+            "pgswitch_server_errors_total{class=\"23\",pool=\"app/app\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in:\n{text}");
         }

@@ -58,6 +58,7 @@ pub struct GeneralFile {
     pub read_only_functions: Option<Vec<String>>,
     #[serde(default, with = "humantime_serde")]
     pub health_check_interval: Option<Duration>,
+    pub metrics_listen: Option<String>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.

@@ -148,6 +148,8 @@ pub struct General {
     pub idle_transaction_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
     pub routing: Routing,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A database clients can name, and the servers behind it.
@@ -244,4 +246,5 @@ pub struct Overrides {
     pub pool_mode: Option<PoolMode>,
     pub pool_size: Option<usize>,
     pub workers: Option<usize>,
+    pub metrics_listen: Option<String>,
 }

@@ -195,6 +195,24 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         g.health_check_interval,
         Duration::from_millis(250),
     );
+    let metrics_listen = ov
+        .metrics_listen
+        .clone()
+        .or_else(|| g.metrics_listen.clone())
+        .filter(|a| !a.is_empty())
+        .and_then(|text| {
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(text.as_str())
+                .ok()
+                .and_then(|mut addrs| addrs.next());
+            if addr.is_none() {
+                c.problem(
+                    "pgswitch.metrics_listen",
+                    format!("'{text}' is not an address:port"),
+                    "use e.g. 127.0.0.1:9930, or remove it to serve no metrics",
+                );
+            }
+            addr
+        });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     General {
         listen,
@@ -231,6 +249,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
             read_only_functions: read_only_functions(c, g.read_only_functions.as_deref()),
             health_check_interval,
         },
+        metrics_listen,
     }
 }
 

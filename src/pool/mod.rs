@@ -26,6 +26,7 @@ pub use manager::Manager;
 pub use params::ParamSet;
 
 use crate::config::{Config, Database, User};
+use crate::metrics::{Metrics, PoolMetrics};
 
 pub type Pool = deadpool::managed::Pool<Manager>;
 /// A checked-out server connection; dropping it returns it to its pool.
@@ -54,6 +55,8 @@ pub struct PoolSet {
     pub primary: Pool,
     pub replicas: Option<replicas::Replicas>,
     pub size: usize,
+    /// This pool's metric handles.
+    pub stats: PoolMetrics,
     wait_timeout: Duration,
 }
 
@@ -65,7 +68,7 @@ pub enum Which {
 }
 
 impl PoolSet {
-    fn new(cfg: &Config, db: &Database, user: &User) -> Self {
+    fn new(cfg: &Config, db: &Database, user: &User, metrics: &Metrics) -> Self {
         let g = &cfg.general;
         let size = cfg.pool_size(db, user);
         let target = |addr: &crate::config::ServerAddr| Target {
@@ -89,8 +92,10 @@ impl PoolSet {
                 .collect();
             replicas::Replicas::start(pools, &primary_target, &db.replicas, &g.routing)
         });
+        let name = format!("{}/{}", db.name, user.name);
         PoolSet {
-            name: format!("{}/{}", db.name, user.name),
+            stats: metrics.pool(&name),
+            name,
             primary: build_pool(primary_target, cfg, size),
             replicas,
             size,
@@ -193,16 +198,23 @@ fn build_pool(target: Target, cfg: &Config, size: usize) -> Pool {
 }
 
 /// Every (database, user) pool, created on first use.
-#[derive(Default)]
 pub struct Pools {
     sets: Mutex<HashMap<(String, String), Arc<PoolSet>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Pools {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Pools {
+            sets: Mutex::default(),
+            metrics,
+        }
+    }
+
     pub fn get(&self, cfg: &Config, db: &Database, user: &User) -> Arc<PoolSet> {
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
         sets.entry((db.name.clone(), user.name.clone()))
-            .or_insert_with(|| Arc::new(PoolSet::new(cfg, db, user)))
+            .or_insert_with(|| Arc::new(PoolSet::new(cfg, db, user, &self.metrics)))
             .clone()
     }
 

@@ -53,6 +53,9 @@ pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     match result {
         Ok(()) => tracing::debug!(%peer, %user, "client disconnected"),
         Err(e) if e.reportable() => {
+            if matches!(*e, SessionError::Auth(_) | SessionError::NoUser) {
+                shared.metrics.auth_failures.inc();
+            }
             let mut out = BytesMut::new();
             let message = e.client_message(&user);
             messages::error_response(&mut out, Severity::Fatal, e.sqlstate(), &message, e.hint());

@@ -60,6 +60,8 @@ pub fn config(mode: PoolMode, pool_size: usize) -> Config {
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The `/metrics` endpoint, when the config has `metrics_listen`.
+    pub metrics_addr: Option<SocketAddr>,
     pub shared: std::sync::Arc<pgswitch::app::Shared>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
@@ -69,11 +71,13 @@ impl Proxy {
     pub async fn start(config: Config) -> Proxy {
         let app = App::bind(config).await.expect("bind");
         let addr = app.local_addr().expect("addr");
+        let metrics_addr = app.metrics_addr();
         let shutdown = app.shutdown_token();
         let shared = app.shared();
         let task = tokio::spawn(app.run());
         Proxy {
             addr,
+            metrics_addr,
             shared,
             shutdown,
             task,
@@ -308,4 +312,44 @@ pub async fn ended_with(
         .unwrap_or_else(|_| panic!("{what}: the connection did not end within 10 s"))
         .expect("connection task");
     end.map(|e| sqlstate(&e))
+}
+
+/// A plain HTTP/1.0 GET: (status code, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: pgswitch\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut raw))
+        .await
+        .expect("the response must not hang")
+        .expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (status, body.to_owned())
+}
+
+/// Parses the Prometheus text format: every sample line as (series, value);
+/// panics on a line that is not a comment or a sample.
+pub fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number in: {line}"));
+        out.insert(series.to_owned(), value);
+    }
+    out
 }

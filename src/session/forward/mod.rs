@@ -41,6 +41,8 @@ struct Link {
     replay: Replay,
     split: Splitter,
     pending: Pending,
+    /// When the running transaction's first message arrived (metrics).
+    started: Option<std::time::Instant>,
 }
 
 impl Link {
@@ -245,7 +247,8 @@ impl<'a> Forwarder<'a> {
                                 std::io::ErrorKind::UnexpectedEof.into(),
                             ))
                         }
-                        Ok(Some(_)) => {
+                        Ok(Some(n)) => {
+                            self.pool.stats.bytes_in.inc_by(n as u64);
                             if self.on_client_bytes().await? == Flow::Terminate {
                                 return Ok(());
                             }
@@ -306,6 +309,10 @@ impl<'a> Forwarder<'a> {
                     flow = Flow::Terminate;
                     break;
                 }
+                if matches!(tag, b'Q' | b'S' | b'F') {
+                    self.pool.stats.requests.inc();
+                }
+                link.started.get_or_insert_with(std::time::Instant::now);
                 link.pending.client(tag);
                 link.server.state = ConnState::Busy;
             }
@@ -364,7 +371,7 @@ impl<'a> Forwarder<'a> {
         loop {
             let step = match link
                 .split
-                .next(&conn.buf[pos..], |t| t == b'Z' || t == b'S')
+                .next(&conn.buf[pos..], |t| matches!(t, b'Z' | b'S' | b'E'))
             {
                 Ok(s) => s,
                 Err(e) => {
@@ -381,6 +388,13 @@ impl<'a> Forwarder<'a> {
                     link.pending.server(b'Z');
                     let status = body.first().copied().unwrap_or(b'I');
                     let quiet = link.pending.quiet();
+                    if quiet && status == b'I' {
+                        if let Some(t) = link.started.take() {
+                            self.pool.stats.transactions.inc();
+                            let stats = &self.pool.stats;
+                            stats.transaction_seconds.observe(t.elapsed().as_secs_f64());
+                        }
+                    }
                     conn.state = if quiet {
                         ConnState::Ready(status)
                     } else {
@@ -405,6 +419,13 @@ impl<'a> Forwarder<'a> {
                         conn.params.set(k, v);
                     }
                 }
+                Item::Whole { tag: b'E', body } => {
+                    link.pending.server(b'E');
+                    if let Some((_, code)) = messages::error_fields(body).find(|(f, _)| *f == b'C')
+                    {
+                        self.pool.stats.server_error(code);
+                    }
+                }
                 Item::Header { tag, .. } => link.pending.server(tag),
                 _ => {}
             }
@@ -416,6 +437,7 @@ impl<'a> Forwarder<'a> {
                 .await
                 .map_err(SessionError::ClientGone)?;
             conn.buf.advance(pos);
+            self.pool.stats.bytes_out.inc_by(pos as u64);
         }
         if refused_block {
             return Box::pin(self.refuse_transaction_block()).await;
@@ -500,10 +522,15 @@ impl<'a> Forwarder<'a> {
                 };
             }
         };
+        let waiting = Waiting::start(&self.shared.metrics.clients_waiting);
         let (mut server, synced) = tokio::select! {
             r = checkout => r?,
             _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
         };
+        self.pool
+            .stats
+            .wait_seconds
+            .observe(waiting.end().as_secs_f64());
         if fence != Fence::None {
             self.route_state().fence = fence;
         }
@@ -555,6 +582,7 @@ impl<'a> Forwarder<'a> {
             replay,
             split: Splitter::new(usize::MAX >> 1),
             pending: Pending::default(),
+            started: None,
         }));
         Ok(())
     }
@@ -585,6 +613,33 @@ impl<'a> Forwarder<'a> {
             // Rare and large: boxed so it doesn't grow every session's state.
             Box::pin(pool::release(link.server, Release::Idle, timeout)).await;
         }
+    }
+}
+
+/// A client counted as waiting for a server connection until `end` or
+/// drop (a refused or abandoned wait).
+struct Waiting<'a> {
+    gauge: &'a prometheus::IntGauge,
+    since: std::time::Instant,
+}
+
+impl<'a> Waiting<'a> {
+    fn start(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Waiting {
+            gauge,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn end(self) -> std::time::Duration {
+        self.since.elapsed()
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 

@@ -1,0 +1,36 @@
+//! Readiness for load balancers and Kubernetes: not while draining, and
+//! only while every configured primary accepts TCP connections.
+
+use std::time::Duration;
+
+use crate::app::Shared;
+
+/// How long a primary gets to accept the readiness probe's connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `Ok` when ready; otherwise why not, one reason per line.
+pub async fn check(shared: &Shared) -> Result<(), String> {
+    if shared.shutdown.is_cancelled() {
+        return Err("draining: pgswitch is shutting down".into());
+    }
+    let mut problems = Vec::new();
+    for db in &shared.config.databases {
+        let addr = (db.primary.host.as_str(), db.primary.port);
+        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => problems.push(format!(
+                "database {}: primary {} unreachable: {e}",
+                db.name, db.primary
+            )),
+            Err(_) => problems.push(format!(
+                "database {}: primary {} did not accept a connection within {PROBE_TIMEOUT:?}",
+                db.name, db.primary
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
