@@ -14,11 +14,13 @@
 //!   parameter sync, the release door, replica health and choice.
 //! - [`metrics`]: the Prometheus registry and its typed handles.
 //! - [`ops`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
+//! - [`admin`]: the admin console (database `pgswitch`).
 //!
 //! The life of a query is told in `docs/architecture.md`.
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -59,6 +59,7 @@ pub struct GeneralFile {
     #[serde(default, with = "humantime_serde")]
     pub health_check_interval: Option<Duration>,
     pub metrics_listen: Option<String>,
+    pub admin_users: Option<Vec<String>>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.

@@ -150,6 +150,8 @@ pub struct General {
     pub routing: Routing,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Users who may open the admin console (database `pgswitch`).
+    pub admin_users: Vec<String>,
 }
 
 /// A database clients can name, and the servers behind it.

@@ -114,7 +114,25 @@ pub fn build(file: FileConfig, ov: &Overrides, path: Option<&Path>) -> Result<Co
     };
     let general = general(&mut c, &file, ov);
     let (databases, url_user) = databases(&mut c, &file, ov);
+    let url_admin = url_user.as_ref().map(|(name, _)| name.clone());
     let users = users(&mut c, &file.users, url_user);
+    let mut general = general;
+    general.admin_users = match &file.pgswitch.admin_users {
+        Some(names) => {
+            for (i, name) in names.iter().enumerate() {
+                if !users.iter().any(|u| &u.name == name) {
+                    c.problem(
+                        &format!("pgswitch.admin_users[{i}]"),
+                        format!("'{name}' is not a configured user"),
+                        "add it under [[users]], or remove it from admin_users",
+                    );
+                }
+            }
+            names.clone()
+        }
+        // Without a list, the --primary URL's user administers.
+        None => url_admin.into_iter().collect(),
+    };
     if databases.is_empty() {
         c.problem(
             "databases",
@@ -250,6 +268,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
             health_check_interval,
         },
         metrics_listen,
+        admin_users: Vec::new(),
     }
 }
 

@@ -56,6 +56,26 @@ pub fn command_complete(buf: &mut BytesMut, tag: &str) {
     );
 }
 
+/// RowDescription of text columns (type `text`, OID 25).
+pub fn row_description(buf: &mut BytesMut, columns: &[&str]) {
+    use pgwire::messages::data::{FieldDescription, RowDescription};
+    let fields = columns
+        .iter()
+        .map(|c| FieldDescription::new((*c).to_owned(), 0, 0, 25, -1, -1, 0))
+        .collect();
+    put(RowDescription::new(fields), buf);
+}
+
+/// DataRow from already-encoded column values (length-prefixed each).
+pub fn data_row(buf: &mut BytesMut, values: BytesMut, count: usize) {
+    let count = i16::try_from(count).unwrap_or(i16::MAX);
+    put(pgwire::messages::data::DataRow::new(values, count), buf);
+}
+
+pub fn empty_query(buf: &mut BytesMut) {
+    put(pgwire::messages::response::EmptyQueryResponse::new(), buf);
+}
+
 pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
     let status = match status {
         b'T' => TransactionStatus::Transaction,

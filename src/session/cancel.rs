@@ -13,8 +13,14 @@ use crate::config::ServerAddr;
 pub type ServerKey = (Arc<ServerAddr>, (i32, i32));
 
 pub struct ClientSlot {
+    /// The client's id: its BackendKeyData pid, also in logs and in the
+    /// admin console's SHOW CLIENTS.
     pub pid: i32,
     pub secret: i32,
+    /// `database/user`, where the client came from, and since when.
+    pub pool: Box<str>,
+    pub peer: std::net::SocketAddr,
+    pub since: std::time::Instant,
     server: Mutex<Option<ServerKey>>,
 }
 
@@ -27,7 +33,8 @@ impl ClientSlot {
         *self.server.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    fn current(&self) -> Option<ServerKey> {
+    /// The server connection serving the client right now, if any.
+    pub fn current(&self) -> Option<ServerKey> {
         self.server
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -66,7 +73,14 @@ impl CancelRegistry {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn register(&self) -> Registration<'_> {
+    /// Every registered client.
+    pub fn clients(&self) -> Vec<Arc<ClientSlot>> {
+        let mut all: Vec<_> = self.lock().values().cloned().collect();
+        all.sort_by_key(|c| c.pid);
+        all
+    }
+
+    pub fn register(&self, pool: &str, peer: std::net::SocketAddr) -> Registration<'_> {
         // Wrapping pids are fine: a live pid is never handed out twice.
         let mut clients = self.lock();
         let mut pid = self.next_pid.fetch_add(1, Ordering::Relaxed) & i32::MAX;
@@ -76,6 +90,9 @@ impl CancelRegistry {
         let slot = Arc::new(ClientSlot {
             pid,
             secret: rand::random(),
+            pool: pool.into(),
+            peer,
+            since: std::time::Instant::now(),
             server: Mutex::new(None),
         });
         clients.insert(pid, slot.clone());
@@ -104,7 +121,7 @@ mod tests {
     #[test]
     fn cancel_only_with_right_key_and_attached_server() {
         let reg = CancelRegistry::default();
-        let r = reg.register();
+        let r = reg.register("app/app", "127.0.0.1:5000".parse().unwrap());
         let (pid, secret) = (r.slot.pid, r.slot.secret.to_be_bytes());
         assert!(
             reg.target(pid, &secret).is_none(),

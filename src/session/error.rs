@@ -42,6 +42,8 @@ pub enum SessionError {
     PrimaryInRecovery(String),
     #[error("no replica can serve this read ({0}) and primary_reads = never")]
     NoReplica(&'static str),
+    #[error("user \"{0}\" may not open the pgswitch admin console")]
+    NotAdmin(String),
 }
 
 impl SessionError {
@@ -67,6 +69,7 @@ impl SessionError {
             SessionError::Route(_) => "22023",
             SessionError::PrimaryInRecovery(_) => "25006",
             SessionError::NoReplica(_) => "57P03",
+            SessionError::NotAdmin(_) => "42501",
         }
     }
 
@@ -83,6 +86,7 @@ impl SessionError {
                 Some("check that the server is up and reachable from pgswitch; retry the transaction")
             }
             SessionError::PrimaryInRecovery(_) => Some("pgswitch refuses writes until that server is promoted, or until the config names the new primary; reads still work"),
+            SessionError::NotAdmin(_) => Some("list the user in admin_users in the pgswitch config"),
             SessionError::NoReplica(_) => Some("retry when a replica is back in rotation, or set primary_reads = \"fallback\" to let the primary serve reads"),
             _ => None,
         }

@@ -49,7 +49,7 @@ const CLIENT_SETTABLE: [&str; 5] = [
 pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut user = String::new();
-    let result = serve(shared, &mut stream, &mut user).await;
+    let result = serve(shared, &mut stream, peer, &mut user).await;
     match result {
         Ok(()) => tracing::debug!(%peer, %user, "client disconnected"),
         Err(e) if e.reportable() => {
@@ -73,21 +73,64 @@ pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
 async fn serve(
     shared: &Shared,
     stream: &mut TcpStream,
+    peer: SocketAddr,
     user: &mut String,
 ) -> Result<(), Box<SessionError>> {
     let forwarding = {
-        let login = Box::pin(login(shared, stream, user));
+        let login = Box::pin(login(shared, stream, peer, user));
         // A forced shutdown also ends logins (and their wait for a server).
         let session = tokio::select! {
             r = login => r.map_err(Box::new)?,
             _ = shared.hard_shutdown.cancelled() => return Err(Box::new(SessionError::Shutdown)),
         };
-        let Some(session) = session else {
-            return Ok(());
+        let session = match session {
+            Login::Cancel => return Ok(()),
+            Login::Admin(admin) => {
+                let Admin { buf, login: _login } = admin;
+                return Box::pin(crate::admin::serve(shared, stream, buf, user))
+                    .await
+                    .map_err(Box::new);
+            }
+            Login::Session(session) => session,
         };
         forward::Forwarder::new(shared, stream, session).run()
     };
     forwarding.await
+}
+
+/// How a login ended.
+enum Login<'a> {
+    /// It was a cancel request.
+    Cancel,
+    Session(Session<'a>),
+    /// An admin opened the console (database `pgswitch`).
+    Admin(Admin<'a>),
+}
+
+/// An admin console client.
+struct Admin<'a> {
+    buf: BytesMut,
+    login: LoggedIn<'a>,
+}
+
+/// What the admin console reports about itself at login.
+fn admin_params() -> ParamSet {
+    let mut p = ParamSet::default();
+    for (k, v) in [
+        (
+            "server_version",
+            concat!("16.0 (pgswitch ", env!("CARGO_PKG_VERSION"), ")"),
+        ),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("application_name", "pgswitch admin"),
+    ] {
+        p.set(k, v);
+    }
+    p
 }
 
 /// A logged-in client, ready for the forwarding phase.
@@ -110,8 +153,9 @@ pub(crate) struct LoggedIn<'a> {
 async fn login<'a>(
     shared: &'a Shared,
     stream: &mut TcpStream,
+    peer: SocketAddr,
     user_out: &mut String,
-) -> Result<Option<Session<'a>>, SessionError> {
+) -> Result<Login<'a>, SessionError> {
     let mut buf = BytesMut::new();
     let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
     let opening = tokio::time::timeout_at(deadline, login::read_opening(stream, &mut buf))
@@ -120,7 +164,7 @@ async fn login<'a>(
     let startup = match opening {
         Opening::Cancel { pid, secret } => {
             forward_cancel(shared, pid, &secret).await;
-            return Ok(None);
+            return Ok(Login::Cancel);
         }
         Opening::Startup(m) => m,
     };
@@ -147,6 +191,29 @@ async fn login<'a>(
         .await
         .map_err(|_| SessionError::LoginTimeout)??;
     let user = user.ok_or(SessionError::NoUser)?;
+    if db_name == crate::admin::DATABASE {
+        if !config.general.admin_users.contains(&user.name) {
+            return Err(SessionError::NotAdmin(user.name.clone()));
+        }
+        let registration = shared.cancels.register("pgswitch (admin)", peer);
+        let slot = &registration.slot;
+        login::greet(
+            stream,
+            &admin_params(),
+            &ParamSet::default(),
+            slot.pid,
+            slot.secret,
+        )
+        .await?;
+        tracing::info!(user = %user_name, id = slot.pid, %peer, "admin console opened");
+        return Ok(Login::Admin(Admin {
+            buf,
+            login: LoggedIn {
+                registration,
+                _count: count,
+            },
+        }));
+    }
     let db = config
         .database(&db_name)
         .ok_or_else(|| SessionError::NoDatabase(db_name.clone()))?;
@@ -158,11 +225,11 @@ async fn login<'a>(
             params.set(name, v);
         }
     }
-    let registration = shared.cancels.register();
+    let registration = shared.cancels.register(&pool.name, peer);
     let slot = &registration.slot;
     login::greet(stream, &params, &server_params, slot.pid, slot.secret).await?;
-    tracing::debug!(user = %user_name, database = %db_name, pid = slot.pid, "client logged in");
-    Ok(Some(Session {
+    tracing::debug!(user = %user_name, database = %db_name, id = slot.pid, %peer, "client logged in");
+    Ok(Login::Session(Session {
         buf,
         params,
         pool,

@@ -205,3 +205,15 @@ fn bad_routing_values_name_the_key() {
     .unwrap_err();
     assert!(err.to_string().contains("sometimes"), "{err}");
 }
+
+#[test]
+fn admins_default_to_the_primary_url_user() {
+    let ov = Overrides {
+        primary: Some("postgres://app:pw@127.0.0.1:15432/app".into()),
+        ..Default::default()
+    };
+    let c = Config::load(None, &ov).unwrap();
+    assert_eq!(c.general.admin_users, ["app"]);
+    let err = load_str("[pgswitch]\nadmin_users = [\"ghost\"]\n", &ov).unwrap_err();
+    assert_eq!(err.0[0].key, "pgswitch.admin_users[0]", "{err}");
+}

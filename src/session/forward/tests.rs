@@ -37,7 +37,9 @@ async fn idle_session_state_stays_small() {
     ));
     let (db, user) = (&shared.config.databases[0], &shared.config.users[0]);
     let login = LoggedIn {
-        registration: shared.cancels.register(),
+        registration: shared
+            .cancels
+            .register("a/b", "127.0.0.1:1".parse().unwrap()),
         _count: ClientCount::enter(&shared).unwrap(),
     };
     let session = Session {

@@ -1,0 +1,125 @@
+//! The admin command language: a few keywords, case-insensitive, an
+//! optional trailing semicolon.
+
+/// Shown with every error, and by `SHOW HELP`.
+pub const HELP: &str = "valid commands: SHOW POOLS | CLIENTS | SERVERS | STATS | REPLICAS | CONFIG | VERSION | HELP, SHOW ROUTE <sql>, SHUTDOWN";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// An empty query (psql sends one for a lone `;`).
+    Empty,
+    Show(Show),
+    /// Graceful shutdown, as on SIGTERM.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Show {
+    Pools,
+    Clients,
+    Servers,
+    Stats,
+    Replicas,
+    Config,
+    Version,
+    Help,
+    /// The route and reason for a statement, without running it.
+    Route(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("unknown admin command \"{0}\"")]
+    Unknown(String),
+    #[error("SHOW ROUTE needs a statement, e.g. SHOW ROUTE SELECT 1")]
+    NoStatement,
+    #[error("{0}")]
+    Route(#[from] crate::router::RouterError),
+}
+
+impl AdminError {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            AdminError::Unknown(_) | AdminError::NoStatement => "42601",
+            AdminError::Route(_) => "22023",
+        }
+    }
+}
+
+impl Command {
+    pub fn parse(text: &str) -> Result<Command, AdminError> {
+        let text = text.trim().trim_end_matches(';').trim();
+        if text.is_empty() {
+            return Ok(Command::Empty);
+        }
+        let mut words = text.split_whitespace();
+        let first = words.next().unwrap_or_default().to_ascii_uppercase();
+        let second = words.next().map(str::to_ascii_uppercase);
+        let unknown = || AdminError::Unknown(text.chars().take(200).collect());
+        match (first.as_str(), second.as_deref()) {
+            ("SHUTDOWN", None) => Ok(Command::Shutdown),
+            ("SHOW", Some("ROUTE")) => {
+                // Everything after the keyword, as written.
+                let at = text
+                    .to_ascii_uppercase()
+                    .find("ROUTE")
+                    .map_or(text.len(), |i| i + "ROUTE".len());
+                let sql = text[at..].trim();
+                if sql.is_empty() {
+                    return Err(AdminError::NoStatement);
+                }
+                Ok(Command::Show(Show::Route(sql.to_owned())))
+            }
+            ("SHOW", Some(what)) if words.next().is_none() => Ok(Command::Show(match what {
+                "POOLS" => Show::Pools,
+                "CLIENTS" => Show::Clients,
+                "SERVERS" => Show::Servers,
+                "STATS" => Show::Stats,
+                "REPLICAS" => Show::Replicas,
+                "CONFIG" => Show::Config,
+                "VERSION" => Show::Version,
+                "HELP" => Show::Help,
+                _ => return Err(unknown()),
+            })),
+            _ => Err(unknown()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        assert_eq!(
+            Command::parse("show pools;"),
+            Ok(Command::Show(Show::Pools))
+        );
+        assert_eq!(
+            Command::parse("  SHOW  Replicas "),
+            Ok(Command::Show(Show::Replicas))
+        );
+        assert_eq!(Command::parse(";"), Ok(Command::Empty));
+        assert_eq!(Command::parse("shutdown"), Ok(Command::Shutdown));
+        assert_eq!(
+            Command::parse("show route SELECT * FROM t FOR UPDATE;"),
+            Ok(Command::Show(Show::Route(
+                "SELECT * FROM t FOR UPDATE".into()
+            )))
+        );
+        assert_eq!(Command::parse("SHOW ROUTE"), Err(AdminError::NoStatement));
+        assert!(matches!(
+            Command::parse("SHOW POOLS extra"),
+            Err(AdminError::Unknown(_))
+        ));
+        assert!(matches!(
+            Command::parse("DROP TABLE x"),
+            Err(AdminError::Unknown(_))
+        ));
+        assert!(matches!(
+            Command::parse("SHOW"),
+            Err(AdminError::Unknown(_))
+        ));
+    }
+}

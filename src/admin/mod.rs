@@ -1,0 +1,144 @@
+//! The admin console: the virtual database `pgswitch`, served by pgswitch
+//! itself over the Postgres protocol so that psql works as a client.
+//!
+//! - [`command`]: the command language (`SHOW POOLS`, `SHUTDOWN`, ...),
+//!   parsed from a simple Query.
+//! - [`show`]: the tables the `SHOW` commands answer with.
+//! - [`table`]: a result set and its wire encoding.
+//!
+//! Only admins (`admin_users`) may connect. Only the simple query protocol
+//! is spoken; an extended-protocol request gets an error at its Sync.
+
+pub mod command;
+pub mod show;
+pub mod table;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::app::Shared;
+use crate::protocol::frame::{peek_header, HEADER_LEN};
+use crate::protocol::messages::{self, Severity};
+use crate::session::SessionError;
+use command::Command;
+
+/// The database name that opens the console.
+pub const DATABASE: &str = "pgswitch";
+
+/// Largest admin command accepted (a `SHOW ROUTE` of a long statement).
+const MAX_COMMAND: usize = 1 << 20;
+
+/// Answers admin commands until the client leaves. `buf` holds whatever
+/// the login left unread.
+pub async fn serve(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    mut buf: BytesMut,
+    user: &str,
+) -> Result<(), SessionError> {
+    // An extended-protocol request being refused: skip to its Sync.
+    let mut refusing = false;
+    loop {
+        let (tag, len) = loop {
+            if let Some((tag, len)) = peek_header(&buf)? {
+                if len > MAX_COMMAND {
+                    return Err(SessionError::Protocol(format!(
+                        "admin message of {len} bytes is over the {MAX_COMMAND}-byte limit"
+                    )));
+                }
+                if buf.len() >= HEADER_LEN + len {
+                    break (tag, len);
+                }
+            }
+            // Between commands an admin is idle: a shutdown ends the
+            // console as it ends idle clients.
+            let read = tokio::select! {
+                r = stream.read_buf(&mut buf) => r.map_err(SessionError::ClientGone)?,
+                _ = shared.shutdown.cancelled() => return Err(SessionError::Shutdown),
+            };
+            if read == 0 {
+                return Ok(());
+            }
+        };
+        buf.advance(HEADER_LEN);
+        let body = buf.split_to(len);
+        let mut out = BytesMut::new();
+        match tag {
+            b'X' => return Ok(()),
+            b'Q' => {
+                let text = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body));
+                let stop = answer(shared, &text, user, &mut out);
+                messages::ready_for_query(&mut out, b'I');
+                stream
+                    .write_all(&out)
+                    .await
+                    .map_err(SessionError::ClientGone)?;
+                if stop {
+                    shared.shutdown.cancel();
+                    return Ok(());
+                }
+                continue;
+            }
+            b'S' => {
+                if std::mem::take(&mut refusing) {
+                    messages::error_response(
+                        &mut out,
+                        Severity::Error,
+                        "0A000",
+                        "the pgswitch admin console speaks only the simple query protocol",
+                        Some("use psql, or simple_query in your driver"),
+                    );
+                }
+                messages::ready_for_query(&mut out, b'I');
+            }
+            b'H' => {}
+            _ => refusing = true,
+        }
+        if !out.is_empty() {
+            stream
+                .write_all(&out)
+                .await
+                .map_err(SessionError::ClientGone)?;
+        }
+    }
+}
+
+/// Runs one Query's command and appends the reply (without
+/// ReadyForQuery). `true` asks the caller to shut pgswitch down.
+fn answer(shared: &Shared, text: &str, user: &str, out: &mut BytesMut) -> bool {
+    match Command::parse(text) {
+        Err(e) => {
+            messages::error_response(
+                out,
+                Severity::Error,
+                e.sqlstate(),
+                &e.to_string(),
+                Some(command::HELP),
+            );
+            false
+        }
+        Ok(Command::Empty) => {
+            messages::empty_query(out);
+            false
+        }
+        Ok(Command::Shutdown) => {
+            tracing::warn!(%user, "SHUTDOWN from the admin console");
+            messages::command_complete(out, "SHUTDOWN");
+            true
+        }
+        Ok(Command::Show(what)) => {
+            match show::table(shared, &what) {
+                Ok(t) => t.encode(out, "SHOW"),
+                Err(e) => messages::error_response(
+                    out,
+                    Severity::Error,
+                    e.sqlstate(),
+                    &e.to_string(),
+                    None,
+                ),
+            }
+            false
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The admin console (database `pgswitch`) through tokio-postgres's simple
+//! query protocol, as psql would use it, with output checked against what
+//! the servers and clients are really doing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio_postgres::SimpleQueryMessage;
+
+fn admin_config(replicas: &[String]) -> pgswitch::config::Config {
+    config_from_toml(&format!(
+        r#"
+        [pgswitch]
+        listen = "127.0.0.1:0"
+        pool_mode = "transaction"
+        pool_size = 4
+        health_check_interval = "50ms"
+        admin_users = ["app"]
+        [[databases]]
+        name = "app"
+        primary = "{primary}"
+        replicas = {replicas:?}
+        [[users]]
+        name = "app"
+        password = "app-secret"
+        [[users]]
+        name = "app_md5"
+        password = "md5-secret"
+        auth = "md5"
+        "#,
+        primary = primary_url(),
+    ))
+}
+
+/// Rows of an admin command as (column -> value) maps.
+async fn show(
+    admin: &tokio_postgres::Client,
+    command: &str,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    admin
+        .simple_query(command)
+        .await
+        .unwrap_or_else(|e| panic!("{command}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                r.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name().to_owned(), r.get(i).unwrap_or("").to_owned()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn show_commands_report_live_state() {
+    let proxy = Proxy::start(admin_config(&replica_urls())).await;
+    let admin = connect(&proxy.url_as("app", "app-secret", "pgswitch"))
+        .await
+        .expect("admin login");
+    let c = proxy.client().await;
+    c.batch_execute("SELECT 1").await.unwrap();
+    // A client inside a transaction holds a primary connection.
+    c.batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .unwrap();
+    let pid = backend_pid(&c).await;
+
+    let pools = show(&admin, "SHOW POOLS").await;
+    let primary = pools
+        .iter()
+        .find(|r| r["pool"] == "app/app" && r["role"] == "primary")
+        .expect("a primary pool row");
+    assert_eq!(primary["server"], "127.0.0.1:15432");
+    assert_eq!(primary["mode"], "transaction");
+    assert_eq!(primary["pool_size"], "4");
+    assert_eq!(primary["active"], "1");
+    let replicas = pools
+        .iter()
+        .filter(|r| r["pool"] == "app/app" && r["role"] == "replica");
+    assert_eq!(replicas.count(), 2, "{pools:?}");
+
+    let clients = show(&admin, "SHOW CLIENTS").await;
+    let active: Vec<_> = clients.iter().filter(|r| r["state"] == "active").collect();
+    assert_eq!(active.len(), 1, "{clients:?}");
+    assert_eq!(active[0]["server"], "127.0.0.1:15432");
+    assert_eq!(active[0]["server_pid"], pid.to_string());
+    assert_eq!(
+        clients.len(),
+        2,
+        "the client and the admin itself: {clients:?}"
+    );
+
+    let servers = show(&admin, "SHOW SERVERS").await;
+    let lent: Vec<_> = servers.iter().filter(|r| r["state"] == "active").collect();
+    assert_eq!(lent.len(), 1, "{servers:?}");
+    assert_eq!(lent[0]["server_pid"], pid.to_string());
+    assert_eq!(lent[0]["client_id"], active[0]["id"]);
+    c.batch_execute("COMMIT").await.unwrap();
+
+    let stats = show(&admin, "SHOW STATS").await;
+    let app = stats.iter().find(|r| r["pool"] == "app/app").unwrap();
+    // SELECT 1, then BEGIN ... COMMIT.
+    assert_eq!(app["transactions"], "2", "{app:?}");
+
+    let healthy = eventually(Duration::from_secs(15), || async {
+        let rows = show(&admin, "SHOW REPLICAS").await;
+        let app = |r: &&std::collections::BTreeMap<String, String>| r["pool"] == "app/app";
+        rows.iter()
+            .filter(app)
+            .filter(|r| r["role"] == "replica" && r["in_rotation"] == "yes")
+            .count()
+            == 2
+            && rows
+                .iter()
+                .filter(app)
+                .any(|r| r["role"] == "primary" && r["status"] == "healthy")
+    })
+    .await;
+    assert!(healthy, "{:?}", show(&admin, "SHOW REPLICAS").await);
+
+    let route = show(&admin, "SHOW ROUTE SELECT * FROM t FOR UPDATE").await;
+    assert_eq!(
+        (route[0]["route"].as_str(), route[0]["reason"].as_str()),
+        ("primary", "row_lock")
+    );
+    let route = show(&admin, "show route select count(*) from t").await;
+    assert_eq!(route[0]["route"], "replica");
+
+    let config = show(&admin, "SHOW CONFIG").await;
+    let get = |k: &str| {
+        config
+            .iter()
+            .find(|r| r["key"] == k)
+            .map(|r| r["value"].clone())
+    };
+    assert_eq!(get("pool_mode").as_deref(), Some("transaction"));
+    assert_eq!(get("admin_users").as_deref(), Some("app"));
+    assert!(
+        !config.iter().any(|r| r["value"].contains("secret")),
+        "no passwords in SHOW CONFIG"
+    );
+    let version = show(&admin, "SHOW VERSION").await;
+    assert!(version[0]["version"].starts_with("pgswitch "));
+
+    // Mistakes: a clear error, and the console goes on.
+    let e = admin.simple_query("SHOW NONSENSE").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42601");
+    let hint = e
+        .as_db_error()
+        .and_then(|d| d.hint())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(hint.contains("SHOW POOLS"), "{hint}");
+    let e = admin.query("SHOW POOLS", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "0A000", "extended protocol: {e}");
+    assert_eq!(show(&admin, "SHOW VERSION").await.len(), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn only_admins_open_the_console() {
+    let proxy = Proxy::start(admin_config(&[])).await;
+    let e = connect(&proxy.url_as("app_md5", "md5-secret", "pgswitch"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    assert!(message(&e).contains("admin"), "{}", message(&e));
+    // A wrong password is still a wrong password.
+    let e = connect(&proxy.url_as("app", "nope", "pgswitch"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "28P01");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_from_the_console() {
+    let proxy = Proxy::start(admin_config(&[])).await;
+    let admin = connect(&proxy.url_as("app", "app-secret", "pgswitch"))
+        .await
+        .unwrap();
+    admin.simple_query("SHUTDOWN").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), proxy.task)
+        .await
+        .expect("pgswitch stopped after SHUTDOWN")
+        .unwrap();
+}
