@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pool::pause::PauseControl;
 use crate::pool::Pools;
 use crate::session::{self, cancel::CancelRegistry};
 
@@ -28,6 +29,8 @@ pub struct Shared {
     /// Forced: sessions end now.
     pub hard_shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
+    /// PAUSE / RESUME from the admin console.
+    pub pause: PauseControl,
 }
 
 pub struct App {
@@ -50,6 +53,7 @@ impl App {
             shutdown: CancellationToken::new(),
             hard_shutdown: CancellationToken::new(),
             metrics,
+            pause: PauseControl::default(),
         });
         shared.pools.prepare(&shared.config);
         let ops = match shared.config.general.metrics_listen {

@@ -191,3 +191,62 @@ async fn shutdown_from_the_console() {
         .expect("pgswitch stopped after SHUTDOWN")
         .unwrap();
 }
+
+#[tokio::test]
+async fn pause_waits_for_transactions_and_holds_new_ones() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let proxy = Proxy::start(admin_config(&[])).await;
+    let admin_url = proxy.url_as("app", "app-secret", "pgswitch");
+    let admin = connect(&admin_url).await.unwrap();
+    let a = proxy.client().await;
+    a.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    // PAUSE returns only once A's transaction has ended.
+    let committed = Arc::new(AtomicBool::new(false));
+    let pause = {
+        let committed = committed.clone();
+        let admin = connect(&admin_url).await.unwrap();
+        tokio::spawn(async move {
+            admin.simple_query("PAUSE app").await.unwrap();
+            assert!(
+                committed.load(Ordering::SeqCst),
+                "PAUSE returned while a transaction ran"
+            );
+        })
+    };
+    // The pause is in effect before it returns.
+    let paused = eventually(Duration::from_secs(10), || async {
+        show(&admin, "SHOW POOLS")
+            .await
+            .iter()
+            .any(|r| r["pool"] == "app/app" && r["paused"] == "yes")
+    })
+    .await;
+    assert!(paused);
+    // A's running transaction is not held up.
+    a.batch_execute("SELECT 2").await.unwrap();
+    committed.store(true, Ordering::SeqCst);
+    a.batch_execute("COMMIT").await.unwrap();
+    pause.await.unwrap();
+    // A new transaction waits until RESUME.
+    let resumed = Arc::new(AtomicBool::new(false));
+    let held = {
+        let resumed = resumed.clone();
+        tokio::spawn(async move {
+            a.batch_execute("SELECT 3").await.unwrap();
+            assert!(resumed.load(Ordering::SeqCst), "ran while paused");
+        })
+    };
+    let waiting = eventually(Duration::from_secs(10), || async {
+        show(&admin, "SHOW POOLS").await.len() > 0
+            && proxy.shared.metrics.clients_waiting.get() == 1
+    })
+    .await;
+    assert!(waiting, "the client should be waiting");
+    resumed.store(true, Ordering::SeqCst);
+    admin.simple_query("RESUME app").await.unwrap();
+    held.await.unwrap();
+    let e = admin.simple_query("PAUSE nosuchdb").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "3D000");
+    proxy.stop().await;
+}

@@ -2,13 +2,17 @@
 //! optional trailing semicolon.
 
 /// Shown with every error, and by `SHOW HELP`.
-pub const HELP: &str = "valid commands: SHOW POOLS | CLIENTS | SERVERS | STATS | REPLICAS | CONFIG | VERSION | HELP, SHOW ROUTE <sql>, SHUTDOWN";
+pub const HELP: &str = "valid commands: SHOW POOLS | CLIENTS | SERVERS | STATS | REPLICAS | CONFIG | VERSION | HELP, SHOW ROUTE <sql>, PAUSE [db], RESUME [db], SHUTDOWN";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// An empty query (psql sends one for a lone `;`).
     Empty,
     Show(Show),
+    /// Hold new transactions of a database (or all), and wait until its
+    /// server connections are all back in the pool.
+    Pause(Option<String>),
+    Resume(Option<String>),
     /// Graceful shutdown, as on SIGTERM.
     Shutdown,
 }
@@ -33,6 +37,10 @@ pub enum AdminError {
     Unknown(String),
     #[error("SHOW ROUTE needs a statement, e.g. SHOW ROUTE SELECT 1")]
     NoStatement,
+    #[error("database \"{0}\" is not configured")]
+    NoDatabase(String),
+    #[error("paused, but {0} server connection(s) are still in use after {1:?}; they return as their transactions end (RESUME undoes the pause)")]
+    StillBusy(usize, std::time::Duration),
     #[error("{0}")]
     Route(#[from] crate::router::RouterError),
 }
@@ -41,6 +49,8 @@ impl AdminError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             AdminError::Unknown(_) | AdminError::NoStatement => "42601",
+            AdminError::NoDatabase(_) => "3D000",
+            AdminError::StillBusy(..) => "55000",
             AdminError::Route(_) => "22023",
         }
     }
@@ -56,8 +66,15 @@ impl Command {
         let first = words.next().unwrap_or_default().to_ascii_uppercase();
         let second = words.next().map(str::to_ascii_uppercase);
         let unknown = || AdminError::Unknown(text.chars().take(200).collect());
+        let database = || {
+            text.split_whitespace()
+                .nth(1)
+                .map(|d| d.trim_matches('"').to_owned())
+        };
         match (first.as_str(), second.as_deref()) {
             ("SHUTDOWN", None) => Ok(Command::Shutdown),
+            ("PAUSE", _) if words.next().is_none() => Ok(Command::Pause(database())),
+            ("RESUME", _) if words.next().is_none() => Ok(Command::Resume(database())),
             ("SHOW", Some("ROUTE")) => {
                 // Everything after the keyword, as written.
                 let at = text
@@ -102,6 +119,19 @@ mod tests {
         );
         assert_eq!(Command::parse(";"), Ok(Command::Empty));
         assert_eq!(Command::parse("shutdown"), Ok(Command::Shutdown));
+        assert_eq!(Command::parse("PAUSE"), Ok(Command::Pause(None)));
+        assert_eq!(
+            Command::parse("pause app;"),
+            Ok(Command::Pause(Some("app".into())))
+        );
+        assert_eq!(
+            Command::parse("RESUME \"app\""),
+            Ok(Command::Resume(Some("app".into())))
+        );
+        assert!(matches!(
+            Command::parse("PAUSE a b"),
+            Err(AdminError::Unknown(_))
+        ));
         assert_eq!(
             Command::parse("show route SELECT * FROM t FOR UPDATE;"),
             Ok(Command::Show(Show::Route(

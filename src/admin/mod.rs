@@ -21,7 +21,8 @@ use crate::app::Shared;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
 use crate::session::SessionError;
-use command::Command;
+use command::{AdminError, Command};
+use std::time::Duration;
 
 /// The database name that opens the console.
 pub const DATABASE: &str = "pgswitch";
@@ -68,7 +69,7 @@ pub async fn serve(
             b'X' => return Ok(()),
             b'Q' => {
                 let text = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body));
-                let stop = answer(shared, &text, user, &mut out);
+                let stop = answer(shared, &text, user, &mut out).await;
                 messages::ready_for_query(&mut out, b'I');
                 stream
                     .write_all(&out)
@@ -106,39 +107,78 @@ pub async fn serve(
 
 /// Runs one Query's command and appends the reply (without
 /// ReadyForQuery). `true` asks the caller to shut pgswitch down.
-fn answer(shared: &Shared, text: &str, user: &str, out: &mut BytesMut) -> bool {
-    match Command::parse(text) {
-        Err(e) => {
-            messages::error_response(
-                out,
-                Severity::Error,
-                e.sqlstate(),
-                &e.to_string(),
-                Some(command::HELP),
-            );
-            false
-        }
+async fn answer(shared: &Shared, text: &str, user: &str, out: &mut BytesMut) -> bool {
+    let result = match Command::parse(text) {
+        Err(e) => Err(e),
         Ok(Command::Empty) => {
             messages::empty_query(out);
-            false
+            Ok(())
         }
         Ok(Command::Shutdown) => {
             tracing::warn!(%user, "SHUTDOWN from the admin console");
             messages::command_complete(out, "SHUTDOWN");
-            true
+            return true;
         }
-        Ok(Command::Show(what)) => {
-            match show::table(shared, &what) {
-                Ok(t) => t.encode(out, "SHOW"),
-                Err(e) => messages::error_response(
-                    out,
-                    Severity::Error,
-                    e.sqlstate(),
-                    &e.to_string(),
-                    None,
-                ),
-            }
-            false
+        Ok(Command::Show(what)) => show::table(shared, &what).map(|t| t.encode(out, "SHOW")),
+        Ok(Command::Pause(db)) => pause(shared, db.as_deref(), user).await.map(|()| {
+            messages::command_complete(out, "PAUSE");
+        }),
+        Ok(Command::Resume(db)) => known(shared, db.as_deref()).map(|()| {
+            tracing::warn!(%user, database = db.as_deref().unwrap_or("(all)"), "RESUME from the admin console");
+            shared.pause.resume(db.as_deref());
+            messages::command_complete(out, "RESUME");
+        }),
+    };
+    if let Err(e) = result {
+        let hint = matches!(e, AdminError::Unknown(_)).then_some(command::HELP);
+        messages::error_response(out, Severity::Error, e.sqlstate(), &e.to_string(), hint);
+    }
+    false
+}
+
+/// How long PAUSE waits for lent-out server connections to come back.
+const PAUSE_WAIT: Duration = Duration::from_secs(30);
+
+async fn pause(shared: &Shared, db: Option<&str>, user: &str) -> Result<(), AdminError> {
+    known(shared, db)?;
+    tracing::warn!(%user, database = db.unwrap_or("(all)"), "PAUSE from the admin console");
+    shared.pause.pause(db);
+    let busy = || {
+        shared
+            .pools
+            .all()
+            .iter()
+            .filter(|s| db.is_none_or(|d| s.database == d))
+            .map(|s| {
+                let mut n = lent(&s.primary);
+                for p in s.replicas.iter().flat_map(|r| r.pools()) {
+                    n += lent(p);
+                }
+                n
+            })
+            .sum::<usize>()
+    };
+    let deadline = tokio::time::Instant::now() + PAUSE_WAIT;
+    loop {
+        let n = busy();
+        if n == 0 {
+            return Ok(());
         }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AdminError::StillBusy(n, PAUSE_WAIT));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn lent(pool: &crate::pool::Pool) -> usize {
+    let s = pool.status();
+    s.size.saturating_sub(s.available)
+}
+
+fn known(shared: &Shared, db: Option<&str>) -> Result<(), AdminError> {
+    match db {
+        Some(d) if shared.config.database(d).is_none() => Err(AdminError::NoDatabase(d.to_owned())),
+        _ => Ok(()),
     }
 }

@@ -52,6 +52,7 @@ fn pools(shared: &Shared) -> Table {
         "active",
         "idle",
         "waiting",
+        "paused",
     ]);
     each_server(shared, |set, role, pool| {
         let s = pool.status();
@@ -72,6 +73,12 @@ fn pools(shared: &Shared) -> Table {
             (s.size - s.available).to_string(),
             s.available.to_string(),
             s.waiting.to_string(),
+            if shared.pause.is_paused(&set.database) {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
         ]);
     });
     t

@@ -7,11 +7,13 @@
 //! - [`params`]: ParameterStatus tracking and parameter sync.
 //! - [`health`]: server health and replica lag.
 //! - [`replicas`]: the replica pools, and which server serves a read.
+//! - [`pause`]: PAUSE and RESUME.
 
 pub mod conn;
 pub mod health;
 pub mod manager;
 pub mod params;
+pub mod pause;
 pub mod replicas;
 
 use std::collections::HashMap;
@@ -52,6 +54,8 @@ pub enum CheckoutError {
 pub struct PoolSet {
     /// `database/user`, for messages and metrics.
     pub name: String,
+    /// The database clients named.
+    pub database: String,
     pub primary: Pool,
     pub replicas: Option<replicas::Replicas>,
     pub size: usize,
@@ -96,6 +100,7 @@ impl PoolSet {
         PoolSet {
             stats: metrics.pool(&name),
             name,
+            database: db.name.clone(),
             primary: build_pool(primary_target, cfg, size),
             replicas,
             size,

@@ -19,6 +19,9 @@ impl Forwarder<'_> {
                     Some((b'X', _)) => return Ok(Some(Flow::Terminate)),
                     Some(_) => {}
                 }
+                if self.shared.pause.is_paused(&self.pool.database) {
+                    self.wait_while_paused().await?;
+                }
                 let attached = match self.next_target() {
                     Ok(None) => return Ok(Some(Flow::Continue)),
                     Ok(Some(Next::Server(which, may_write))) => {
@@ -69,6 +72,16 @@ impl Forwarder<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// PAUSE: the request waits (counted as waiting) until RESUME; a
+    /// forced shutdown ends the wait.
+    async fn wait_while_paused(&mut self) -> Result<(), SessionError> {
+        let _waiting = super::Waiting::start(&self.shared.metrics.clients_waiting);
+        tokio::select! {
+            _ = self.shared.pause.wait(&self.pool.database) => Ok(()),
+            _ = self.shared.hard_shutdown.cancelled() => Err(SessionError::Shutdown),
+        }
     }
 
     /// Reads and drops the messages of a request that got no server,
