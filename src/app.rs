@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use arc_swap::ArcSwap;
+
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pool::pause::PauseControl;
@@ -19,7 +21,8 @@ use crate::session::{self, cancel::CancelRegistry};
 
 /// State every session shares.
 pub struct Shared {
-    pub config: Arc<Config>,
+    /// The running configuration; RELOAD swaps it (see `reload`).
+    pub config: ArcSwap<Config>,
     pub pools: Pools,
     pub cancels: CancelRegistry,
     /// Client connections past their startup packet, against max_client_conn.
@@ -43,10 +46,16 @@ pub struct App {
 impl App {
     /// Binds the listen address (port 0 picks a free one, for tests).
     pub async fn bind(config: Config) -> std::io::Result<App> {
-        let listener = TcpListener::bind(config.general.listen).await?;
+        let listen = config.general.listen;
+        let context = |what: &str, addr: SocketAddr, e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
+        };
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| context("listen", listen, e))?;
         let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(Shared {
-            config: Arc::new(config),
+            config: ArcSwap::from_pointee(config),
             pools: Pools::new(metrics.clone()),
             cancels: CancelRegistry::default(),
             clients: AtomicUsize::new(0),
@@ -55,9 +64,13 @@ impl App {
             metrics,
             pause: PauseControl::default(),
         });
-        shared.pools.prepare(&shared.config);
-        let ops = match shared.config.general.metrics_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+        shared.pools.prepare(&shared.config.load());
+        let ops = match shared.config.load().general.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| context("metrics_listen", addr, e))?,
+            ),
             None => None,
         };
         Ok(App {
@@ -119,7 +132,7 @@ impl App {
         }
         drop(listener);
         tracker.close();
-        let timeout = shared.config.general.shutdown_timeout;
+        let timeout = shared.config.load().general.shutdown_timeout;
         tracing::info!(
             ?timeout,
             "shutting down: no new clients; waiting for running transactions"
@@ -143,7 +156,7 @@ async fn maintain(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = tick.tick() => shared.pools.maintain(&shared.config).await,
+            _ = tick.tick() => shared.pools.maintain(&shared.config.load_full()).await,
             _ = shared.shutdown.cancelled() => return,
         }
     }

@@ -15,6 +15,7 @@
 //! - [`metrics`]: the Prometheus registry and its typed handles.
 //! - [`ops`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 //! - [`admin`]: the admin console (database `pgswitch`).
+//! - [`reload`]: SIGHUP / RELOAD: re-read, validate, swap, resize.
 //!
 //! The life of a query is told in `docs/architecture.md`.
 #![deny(clippy::unwrap_used)]
@@ -29,5 +30,6 @@ pub mod metrics;
 pub mod ops;
 pub mod pool;
 pub mod protocol;
+pub mod reload;
 pub mod router;
 pub mod session;

@@ -76,17 +76,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let listen = config.general.listen;
     let mode = config.general.pool_mode;
     let app = pgswitch::app::App::bind(config)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(listen = %app.local_addr()?, pool_mode = %mode, "pgswitch ready");
     let token = app.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received");
         token.cancel();
+    });
+    let shared = app.shared();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with RELOAD in the admin console");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            pgswitch::reload::reload_and_log(&shared);
+        }
     });
     app.run().await;
     Ok(())

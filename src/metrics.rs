@@ -186,7 +186,7 @@ impl Metrics {
         let transaction_seconds = histogram_vec(
             r,
             "pgswitch_transaction_duration_seconds",
-            "Time from a transaction's first client message to its final ReadyForQuery, by pool.",
+            "Time from a transaction's first client message on its server connection (after any wait for one) to its final ReadyForQuery, by pool.",
         );
         let requests = counter_vec(
             r,

@@ -37,6 +37,7 @@ fn pgswitch(args: &[&str], env: &[(&str, &str)]) -> Child {
         "PGSWITCH_POOL_SIZE",
         "PGSWITCH_CONFIG",
         "PGSWITCH_WORKERS",
+        "PGSWITCH_METRICS_LISTEN",
     ] {
         cmd.env_remove(var);
     }
@@ -195,4 +196,56 @@ async fn check_config_lists_every_problem() {
             .all(|l| l.starts_with(bad.to_str().unwrap()) && l.contains("fix:")),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_file() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("pgswitch-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pgswitch.toml");
+    let write = |size: usize| {
+        std::fs::write(
+            &path,
+            format!(
+                "[pgswitch]\nlisten = \"127.0.0.1:{port}\"\npool_mode = \"transaction\"\npool_size = {size}\n\
+                 admin_users = [\"app\"]\n[[databases]]\nname = \"app\"\nprimary = \"{}\"\n\
+                 [[users]]\nname = \"app\"\npassword = \"app-secret\"\n",
+                primary_url()
+            ),
+        )
+        .unwrap()
+    };
+    write(2);
+    let child = pgswitch(&["--config", path.to_str().unwrap()], &[]);
+    assert!(eventually(Duration::from_secs(20), || accepts(port)).await);
+    let admin = connect(&format!(
+        "postgres://app:app-secret@127.0.0.1:{port}/pgswitch"
+    ))
+    .await
+    .unwrap();
+    let pool_size = || async {
+        let rows = admin.simple_query("SHOW POOLS").await.unwrap();
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get("pool_size").map(str::to_owned),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(pool_size().await, "2");
+    write(7);
+    let pid = child.id().expect("running") as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let resized = eventually(Duration::from_secs(10), || async {
+        pool_size().await == "7"
+    })
+    .await;
+    assert!(resized, "SIGHUP did not apply pool_size = 7");
+    drop(admin);
+    let (ok, log) = terminate(child).await;
+    assert!(ok, "{log}");
+    assert!(log.contains("resized to 7"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,7 +2,7 @@
 //! optional trailing semicolon.
 
 /// Shown with every error, and by `SHOW HELP`.
-pub const HELP: &str = "valid commands: SHOW POOLS | CLIENTS | SERVERS | STATS | REPLICAS | CONFIG | VERSION | HELP, SHOW ROUTE <sql>, PAUSE [db], RESUME [db], SHUTDOWN";
+pub const HELP: &str = "valid commands: SHOW POOLS | CLIENTS | SERVERS | STATS | REPLICAS | CONFIG | VERSION | HELP, SHOW ROUTE <sql>, PAUSE [db], RESUME [db], RELOAD, SHUTDOWN";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -13,6 +13,8 @@ pub enum Command {
     /// server connections are all back in the pool.
     Pause(Option<String>),
     Resume(Option<String>),
+    /// Re-read the config file (as on SIGHUP).
+    Reload,
     /// Graceful shutdown, as on SIGTERM.
     Shutdown,
 }
@@ -43,6 +45,8 @@ pub enum AdminError {
     StillBusy(usize, std::time::Duration),
     #[error("{0}")]
     Route(#[from] crate::router::RouterError),
+    #[error("{0}")]
+    Reload(#[from] crate::reload::ReloadError),
 }
 
 impl AdminError {
@@ -52,6 +56,8 @@ impl AdminError {
             AdminError::NoDatabase(_) => "3D000",
             AdminError::StillBusy(..) => "55000",
             AdminError::Route(_) => "22023",
+            AdminError::Reload(crate::reload::ReloadError::NoFile) => "55000",
+            AdminError::Reload(_) => "F0000",
         }
     }
 }
@@ -73,6 +79,7 @@ impl Command {
         };
         match (first.as_str(), second.as_deref()) {
             ("SHUTDOWN", None) => Ok(Command::Shutdown),
+            ("RELOAD", None) => Ok(Command::Reload),
             ("PAUSE", _) if words.next().is_none() => Ok(Command::Pause(database())),
             ("RESUME", _) if words.next().is_none() => Ok(Command::Resume(database())),
             ("SHOW", Some("ROUTE")) => {

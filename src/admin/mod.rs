@@ -123,6 +123,15 @@ async fn answer(shared: &Shared, text: &str, user: &str, out: &mut BytesMut) -> 
         Ok(Command::Pause(db)) => pause(shared, db.as_deref(), user).await.map(|()| {
             messages::command_complete(out, "PAUSE");
         }),
+        Ok(Command::Reload) => crate::reload::reload(shared)
+            .map(|notes| {
+                tracing::warn!(%user, "RELOAD from the admin console");
+                for note in notes {
+                    messages::notice(out, "00000", &note);
+                }
+                messages::command_complete(out, "RELOAD");
+            })
+            .map_err(AdminError::from),
         Ok(Command::Resume(db)) => known(shared, db.as_deref()).map(|()| {
             tracing::warn!(%user, database = db.as_deref().unwrap_or("(all)"), "RESUME from the admin console");
             shared.pause.resume(db.as_deref());
@@ -178,7 +187,9 @@ fn lent(pool: &crate::pool::Pool) -> usize {
 
 fn known(shared: &Shared, db: Option<&str>) -> Result<(), AdminError> {
     match db {
-        Some(d) if shared.config.database(d).is_none() => Err(AdminError::NoDatabase(d.to_owned())),
+        Some(d) if shared.config.load().database(d).is_none() => {
+            Err(AdminError::NoDatabase(d.to_owned()))
+        }
         _ => Ok(()),
     }
 }

@@ -56,14 +56,10 @@ fn pools(shared: &Shared) -> Table {
     ]);
     each_server(shared, |set, role, pool| {
         let s = pool.status();
-        let mode = shared
-            .config
-            .databases
-            .iter()
-            .find(|d| set.name.starts_with(&format!("{}/", d.name)))
-            .map_or(shared.config.general.pool_mode, |d| {
-                shared.config.pool_mode(d)
-            });
+        let config = shared.config.load();
+        let mode = config
+            .database(&set.database)
+            .map_or(config.general.pool_mode, |d| config.pool_mode(d));
         t.row([
             set.name.clone(),
             mode.to_string(),
@@ -251,7 +247,7 @@ fn lsn(v: u64) -> String {
 }
 
 fn config(shared: &Shared) -> Table {
-    let c = &shared.config;
+    let c = &shared.config.load_full();
     let g = &c.general;
     let r = &g.routing;
     let mut t = Table::new(&["key", "value"]);
@@ -286,17 +282,14 @@ fn config(shared: &Shared) -> Table {
         ("idle_transaction_timeout", opt(g.idle_transaction_timeout)),
         ("shutdown_timeout", format!("{:?}", g.shutdown_timeout)),
         ("read_routing", r.enabled.to_string()),
-        ("consistency", format!("{:?}", r.consistency)),
+        ("consistency", spelled(r.consistency)),
         (
             "read_your_writes_timeout",
             format!("{:?}", r.read_your_writes_timeout),
         ),
-        (
-            "transaction_routing",
-            format!("{:?}", r.transaction_routing),
-        ),
-        ("primary_reads", format!("{:?}", r.primary_reads)),
-        ("load_balancing", format!("{:?}", r.load_balancing)),
+        ("transaction_routing", spelled(r.transaction_routing)),
+        ("primary_reads", spelled(r.primary_reads)),
+        ("load_balancing", spelled(r.load_balancing)),
         ("max_replica_lag_bytes", r.max_replica_lag_bytes.to_string()),
         ("max_replica_lag", opt(r.max_replica_lag)),
         ("read_only_functions", r.read_only_functions.join(", ")),
@@ -327,12 +320,25 @@ fn config(shared: &Shared) -> Table {
     t
 }
 
+/// An enum as the config file spells it: `ReadYourWrites` ->
+/// `read_your_writes`.
+fn spelled(v: impl std::fmt::Debug) -> String {
+    let mut out = String::new();
+    for (i, ch) in format!("{v:?}").chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
+}
+
 fn route(shared: &Shared, sql: &str) -> Result<Table, AdminError> {
-    // The first pool with replicas knows the function catalog; without one,
-    // the built-in rules alone.
-    let decision = match shared
-        .pools
-        .all()
+    // The first pool (by name) with replicas knows the function catalog;
+    // without one, the built-in rules alone.
+    let mut sets = shared.pools.all();
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let decision = match sets
         .iter()
         .find_map(|s| s.replicas.as_ref().map(|r| r.route(sql)))
     {

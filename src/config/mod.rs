@@ -203,8 +203,11 @@ pub struct Config {
     pub general: General,
     pub databases: Vec<Database>,
     pub users: Vec<User>,
-    /// The file it came from, if any (for messages).
+    /// The file it came from, if any (for messages and RELOAD).
     pub source: Option<PathBuf>,
+    /// The flags and env vars applied over the file (RELOAD applies them
+    /// again).
+    pub overrides: Overrides,
 }
 
 impl Config {
@@ -230,6 +233,11 @@ impl Config {
     }
 
     /// Loads `path` (if any), applies `overrides`, validates.
+    /// Reads the same file again with the same overrides.
+    pub fn reread(&self) -> Result<Config, Problems> {
+        Config::load(self.source.as_deref(), &self.overrides)
+    }
+
     pub fn load(path: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, Problems> {
         let file = match path {
             Some(p) => FileConfig::read(p)?,

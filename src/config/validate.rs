@@ -43,7 +43,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// Every problem found; never empty.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
@@ -155,6 +155,7 @@ pub fn build(file: FileConfig, ov: &Overrides, path: Option<&Path>) -> Result<Co
             databases,
             users,
             source: path.map(Path::to_path_buf),
+            overrides: ov.clone(),
         })
     } else {
         Err(Problems(c.problems))

@@ -13,7 +13,9 @@ pub fn refresh(shared: &Shared) {
     let mut active = 0i64;
     for set in shared.pools.all() {
         let name = set.name.as_str();
-        m.pool_size.with_label_values(&[name]).set(set.size as i64);
+        m.pool_size
+            .with_label_values(&[name])
+            .set(set.max_size() as i64);
         active += server_gauges(shared, name, &set.primary);
         if let Some(replicas) = &set.replicas {
             for pool in replicas.pools() {

@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub primary_at: Option<std::time::Instant>,
     /// The primary reports it is in recovery: writes must not go there.
     pub primary_in_recovery: bool,
+    /// Why the primary did not answer, if it did not.
+    pub primary_error: Option<String>,
     pub replicas: Vec<ReplicaStatus>,
 }
 
@@ -172,10 +174,45 @@ pub fn spawn(
                 _ = stop.cancelled() => return,
             }
             let snapshot = round(&cfg, &mut primary, &mut replicas, &mut history).await;
+            log_changes(&cfg.primary, &tx.borrow(), &snapshot);
             tx.send_replace(snapshot);
         }
     });
     (rx, task)
+}
+
+/// Logs what changed since the last round (not every round: a primary in
+/// recovery or a replica out of rotation is reported once, and again when
+/// it recovers).
+fn log_changes(primary: &ServerAddr, prev: &Snapshot, next: &Snapshot) {
+    match (&prev.primary_error, &next.primary_error) {
+        (None, Some(e)) => {
+            tracing::warn!(server = %primary, error = %e, "primary health check failed")
+        }
+        (Some(_), None) => tracing::info!(server = %primary, "primary answers health checks again"),
+        _ => {}
+    }
+    match (prev.primary_in_recovery, next.primary_in_recovery) {
+        (false, true) => {
+            tracing::error!(server = %primary, "the primary reports it is in recovery (demoted?); writes are refused")
+        }
+        (true, false) => {
+            tracing::info!(server = %primary, "the primary is out of recovery; writes are accepted again")
+        }
+        _ => {}
+    }
+    for r in &next.replicas {
+        let before = prev.replicas.iter().find(|p| p.addr == r.addr);
+        // The first round starts from nothing: report only replicas out.
+        let was_in = before.is_none_or(|p| p.in_rotation);
+        match (was_in, r.in_rotation) {
+            (true, false) => {
+                tracing::warn!(replica = %r.addr, why = %r.why, "replica out of rotation")
+            }
+            (false, true) => tracing::info!(replica = %r.addr, "replica back in rotation"),
+            _ => {}
+        }
+    }
 }
 
 async fn round(
@@ -206,10 +243,7 @@ async fn round(
                 history.record(asked, lsn);
             }
         }
-        Err(e) => tracing::warn!(server = %primary.addr, error = %e, "primary health check failed"),
-    }
-    if snap.primary_in_recovery {
-        tracing::error!(server = %primary.addr, "the primary reports it is in recovery (demoted?)");
+        Err(e) => snap.primary_error = Some(e),
     }
     for probe in replicas.iter_mut() {
         let status = match probe

@@ -54,11 +54,17 @@ pub enum CheckoutError {
 pub struct PoolSet {
     /// `database/user`, for messages and metrics.
     pub name: String,
-    /// The database clients named.
+    /// The database and user clients named.
     pub database: String,
+    pub user: String,
+    /// Everything but the size that this pool was built from; a RELOAD that
+    /// changes it builds a new pool.
+    spec: String,
+    /// Replaced by a RELOAD: sessions move to the new pool at their next
+    /// transaction.
+    retired: std::sync::atomic::AtomicBool,
     pub primary: Pool,
     pub replicas: Option<replicas::Replicas>,
-    pub size: usize,
     /// This pool's metric handles.
     pub stats: PoolMetrics,
     wait_timeout: Duration,
@@ -101,11 +107,23 @@ impl PoolSet {
             stats: metrics.pool(&name),
             name,
             database: db.name.clone(),
+            user: user.name.clone(),
+            spec: spec(cfg, db, user),
+            retired: std::sync::atomic::AtomicBool::new(false),
             primary: build_pool(primary_target, cfg, size),
             replicas,
-            size,
             wait_timeout: g.query_wait_timeout,
         }
+    }
+
+    /// The most connections per server (pool_size; a RELOAD may change it).
+    pub fn max_size(&self) -> usize {
+        self.primary.status().max_size
+    }
+
+    /// Replaced by a RELOAD (see `Pools::reload`).
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A primary server connection, waiting at most `query_wait_timeout`.
@@ -123,7 +141,7 @@ impl PoolSet {
             PoolError::Timeout(deadpool::managed::TimeoutType::Wait) => {
                 CheckoutError::WaitTimeout {
                     pool: self.name.clone(),
-                    size: self.size,
+                    size: self.max_size(),
                     waited: self.wait_timeout,
                 }
             }
@@ -182,6 +200,25 @@ impl PoolSet {
     }
 }
 
+/// What a pool is built from, except its size, as comparable text (kept in
+/// memory only: it holds server passwords).
+fn spec(cfg: &Config, db: &Database, user: &User) -> String {
+    let g = &cfg.general;
+    format!(
+        "{:?}",
+        (
+            (
+                &db.primary,
+                &db.replicas,
+                &user.server_user,
+                &user.server_password
+            ),
+            (g.connect_timeout, g.query_wait_timeout, g.server_lifetime),
+            &g.routing,
+        )
+    )
+}
+
 /// A deadpool pool for one server.
 fn build_pool(target: Target, cfg: &Config, size: usize) -> Pool {
     let g = &cfg.general;
@@ -221,6 +258,49 @@ impl Pools {
         sets.entry((db.name.clone(), user.name.clone()))
             .or_insert_with(|| Arc::new(PoolSet::new(cfg, db, user, &self.metrics)))
             .clone()
+    }
+
+    /// Applies a new configuration: pools whose (database, user) is gone are
+    /// dropped from the map, pools whose servers or settings changed are
+    /// rebuilt, and the rest are resized in place. Sessions holding a
+    /// dropped or rebuilt pool keep it until their transaction ends (see
+    /// `PoolSet::is_retired`). Returns one line per change.
+    pub fn reload(&self, cfg: &Config) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<_> = sets.keys().cloned().collect();
+        for key in keys {
+            let (Some(db), Some(user)) = (cfg.database(&key.0), cfg.user(&key.1)) else {
+                if let Some(old) = sets.remove(&key) {
+                    old.retired
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    notes.push(format!("pool {} removed", old.name));
+                }
+                continue;
+            };
+            let Some(old) = sets.get(&key).cloned() else {
+                continue;
+            };
+            let size = cfg.pool_size(db, user);
+            if old.spec != spec(cfg, db, user) {
+                old.retired
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                sets.insert(key, Arc::new(PoolSet::new(cfg, db, user, &self.metrics)));
+                notes.push(format!(
+                    "pool {} rebuilt (servers or settings changed)",
+                    old.name
+                ));
+            } else if old.primary.status().max_size != size {
+                old.primary.resize(size);
+                for p in old.replicas.iter().flat_map(|r| r.pools()) {
+                    p.resize(size);
+                }
+                notes.push(format!("pool {} resized to {size}", old.name));
+            }
+        }
+        drop(sets);
+        self.prepare(cfg);
+        notes
     }
 
     pub fn all(&self) -> Vec<Arc<PoolSet>> {

@@ -222,6 +222,14 @@ impl Replicas {
     }
 }
 
+impl Drop for Replicas {
+    /// A pool replaced by a RELOAD stops its monitor and catalog refresh
+    /// when its last session lets go of it.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 /// Loads function volatility from the primary now and every
 /// `CATALOG_REFRESH`; until the first load, unknown functions go to the
 /// primary.

@@ -49,6 +49,17 @@ pub fn error_response(
     put(ErrorResponse::new(fields), buf);
 }
 
+/// NoticeResponse with severity NOTICE.
+pub fn notice(buf: &mut BytesMut, code: &str, message: &str) {
+    let fields = vec![
+        (b'S', "NOTICE".to_owned()),
+        (b'V', "NOTICE".to_owned()),
+        (b'C', code.to_owned()),
+        (b'M', message.to_owned()),
+    ];
+    put(pgwire::messages::response::NoticeResponse::new(fields), buf);
+}
+
 pub fn command_complete(buf: &mut BytesMut, tag: &str) {
     put(
         pgwire::messages::response::CommandComplete::new(tag.to_owned()),

@@ -49,7 +49,7 @@ const CLIENT_SETTABLE: [&str; 5] = [
 pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut user = String::new();
-    let result = serve(shared, &mut stream, peer, &mut user).await;
+    let result = serve(shared, &mut stream, &peer, &mut user).await;
     match result {
         Ok(()) => tracing::debug!(%peer, %user, "client disconnected"),
         Err(e) if e.reportable() => {
@@ -73,7 +73,7 @@ pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
 async fn serve(
     shared: &Shared,
     stream: &mut TcpStream,
-    peer: SocketAddr,
+    peer: &SocketAddr,
     user: &mut String,
 ) -> Result<(), Box<SessionError>> {
     let forwarding = {
@@ -86,8 +86,9 @@ async fn serve(
         let session = match session {
             Login::Cancel => return Ok(()),
             Login::Admin(admin) => {
-                let Admin { buf, login: _login } = admin;
-                return Box::pin(crate::admin::serve(shared, stream, buf, user))
+                // Boxed whole: the console's state stays out of every
+                // client session's.
+                return Box::pin(admin_session(shared, stream, admin, user))
                     .await
                     .map_err(Box::new);
             }
@@ -96,6 +97,18 @@ async fn serve(
         forward::Forwarder::new(shared, stream, session).run()
     };
     forwarding.await
+}
+
+/// The admin console, holding the admin's login (cancel key, client count)
+/// until it ends.
+async fn admin_session(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    admin: Admin<'_>,
+    user: &str,
+) -> Result<(), SessionError> {
+    let Admin { buf, login: _login } = admin;
+    crate::admin::serve(shared, stream, buf, user).await
 }
 
 /// How a login ended.
@@ -153,7 +166,7 @@ pub(crate) struct LoggedIn<'a> {
 async fn login<'a>(
     shared: &'a Shared,
     stream: &mut TcpStream,
-    peer: SocketAddr,
+    peer: &SocketAddr,
     user_out: &mut String,
 ) -> Result<Login<'a>, SessionError> {
     let mut buf = BytesMut::new();
@@ -181,7 +194,7 @@ async fn login<'a>(
         .filter(|d| !d.is_empty())
         .unwrap_or(&user_name)
         .to_owned();
-    let config = &shared.config;
+    let config = &shared.config.load_full();
     let user = config.user(&user_name);
     let auth = async {
         login::negotiate(stream, &startup).await?;
@@ -195,7 +208,7 @@ async fn login<'a>(
         if !config.general.admin_users.contains(&user.name) {
             return Err(SessionError::NotAdmin(user.name.clone()));
         }
-        let registration = shared.cancels.register("pgswitch (admin)", peer);
+        let registration = shared.cancels.register("pgswitch (admin)", *peer);
         let slot = &registration.slot;
         login::greet(
             stream,
@@ -225,7 +238,7 @@ async fn login<'a>(
             params.set(name, v);
         }
     }
-    let registration = shared.cancels.register(&pool.name, peer);
+    let registration = shared.cancels.register(&pool.name, *peer);
     let slot = &registration.slot;
     login::greet(stream, &params, &server_params, slot.pid, slot.secret).await?;
     tracing::debug!(user = %user_name, database = %db_name, id = slot.pid, %peer, "client logged in");
@@ -254,7 +267,7 @@ pub(crate) struct ClientCount<'a>(&'a Shared);
 
 impl<'a> ClientCount<'a> {
     pub(crate) fn enter(shared: &'a Shared) -> Result<Self, SessionError> {
-        let max = shared.config.general.max_client_conn;
+        let max = shared.config.load().general.max_client_conn;
         let before = shared.clients.fetch_add(1, Ordering::AcqRel);
         let guard = ClientCount(shared);
         if before >= max {

@@ -122,7 +122,7 @@ impl<'a> Forwarder<'a> {
             client,
             // Whatever the login left unread; an idle client holds no buffer.
             cbuf: if buf.is_empty() { BytesMut::new() } else { buf },
-            csplit: Splitter::new(shared.config.general.max_message_bytes),
+            csplit: Splitter::new(shared.config.load().general.max_message_bytes),
             params,
             pool,
             mode,
@@ -173,7 +173,7 @@ impl<'a> Forwarder<'a> {
             PoolMode::Session => Release::EndSession,
             _ => Release::Idle,
         };
-        let timeout = self.shared.config.general.server_reset_timeout;
+        let timeout = self.shared.config.load().general.server_reset_timeout;
         Some(Box::pin(pool::release(link.server, how, timeout)))
     }
 
@@ -191,7 +191,6 @@ impl<'a> Forwarder<'a> {
 
     async fn pump(&mut self) -> Result<(), SessionError> {
         let shared = self.shared;
-        let g = &shared.config.general;
         // Registered once for the whole session rather than on every turn
         // of the loop.
         let graceful_stop = shared.shutdown.cancelled();
@@ -199,10 +198,15 @@ impl<'a> Forwarder<'a> {
         tokio::pin!(graceful_stop, hard_stop);
         loop {
             let phase = self.phase();
-            let timeout = match phase {
-                Phase::Idle => g.client_idle_timeout,
-                Phase::IdleInTransaction => g.idle_transaction_timeout,
-                Phase::Active => None,
+            // Read on every turn (a cheap load), so a RELOAD applies to
+            // connected clients too.
+            let timeout = {
+                let g = &shared.config.load().general;
+                match phase {
+                    Phase::Idle => g.client_idle_timeout,
+                    Phase::IdleInTransaction => g.idle_transaction_timeout,
+                    Phase::Active => None,
+                }
             };
             let mut timer = timeout.map(|d| Box::pin(tokio::time::sleep(d)));
             let graceful = matches!(phase, Phase::Idle);
@@ -458,7 +462,7 @@ impl<'a> Forwarder<'a> {
         let skip = peek_header(&conn.buf)?.map_or(0, |(_, len)| 5 + len);
         let skip = skip.min(conn.buf.len());
         conn.buf.advance(skip);
-        let timeout = self.shared.config.general.server_reset_timeout;
+        let timeout = self.shared.config.load().general.server_reset_timeout;
         link.server.run("ROLLBACK", timeout).await?;
         let mut out = BytesMut::new();
         messages::error_response(
@@ -481,8 +485,8 @@ impl<'a> Forwarder<'a> {
     /// what this client was told.
     async fn attach(&mut self, (mut which, may_write): (Which, bool)) -> Result<(), SessionError> {
         let mut fence = self.fence();
-        let never = self.shared.config.general.routing.primary_reads == PrimaryReads::Never;
-        let timeout = self.shared.config.general.server_reset_timeout;
+        let never = self.shared.config.load().general.routing.primary_reads == PrimaryReads::Never;
+        let timeout = self.shared.config.load().general.server_reset_timeout;
         // A forced shutdown also ends the wait for a free server.
         let checkout = async {
             let mut tried = 0u64;
@@ -523,14 +527,16 @@ impl<'a> Forwarder<'a> {
             }
         };
         let waiting = Waiting::start(&self.shared.metrics.clients_waiting);
-        let (mut server, synced) = tokio::select! {
-            r = checkout => r?,
+        let checked_out = tokio::select! {
+            r = checkout => r,
             _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
         };
+        // Failed waits (timeouts, unreachable servers) count too.
         self.pool
             .stats
             .wait_seconds
             .observe(waiting.end().as_secs_f64());
+        let (mut server, synced) = checked_out?;
         if fence != Fence::None {
             self.route_state().fence = fence;
         }
@@ -590,8 +596,8 @@ impl<'a> Forwarder<'a> {
     async fn detach(&mut self) {
         if let Some(mut link) = self.link.take() {
             self.slot().detach();
-            let fenced =
-                self.shared.config.general.routing.consistency == Consistency::ReadYourWrites;
+            let fenced = self.shared.config.load().general.routing.consistency
+                == Consistency::ReadYourWrites;
             if fenced
                 && link.may_write
                 && link.which == Which::Primary
@@ -609,7 +615,7 @@ impl<'a> Forwarder<'a> {
                 // a FATAL from a server shutting down: not worth keeping.
                 link.server.state = ConnState::Broken;
             }
-            let timeout = self.shared.config.general.server_reset_timeout;
+            let timeout = self.shared.config.load().general.server_reset_timeout;
             // Rare and large: boxed so it doesn't grow every session's state.
             Box::pin(pool::release(link.server, Release::Idle, timeout)).await;
         }

@@ -37,7 +37,7 @@ impl Forwarder<'_> {
     /// replica only with read routing on, outside session mode, when the
     /// router proves the first statement read-only.
     pub(super) fn next_target(&mut self) -> Result<Option<Next>, SessionError> {
-        let routing = &self.shared.config.general.routing;
+        let routing = &self.shared.config.load().general.routing;
         let primary = |may_write| Ok(Some(Next::Server(Which::Primary, may_write)));
         let replicas = match &self.pool.replicas {
             Some(r)
@@ -124,7 +124,7 @@ impl Forwarder<'_> {
         let Some(replicas) = self.pool.replicas.as_ref() else {
             return Ok(Which::Primary);
         };
-        let routing = &self.shared.config.general.routing;
+        let routing = &self.shared.config.load().general.routing;
         let deadline = tokio::time::Instant::now() + routing.read_your_writes_timeout;
         let mut fence = self.fence();
         loop {
@@ -224,6 +224,7 @@ impl Forwarder<'_> {
         let Some(link) = self.link.as_mut() else {
             return Ok(());
         };
+        link.started = Some(std::time::Instant::now());
         for (tag, _) in whole_messages(&request) {
             link.pending.client(tag);
         }

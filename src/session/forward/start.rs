@@ -19,6 +19,9 @@ impl Forwarder<'_> {
                     Some((b'X', _)) => return Ok(Some(Flow::Terminate)),
                     Some(_) => {}
                 }
+                if self.pool.is_retired() {
+                    self.move_pool();
+                }
                 if self.shared.pause.is_paused(&self.pool.database) {
                     self.wait_while_paused().await?;
                 }
@@ -74,13 +77,28 @@ impl Forwarder<'_> {
         Ok(None)
     }
 
+    /// A RELOAD replaced this client's pool: take the new one, if its
+    /// database and user are still configured (else keep the old pool,
+    /// which still works, until the client leaves).
+    fn move_pool(&mut self) {
+        let config = self.shared.config.load();
+        if let (Some(db), Some(user)) = (
+            config.database(&self.pool.database),
+            config.user(&self.pool.user),
+        ) {
+            self.pool = self.shared.pools.get(&config, db, user);
+        }
+    }
+
     /// PAUSE: the request waits (counted as waiting) until RESUME; a
-    /// forced shutdown ends the wait.
+    /// shutdown ends the wait.
     async fn wait_while_paused(&mut self) -> Result<(), SessionError> {
         let _waiting = super::Waiting::start(&self.shared.metrics.clients_waiting);
+        // Waiting here, the client holds no server: a shutdown ends it as
+        // it ends idle clients.
         tokio::select! {
             _ = self.shared.pause.wait(&self.pool.database) => Ok(()),
-            _ = self.shared.hard_shutdown.cancelled() => Err(SessionError::Shutdown),
+            _ = self.shared.shutdown.cancelled() => Err(SessionError::Shutdown),
         }
     }
 

@@ -35,7 +35,8 @@ async fn idle_session_state_stays_small() {
         other,
         "127.0.0.1:1".parse().unwrap(),
     ));
-    let (db, user) = (&shared.config.databases[0], &shared.config.users[0]);
+    let config = shared.config.load_full();
+    let (db, user) = (&config.databases[0], &config.users[0]);
     let login = LoggedIn {
         registration: shared
             .cancels
@@ -45,7 +46,7 @@ async fn idle_session_state_stays_small() {
     let session = Session {
         buf: BytesMut::new(),
         params: ParamSet::default(),
-        pool: shared.pools.get(&shared.config, db, user),
+        pool: shared.pools.get(&config, db, user),
         mode: PoolMode::Transaction,
         login,
     };

@@ -1,0 +1,67 @@
+//! Live reload (SIGHUP, or RELOAD in the admin console): the config file is
+//! read again with the same flags and env vars, validated, and swapped in.
+//! Pools are resized or rebuilt (`Pools::reload`) without closing any
+//! client. An invalid file changes nothing. Settings fixed at start-up
+//! (listen addresses, worker threads) keep their running values and are
+//! reported as needing a restart.
+
+use std::sync::Arc;
+
+use crate::app::Shared;
+use crate::config::Problems;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    #[error("pgswitch was started without a config file (--config); there is nothing to reload")]
+    NoFile,
+    #[error("the new configuration is invalid; the running one is kept:\n{0}")]
+    Invalid(Problems),
+}
+
+/// Reloads the config; returns what changed, one line each.
+pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
+    let old = shared.config.load_full();
+    if old.source.is_none() {
+        return Err(ReloadError::NoFile);
+    }
+    let mut new = old.reread().map_err(ReloadError::Invalid)?;
+    let mut notes = Vec::new();
+    let (o, n) = (&old.general, &mut new.general);
+    if o.listen != n.listen {
+        notes.push(format!(
+            "listen: {} -> {} needs a restart; still listening on {}",
+            o.listen, n.listen, o.listen
+        ));
+        n.listen = o.listen;
+    }
+    if o.metrics_listen != n.metrics_listen {
+        notes.push("metrics_listen changes need a restart; the endpoint is unchanged".to_owned());
+        n.metrics_listen = o.metrics_listen;
+    }
+    if o.workers != n.workers {
+        notes.push(format!(
+            "workers: {} -> {} needs a restart",
+            o.workers, n.workers
+        ));
+        n.workers = o.workers;
+    }
+    let new = Arc::new(new);
+    shared.config.store(new.clone());
+    notes.extend(shared.pools.reload(&new));
+    if notes.is_empty() {
+        notes.push("reloaded; no pool changed".to_owned());
+    }
+    Ok(notes)
+}
+
+/// Reloads and logs the outcome (SIGHUP).
+pub fn reload_and_log(shared: &Shared) {
+    match reload(shared) {
+        Ok(notes) => {
+            for note in notes {
+                tracing::info!(%note, "configuration reloaded");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reload failed"),
+    }
+}

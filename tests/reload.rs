@@ -1,0 +1,197 @@
+//! RELOAD from the admin console: pool sizes and servers change while
+//! clients stay connected; an invalid file changes nothing; settings that
+//! need a restart say so. (SIGHUP is tested on the binary in `binary.rs`.)
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use tokio_postgres::{AsyncMessage, SimpleQueryMessage};
+
+/// A config file of its own per test, rewritten between reloads.
+struct ConfigFile(PathBuf);
+
+impl ConfigFile {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("pgswitch-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ConfigFile(dir.join(format!("{tag}.toml")))
+    }
+
+    fn write(&self, pool_size: usize, replicas: &[String], extra: &str) {
+        std::fs::write(
+            &self.0,
+            format!(
+                r#"
+                [pgswitch]
+                listen = "127.0.0.1:0"
+                pool_mode = "transaction"
+                pool_size = {pool_size}
+                query_wait_timeout = "2s"
+                health_check_interval = "50ms"
+                consistency = "eventual"
+                admin_users = ["app"]
+                {extra}
+                [[databases]]
+                name = "app"
+                primary = "{primary}"
+                replicas = {replicas:?}
+                [[users]]
+                name = "app"
+                password = "app-secret"
+                "#,
+                primary = primary_url(),
+            ),
+        )
+        .unwrap();
+    }
+
+    fn load(&self) -> pgswitch::config::Config {
+        pgswitch::config::Config::load(Some(&self.0), &Default::default()).unwrap()
+    }
+}
+
+/// Runs RELOAD; returns the notices it sent, or the error.
+async fn reload(url: &str) -> Result<Vec<String>, tokio_postgres::Error> {
+    let (client, mut conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        use futures_util::StreamExt;
+        while let Some(Ok(m)) = stream.next().await {
+            if let AsyncMessage::Notice(n) = m {
+                let _ = tx.send(n.message().to_owned());
+            }
+        }
+    });
+    let result = client.simple_query("RELOAD").await;
+    drop(client);
+    let _ = driver.await;
+    let mut notes = Vec::new();
+    while let Ok(n) = rx.try_recv() {
+        notes.push(n);
+    }
+    result.map(|_| notes)
+}
+
+async fn port(c: &tokio_postgres::Client) -> String {
+    first_row(c, "SELECT inet_server_port()").await[0].clone()
+}
+
+async fn pool_size(admin: &tokio_postgres::Client) -> String {
+    admin
+        .simple_query("SHOW POOLS")
+        .await
+        .unwrap()
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) if r.get("role") == Some("primary") => {
+                r.get("pool_size").map(str::to_owned)
+            }
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reload_resizes_pools_with_clients_connected() {
+    let file = ConfigFile::new("resize");
+    file.write(2, &[], "");
+    let proxy = Proxy::start(file.load()).await;
+    let admin_url = proxy.url_as("app", "app-secret", "pgswitch");
+    let admin = connect(&admin_url).await.unwrap();
+    let (keeper, keeper_closed) = connect_watched(&proxy.url()).await;
+    keeper.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(pool_size(&admin).await, "2");
+
+    file.write(5, &[], "");
+    let notes = reload(&admin_url).await.unwrap();
+    assert!(
+        notes.iter().any(|n| n.contains("resized to 5")),
+        "{notes:?}"
+    );
+    assert_eq!(pool_size(&admin).await, "5");
+    // Five transactions at once now each get a server (with 2 the third
+    // would wait and fail after query_wait_timeout).
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        let c = proxy.client().await;
+        c.batch_execute("BEGIN; SELECT 1").await.unwrap();
+        open.push(c);
+    }
+    let pids: std::collections::BTreeSet<i32> =
+        futures_util::future::join_all(open.iter().map(backend_pid))
+            .await
+            .into_iter()
+            .collect();
+    assert_eq!(pids.len(), 5);
+    drop(open);
+    // The client connected before the reload was never dropped.
+    keeper.simple_query("SELECT 1").await.unwrap();
+    drop(keeper);
+    let end = tokio::time::timeout(Duration::from_secs(10), keeper_closed)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(end.is_none(), "{end:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_reload_keeps_the_running_config() {
+    let file = ConfigFile::new("invalid");
+    file.write(3, &[], "");
+    let proxy = Proxy::start(file.load()).await;
+    let admin_url = proxy.url_as("app", "app-secret", "pgswitch");
+    let admin = connect(&admin_url).await.unwrap();
+    let c = proxy.client().await;
+    std::fs::write(
+        &file.0,
+        "[pgswitch]\npool_size = 0\n[[databases]]\nname = \"app\"\nprimary = \"mysql://x\"\n",
+    )
+    .unwrap();
+    let e = reload(&admin_url).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "F0000", "{e}");
+    let msg = message(&e);
+    assert!(
+        msg.contains("pgswitch.pool_size") && msg.contains("running one is kept"),
+        "{msg}"
+    );
+    assert_eq!(pool_size(&admin).await, "3");
+    c.simple_query("SELECT 1").await.unwrap();
+    // A restart-only setting is reported, not applied.
+    file.write(3, &[], "workers = 3");
+    let notes = reload(&admin_url).await.unwrap();
+    assert!(
+        notes.iter().any(|n| n.contains("needs a restart")),
+        "{notes:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn reload_adds_replicas_and_connected_clients_use_them() {
+    let file = ConfigFile::new("replicas");
+    file.write(4, &[], "");
+    let proxy = Proxy::start(file.load()).await;
+    let admin_url = proxy.url_as("app", "app-secret", "pgswitch");
+    let c = proxy.client().await;
+    for _ in 0..5 {
+        assert_eq!(port(&c).await, "15432", "no replicas yet");
+    }
+    file.write(4, &replica_urls(), "");
+    let notes = reload(&admin_url).await.unwrap();
+    assert!(notes.iter().any(|n| n.contains("rebuilt")), "{notes:?}");
+    // The same client connection now reads from the replicas.
+    let on_replica = eventually(Duration::from_secs(15), || async {
+        port(&c).await != "15432"
+    })
+    .await;
+    assert!(
+        on_replica,
+        "the connected client should move to the new pool"
+    );
+    proxy.stop().await;
+}
