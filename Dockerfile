@@ -17,5 +17,5 @@ RUN apt-get update \
     && useradd --system --gid pgswitch --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pgswitch
 COPY --from=builder /pgswitch /usr/local/bin/pgswitch
 USER pgswitch
-EXPOSE 6432
+EXPOSE 6432 9930
 ENTRYPOINT ["/usr/local/bin/pgswitch"]
