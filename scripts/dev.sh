@@ -23,6 +23,7 @@ cargo build --release
 LISTEN=127.0.0.1:6432
 # Transaction mode, where read routing applies; a --pool-mode flag wins.
 export PGSWITCH_POOL_MODE="${PGSWITCH_POOL_MODE:-transaction}"
+export PGSWITCH_METRICS_LISTEN="${PGSWITCH_METRICS_LISTEN:-127.0.0.1:9930}"
 if (exec 3<>/dev/tcp/127.0.0.1/6432) 2>/dev/null; then
     warn "something already listens on 127.0.0.1:6432 (Debian's pgbouncer service? try: service pgbouncer stop)"
 fi
@@ -32,6 +33,8 @@ pgswitch is starting on $LISTEN in ${PGSWITCH_POOL_MODE} mode, reads routed to
 the replicas (Ctrl-C to stop). In another terminal:
     psql postgres://app:app-secret@$LISTEN/app
     (SELECT inet_server_port(); shows which server answered: 15432 is the primary)
+    psql postgres://app:app-secret@$LISTEN/pgswitch -c 'SHOW POOLS'   (admin console)
+    curl http://$PGSWITCH_METRICS_LISTEN/metrics
 
 MSG
 exec target/release/pgswitch \
