@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::pool::pause::PauseControl;
 use crate::pool::Pools;
 use crate::session::{self, cancel::CancelRegistry};
+use crate::stats::QueryStats;
 
 /// State every session shares.
 pub struct Shared {
@@ -34,6 +35,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// PAUSE / RESUME from the admin console.
     pub pause: PauseControl,
+    /// Per-query statistics.
+    pub queries: QueryStats,
 }
 
 pub struct App {
@@ -54,6 +57,7 @@ impl App {
             .await
             .map_err(|e| context("listen", listen, e))?;
         let metrics = Arc::new(Metrics::new());
+        let queries = QueryStats::new(config.general.query_stats_size);
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
             pools: Pools::new(metrics.clone()),
@@ -63,6 +67,7 @@ impl App {
             hard_shutdown: CancellationToken::new(),
             metrics,
             pause: PauseControl::default(),
+            queries,
         });
         shared.pools.prepare(&shared.config.load());
         let ops = match shared.config.load().general.metrics_listen {

@@ -16,6 +16,7 @@
 //! - [`ops`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 //! - [`admin`]: the admin console (database `pgswitch`).
 //! - [`reload`]: SIGHUP / RELOAD: re-read, validate, swap, resize.
+//! - [`stats`]: per-query statistics by fingerprint.
 //!
 //! The life of a query is told in `docs/architecture.md`.
 #![deny(clippy::unwrap_used)]
@@ -33,3 +34,4 @@ pub mod protocol;
 pub mod reload;
 pub mod router;
 pub mod session;
+pub mod stats;

@@ -38,6 +38,10 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
         notes.push("metrics_listen changes need a restart; the endpoint is unchanged".to_owned());
         n.metrics_listen = o.metrics_listen;
     }
+    if o.query_stats_size != n.query_stats_size {
+        notes.push("query_stats_size changes need a restart".to_owned());
+        n.query_stats_size = o.query_stats_size;
+    }
     if o.workers != n.workers {
         notes.push(format!(
             "workers: {} -> {} needs a restart",

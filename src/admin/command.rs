@@ -2,7 +2,7 @@
 //! optional trailing semicolon.
 
 /// Shown with every error, and by `SHOW HELP`.
-pub const HELP: &str = "valid commands: SHOW POOLS | CLIENTS | SERVERS | STATS | REPLICAS | CONFIG | VERSION | HELP, SHOW ROUTE <sql>, PAUSE [db], RESUME [db], RELOAD, SHUTDOWN";
+pub const HELP: &str = "valid commands: SHOW POOLS | CLIENTS | SERVERS | STATS | QUERIES | REPLICAS | CONFIG | VERSION | HELP, SHOW ROUTE <sql>, PAUSE [db], RESUME [db], RELOAD, SHUTDOWN";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -25,6 +25,8 @@ pub enum Show {
     Clients,
     Servers,
     Stats,
+    /// Per-fingerprint statistics, heaviest first.
+    Queries,
     Replicas,
     Config,
     Version,
@@ -99,6 +101,7 @@ impl Command {
                 "CLIENTS" => Show::Clients,
                 "SERVERS" => Show::Servers,
                 "STATS" => Show::Stats,
+                "QUERIES" => Show::Queries,
                 "REPLICAS" => Show::Replicas,
                 "CONFIG" => Show::Config,
                 "VERSION" => Show::Version,

@@ -14,6 +14,7 @@ pub fn table(shared: &Shared, what: &Show) -> Result<Table, AdminError> {
         Show::Clients => clients(shared),
         Show::Servers => servers(shared),
         Show::Stats => stats(shared),
+        Show::Queries => queries(shared),
         Show::Replicas => replicas(shared),
         Show::Config => config(shared),
         Show::Version => {
@@ -186,6 +187,45 @@ fn stats(shared: &Shared) -> Table {
             avg_ms(&s.wait_seconds),
             s.bytes_in.get().to_string(),
             s.bytes_out.get().to_string(),
+        ]);
+    }
+    t
+}
+
+/// Rows of SHOW QUERIES.
+const QUERY_ROWS: usize = 100;
+
+fn queries(shared: &Shared) -> Table {
+    let mut t = Table::new(&[
+        "fingerprint",
+        "calls",
+        "errors",
+        "rows",
+        "total_ms",
+        "mean_ms",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "max_ms",
+        "replica_share",
+        "last_route_reason",
+    ]);
+    let ms = |d: std::time::Duration| format!("{:.3}", d.as_secs_f64() * 1000.0);
+    for e in shared.queries.top(QUERY_ROWS) {
+        let calls = e.calls.max(1);
+        t.row([
+            e.text.clone(),
+            e.calls.to_string(),
+            e.errors.to_string(),
+            e.rows.to_string(),
+            ms(e.total),
+            ms(e.total.div_f64(calls as f64)),
+            ms(e.latency.quantile(0.50)),
+            ms(e.latency.quantile(0.95)),
+            ms(e.latency.quantile(0.99)),
+            ms(e.max),
+            format!("{:.2}", e.on_replica as f64 / calls as f64),
+            e.last_reason.to_owned(),
         ]);
     }
     t

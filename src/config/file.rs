@@ -60,6 +60,9 @@ pub struct GeneralFile {
     pub health_check_interval: Option<Duration>,
     pub metrics_listen: Option<String>,
     pub admin_users: Option<Vec<String>>,
+    pub query_stats_size: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub slow_query_threshold: Option<Duration>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.

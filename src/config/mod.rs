@@ -152,6 +152,10 @@ pub struct General {
     pub metrics_listen: Option<SocketAddr>,
     /// Users who may open the admin console (database `pgswitch`).
     pub admin_users: Vec<String>,
+    /// Fingerprints kept by the per-query statistics (0: off).
+    pub query_stats_size: usize,
+    /// Statements at least this slow are logged (`None`: off).
+    pub slow_query_threshold: Option<Duration>,
 }
 
 /// A database clients can name, and the servers behind it.

@@ -270,6 +270,8 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         },
         metrics_listen,
         admin_users: Vec::new(),
+        query_stats_size: g.query_stats_size.unwrap_or(1000),
+        slow_query_threshold: nonzero(g.slow_query_threshold, None),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The operations endpoint over HTTP/1 (hyper): `/metrics` in the
-//! Prometheus text format, `/healthz` (the process answers) and `/readyz`
+//! Prometheus text format, `/queries` (per-query statistics as JSON),
+//! `/healthz` (the process answers) and `/readyz`
 //! (see [`readiness`](super::readiness)). GET only; anything else gets 404
 //! or 405 with the list of paths.
 
@@ -15,6 +16,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Shared;
+
+/// Fingerprints in `/queries`, heaviest first.
+const QUERY_ROWS: usize = 100;
 
 /// A connection may live this long, so that a stuck scraper can't hold one
 /// open forever.
@@ -61,6 +65,14 @@ async fn respond<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> 
             );
             r
         }
+        "/queries" => {
+            let mut r = text(StatusCode::OK, shared.queries.json(QUERY_ROWS));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match super::readiness::check(shared).await {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
@@ -71,7 +83,7 @@ async fn respond<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> 
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; pgswitch serves /metrics, /healthz and /readyz\n".into(),
+            "not found; pgswitch serves /metrics, /queries, /healthz and /readyz\n".into(),
         ),
     }
 }

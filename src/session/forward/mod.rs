@@ -26,9 +26,10 @@ use crate::config::{Consistency, PoolMode, PrimaryReads};
 use crate::metrics::Fallback;
 use crate::pool::replicas::{Fence, Pick};
 use crate::pool::{self, CheckoutError, ConnState, ParamSet, PoolSet, Release, Server, Which};
-use crate::protocol::frame::{peek_header, Item, Splitter};
+use crate::protocol::frame::{peek_header, Item, Splitter, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
 use crate::router::RouteHint;
+use crate::stats::Running;
 
 /// A server connection held by the client, and where the exchange stands.
 struct Link {
@@ -43,6 +44,10 @@ struct Link {
     pending: Pending,
     /// When the running transaction's first message arrived (metrics).
     started: Option<std::time::Instant>,
+    /// Requests in flight, for per-query statistics (one per ReadyForQuery
+    /// owed), and the fingerprint of an unnamed Parse waiting for its Sync.
+    running: std::collections::VecDeque<Running>,
+    parsed: Option<u64>,
 }
 
 impl Link {
@@ -69,6 +74,8 @@ struct RouteState {
     /// A `BEGIN` answered here, waiting for the server its first statement
     /// chooses (`transaction_routing = first_statement`).
     deferred_begin: Option<Box<str>>,
+    /// The router's reason for the transaction running now (statistics).
+    reason: &'static str,
 }
 
 /// What the client is doing, for timers and shutdown.
@@ -307,14 +314,21 @@ impl<'a> Forwarder<'a> {
         let mut pos = 0;
         let mut flow = Flow::Continue;
         while let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], |_| false)? {
-            if let Item::Header { tag, .. } = item {
+            if let Item::Header { tag, body_len } = item {
                 // Terminate is ours to handle; the server connection lives on.
                 if tag == b'X' {
                     flow = Flow::Terminate;
                     break;
                 }
-                if matches!(tag, b'Q' | b'S' | b'F') {
-                    self.pool.stats.requests.inc();
+                if matches!(tag, b'Q' | b'S' | b'F' | b'P') {
+                    if tag != b'P' {
+                        self.pool.stats.requests.inc();
+                    }
+                    if self.shared.queries.enabled() {
+                        let body = self.cbuf.get(pos + HEADER_LEN..pos + HEADER_LEN + body_len);
+                        let reason = self.route.as_ref().map_or("", |r| r.reason);
+                        track_request(&self.shared.queries, link, tag, body, reason);
+                    }
                 }
                 link.started.get_or_insert_with(std::time::Instant::now);
                 link.pending.client(tag);
@@ -390,6 +404,13 @@ impl<'a> Forwarder<'a> {
             match item {
                 Item::Whole { tag: b'Z', body } => {
                     link.pending.server(b'Z');
+                    if let Some(r) = link.running.pop_front() {
+                        let slow = self.shared.config.load().general.slow_query_threshold;
+                        let replica = matches!(link.which, Which::Replica(_));
+                        if let Some((took, text)) = self.shared.queries.end(&r, replica, slow) {
+                            tracing::warn!(pool = %self.pool.name, server = %conn.addr, ms = took.as_millis() as u64, fingerprint = %text, "slow statement");
+                        }
+                    }
                     let status = body.first().copied().unwrap_or(b'I');
                     let quiet = link.pending.quiet();
                     if quiet && status == b'I' {
@@ -425,12 +446,22 @@ impl<'a> Forwarder<'a> {
                 }
                 Item::Whole { tag: b'E', body } => {
                     link.pending.server(b'E');
+                    if let Some(r) = link.running.front_mut() {
+                        r.error = true;
+                    }
                     if let Some((_, code)) = messages::error_fields(body).find(|(f, _)| *f == b'C')
                     {
                         self.pool.stats.server_error(code);
                     }
                 }
-                Item::Header { tag, .. } => link.pending.server(tag),
+                Item::Header { tag, .. } => {
+                    if tag == b'D' {
+                        if let Some(r) = link.running.front_mut() {
+                            r.rows += 1;
+                        }
+                    }
+                    link.pending.server(tag)
+                }
                 _ => {}
             }
             pos += n;
@@ -589,6 +620,8 @@ impl<'a> Forwarder<'a> {
             split: Splitter::new(usize::MAX >> 1),
             pending: Pending::default(),
             started: None,
+            running: std::collections::VecDeque::new(),
+            parsed: None,
         }));
         Ok(())
     }
@@ -620,6 +653,48 @@ impl<'a> Forwarder<'a> {
             Box::pin(pool::release(link.server, Release::Idle, timeout)).await;
         }
     }
+}
+
+/// Notes a client request for the per-query statistics: a Query starts one
+/// with its text; a Parse remembers its text until the Sync that runs it; a
+/// Sync or FunctionCall starts one.
+fn track_request(
+    stats: &crate::stats::QueryStats,
+    link: &mut Link,
+    tag: u8,
+    body: Option<&[u8]>,
+    reason: &'static str,
+) {
+    use crate::stats::{Running, FUNCTION_CALL, PREPARED, TOO_LARGE};
+    // Query: sql\0. Parse: name\0 sql\0 ...
+    let text = |skip_name: bool| {
+        let b = body?;
+        let b = if skip_name {
+            &b[b.iter().position(|&c| c == 0)? + 1..]
+        } else {
+            b
+        };
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        std::str::from_utf8(&b[..end]).ok()
+    };
+    let key = match tag {
+        b'P' => {
+            link.parsed = Some(stats.begin(text(true).unwrap_or(TOO_LARGE), reason));
+            return;
+        }
+        b'Q' => stats.begin(text(false).unwrap_or(TOO_LARGE), reason),
+        b'S' => match link.parsed.take() {
+            Some(k) => k,
+            None => stats.begin(PREPARED, reason),
+        },
+        _ => stats.begin(FUNCTION_CALL, reason),
+    };
+    link.running.push_back(Running {
+        key,
+        start: std::time::Instant::now(),
+        rows: 0,
+        error: false,
+    });
 }
 
 /// A client counted as waiting for a server connection until `end` or

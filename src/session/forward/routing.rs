@@ -70,6 +70,10 @@ impl Forwarder<'_> {
         };
         let decision = replicas.route(sql).map_err(SessionError::Route)?;
         self.shared.metrics.decision(&decision);
+        if self.shared.queries.enabled() {
+            // The field itself: `replicas` still borrows `self.pool`.
+            self.route.get_or_insert_with(Box::default).reason = decision.reason.label();
+        }
         match (&decision.reason, tag) {
             (Reason::RouteSetting(hint), b'Q') => {
                 return Ok(Some(Next::SetRoute(*hint, HEADER_LEN + len)))

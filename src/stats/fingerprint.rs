@@ -1,0 +1,313 @@
+//! Statement fingerprints: the text with literals and parameters replaced by
+//! `?`, comments dropped, whitespace collapsed and case folded outside
+//! quotes, and runs of comma-separated placeholders folded into one `?`
+//! (`IN (1, 2, 3)`, `VALUES (1, 'a')` and `generate_series(1, 3)` all
+//! become `(?)`, so lists of any length share a fingerprint). One pass over the
+//! bytes, no parse: cheap enough for every statement. The same scanner
+//! feeds a hash (the key, no allocation) or a string (the text shown, once
+//! per new fingerprint), so the two always agree.
+
+use std::hash::Hasher;
+
+/// Where normalized pieces go.
+trait Sink {
+    fn push(&mut self, s: &str);
+}
+
+impl Sink for String {
+    fn push(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
+struct HashSink<H: Hasher>(H);
+
+impl<H: Hasher> Sink for HashSink<H> {
+    fn push(&mut self, s: &str) {
+        self.0.write(s.as_bytes());
+    }
+}
+
+/// The fingerprint's key.
+pub fn key(sql: &str) -> u64 {
+    let mut sink = HashSink(std::collections::hash_map::DefaultHasher::new());
+    scan(sql, &mut sink);
+    sink.0.finish()
+}
+
+/// The fingerprint's text (at most `max` bytes of it, then `...`).
+pub fn text(sql: &str, max: usize) -> String {
+    let mut out = String::new();
+    scan(sql, &mut out);
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
+}
+
+/// Tokens are emitted with a single space between words; a `?` that
+/// follows `?,` (a list) is folded into the first.
+fn scan(sql: &str, sink: &mut impl Sink) {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    // What was emitted last, to collapse spaces and lists.
+    let mut last: &str = "";
+    let mut pending_space = false;
+    let mut in_list = false;
+    let mut word = String::new();
+    while i < b.len() {
+        let c = b[i];
+        // Whitespace.
+        if c.is_ascii_whitespace() {
+            pending_space = true;
+            i += 1;
+            continue;
+        }
+        // Comments.
+        if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            pending_space = true;
+            continue;
+        }
+        if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            pending_space = true;
+            continue;
+        }
+        // A literal or parameter becomes `?`.
+        let literal_end = literal(b, i);
+        let piece: &str;
+        if let Some(end) = literal_end {
+            i = end;
+            piece = "?";
+        } else if c == b'"' {
+            // Quoted identifier: kept as written.
+            let start = i;
+            i += 1;
+            while i < b.len() {
+                if b[i] == b'"' {
+                    if b.get(i + 1) == Some(&b'"') {
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                i += 1;
+            }
+            word.clear();
+            word.push_str(&sql[start..i.min(b.len())]);
+            piece = &word;
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
+            let start = i;
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
+                i += 1;
+            }
+            word.clear();
+            word.push_str(&sql[start..i].to_lowercase());
+            piece = &word;
+        } else {
+            // Punctuation, one character at a time (UTF-8 safe: ASCII here).
+            let start = i;
+            i += 1;
+            piece = &sql[start..i];
+        }
+        // `?, ?` inside a list folds into one `?`.
+        if in_list && (piece == "," || piece == "?") {
+            if piece == "?" {
+                last = "?";
+            }
+            continue;
+        }
+        if piece == "," && last == "?" {
+            in_list = true;
+            continue;
+        }
+        in_list = false;
+        if pending_space && !last.is_empty() && needs_space(last, piece) {
+            sink.push(" ");
+        }
+        pending_space = false;
+        sink.push(piece);
+        last = match piece {
+            "?" => "?",
+            "," => ",",
+            "(" => "(",
+            ")" => ")",
+            _ => "w",
+        };
+    }
+}
+
+/// No space after `(` or before `)`, `,` and `;`.
+fn needs_space(last: &str, next: &str) -> bool {
+    last != "(" && !matches!(next, ")" | "," | ";")
+}
+
+/// If a literal or parameter starts at `i`, where it ends.
+fn literal(b: &[u8], i: usize) -> Option<usize> {
+    let c = b[i];
+    let prev_is_word = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+    match c {
+        b'\'' => Some(quoted(b, i + 1, false)),
+        b'e' | b'E' if b.get(i + 1) == Some(&b'\'') && !prev_is_word => {
+            Some(quoted(b, i + 2, true))
+        }
+        b'x' | b'X' | b'b' | b'B' | b'n' | b'N'
+            if b.get(i + 1) == Some(&b'\'') && !prev_is_word =>
+        {
+            Some(quoted(b, i + 2, false))
+        }
+        b'$' => {
+            // $1 parameter, or a $tag$ ... $tag$ string.
+            let mut j = i + 1;
+            if b.get(j).is_some_and(u8::is_ascii_digit) {
+                while b.get(j).is_some_and(u8::is_ascii_digit) {
+                    j += 1;
+                }
+                return Some(j);
+            }
+            while b
+                .get(j)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            {
+                j += 1;
+            }
+            if b.get(j) != Some(&b'$') {
+                return None;
+            }
+            let tag = &b[i..=j];
+            let body = j + 1;
+            let end = b[body..]
+                .windows(tag.len())
+                .position(|w| w == tag)
+                .map_or(b.len(), |p| body + p + tag.len());
+            Some(end)
+        }
+        b'0'..=b'9' if !prev_is_word => {
+            let mut j = i;
+            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'.' || b[j] == b'_') {
+                // Exponent signs: 1e-5.
+                if (b[j] == b'e' || b[j] == b'E') && matches!(b.get(j + 1), Some(b'-' | b'+')) {
+                    j += 1;
+                }
+                j += 1;
+            }
+            Some(j)
+        }
+        b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) && !prev_is_word => {
+            let mut j = i + 1;
+            while b.get(j).is_some_and(|c| c.is_ascii_alphanumeric()) {
+                j += 1;
+            }
+            Some(j)
+        }
+        _ => None,
+    }
+}
+
+/// End of a quoted string whose body starts at `i` (`''` doubles a quote;
+/// with `backslash`, `\'` escapes one too).
+fn quoted(b: &[u8], mut i: usize, backslash: bool) -> usize {
+    while i < b.len() {
+        match b[i] {
+            b'\\' if backslash => i += 2,
+            b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same(a: &str, b: &str) {
+        assert_eq!(text(a, 1000), text(b, 1000), "{a} vs {b}");
+        assert_eq!(key(a), key(b), "{a} vs {b}");
+    }
+
+    #[test]
+    fn literals_and_parameters_become_placeholders() {
+        assert_eq!(
+            text(
+                "SELECT * FROM accounts WHERE id = 42 AND name = 'bob'",
+                1000
+            ),
+            "select * from accounts where id = ? and name = ?"
+        );
+        same(
+            "select abalance from pgbench_accounts where aid = 1",
+            "SELECT abalance\n  FROM pgbench_accounts WHERE aid = $1",
+        );
+        same(
+            "SELECT 'it''s', E'a\\'b', 1.5e-3, $$x$$",
+            "select ?, ?, ?, ?",
+        );
+        same(
+            "SELECT * FROM t WHERE id IN (1, 2, 3)",
+            "select * from t where id in ($1)",
+        );
+        same("/* pgswitch:replica */ SELECT 1 -- trailing", "SELECT 2");
+        assert_eq!(
+            text("SELECT \"Mixed\".\"Col\" FROM t1", 1000),
+            "select \"Mixed\".\"Col\" from t1"
+        );
+    }
+
+    #[test]
+    fn different_statements_differ() {
+        assert_ne!(key("SELECT a FROM t"), key("SELECT b FROM t"));
+        assert_ne!(key("SELECT 1 FROM t1"), key("SELECT 1 FROM t2"));
+        assert_ne!(key("DELETE FROM t"), key("SELECT FROM t"));
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_char_boundary() {
+        let t = text("SELECT 'é', ééééé FROM t", 12);
+        assert!(t.ends_with("...") && t.len() <= 15, "{t}");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for s in [
+            "'",
+            "$",
+            "$a",
+            "$a$ unterminated",
+            "E'\\",
+            "/* open",
+            "\"",
+            "1e",
+            "..5",
+            "é'",
+        ] {
+            let _ = (key(s), text(s, 5));
+        }
+    }
+}
