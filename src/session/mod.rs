@@ -48,10 +48,11 @@ const CLIENT_SETTABLE: [&str; 5] = [
 /// client (FATAL) and logged here, once.
 pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut user = String::new();
-    let result = serve(shared, &mut stream, &peer, &mut user).await;
+    let mut who = Who::default();
+    let result = serve(shared, &mut stream, &peer, &mut who).await;
+    let Who { user, id } = who;
     match result {
-        Ok(()) => tracing::debug!(%peer, %user, "client disconnected"),
+        Ok(()) => tracing::debug!(%peer, %user, id, "client disconnected"),
         Err(e) if e.reportable() => {
             if matches!(*e, SessionError::Auth(_) | SessionError::NoUser) {
                 shared.metrics.auth_failures.inc();
@@ -60,11 +61,19 @@ pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
             let message = e.client_message(&user);
             messages::error_response(&mut out, Severity::Fatal, e.sqlstate(), &message, e.hint());
             let _ = stream.write_all(&out).await;
-            tracing::info!(%peer, %user, sqlstate = e.sqlstate(), error = %e, "closing client connection");
+            tracing::info!(%peer, %user, id, sqlstate = e.sqlstate(), error = %e, "closing client connection");
         }
-        Err(e) => tracing::debug!(%peer, %user, error = %e, "client connection lost"),
+        Err(e) => tracing::debug!(%peer, %user, id, error = %e, "client connection lost"),
     }
     let _ = stream.shutdown().await;
+}
+
+/// Who a client is, for the log line at its end: its user name and its id
+/// (the BackendKeyData pid, as in SHOW CLIENTS; 0 before login).
+#[derive(Default)]
+struct Who {
+    user: String,
+    id: i32,
 }
 
 /// Login, then forwarding. Login is boxed and freed before forwarding
@@ -74,10 +83,10 @@ async fn serve(
     shared: &Shared,
     stream: &mut TcpStream,
     peer: &SocketAddr,
-    user: &mut String,
+    who: &mut Who,
 ) -> Result<(), Box<SessionError>> {
     let forwarding = {
-        let login = Box::pin(login(shared, stream, peer, user));
+        let login = Box::pin(login(shared, stream, peer, who));
         // A forced shutdown also ends logins (and their wait for a server).
         let session = tokio::select! {
             r = login => r.map_err(Box::new)?,
@@ -88,7 +97,7 @@ async fn serve(
             Login::Admin(admin) => {
                 // Boxed whole: the console's state stays out of every
                 // client session's.
-                return Box::pin(admin_session(shared, stream, admin, user))
+                return Box::pin(admin_session(shared, stream, admin, &who.user))
                     .await
                     .map_err(Box::new);
             }
@@ -167,7 +176,7 @@ async fn login<'a>(
     shared: &'a Shared,
     stream: &mut TcpStream,
     peer: &SocketAddr,
-    user_out: &mut String,
+    who: &mut Who,
 ) -> Result<Login<'a>, SessionError> {
     let mut buf = BytesMut::new();
     let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
@@ -188,7 +197,7 @@ async fn login<'a>(
             "no PostgreSQL user name specified in startup packet".into(),
         ));
     }
-    user_out.clone_from(&user_name);
+    who.user.clone_from(&user_name);
     let db_name = startup
         .param("database")
         .filter(|d| !d.is_empty())
@@ -210,6 +219,7 @@ async fn login<'a>(
         }
         let registration = shared.cancels.register("pgswitch (admin)", *peer);
         let slot = &registration.slot;
+        who.id = slot.pid;
         login::greet(
             stream,
             &admin_params(),
@@ -240,6 +250,7 @@ async fn login<'a>(
     }
     let registration = shared.cancels.register(&pool.name, *peer);
     let slot = &registration.slot;
+    who.id = slot.pid;
     login::greet(stream, &params, &server_params, slot.pid, slot.secret).await?;
     tracing::debug!(user = %user_name, database = %db_name, id = slot.pid, %peer, "client logged in");
     Ok(Login::Session(Session {

@@ -12,11 +12,18 @@ use std::hash::Hasher;
 /// Where normalized pieces go.
 trait Sink {
     fn push(&mut self, s: &str);
+    /// `s` with ASCII letters lowercased (as Postgres folds unquoted
+    /// names), without allocating.
+    fn push_lower(&mut self, s: &str);
 }
 
 impl Sink for String {
     fn push(&mut self, s: &str) {
         self.push_str(s);
+    }
+
+    fn push_lower(&mut self, s: &str) {
+        self.extend(s.chars().map(|c| c.to_ascii_lowercase()));
     }
 }
 
@@ -25,6 +32,17 @@ struct HashSink<H: Hasher>(H);
 impl<H: Hasher> Sink for HashSink<H> {
     fn push(&mut self, s: &str) {
         self.0.write(s.as_bytes());
+    }
+
+    fn push_lower(&mut self, s: &str) {
+        let mut chunk = [0u8; 64];
+        for part in s.as_bytes().chunks(chunk.len()) {
+            let out = &mut chunk[..part.len()];
+            for (o, b) in out.iter_mut().zip(part) {
+                *o = b.to_ascii_lowercase();
+            }
+            self.0.write(out);
+        }
     }
 }
 
@@ -59,7 +77,6 @@ fn scan(sql: &str, sink: &mut impl Sink) {
     let mut last: &str = "";
     let mut pending_space = false;
     let mut in_list = false;
-    let mut word = String::new();
     while i < b.len() {
         let c = b[i];
         // Whitespace.
@@ -98,6 +115,8 @@ fn scan(sql: &str, sink: &mut impl Sink) {
         // A literal or parameter becomes `?`.
         let literal_end = literal(b, i);
         let piece: &str;
+        // Words are emitted with ASCII letters lowercased.
+        let mut lower = false;
         if let Some(end) = literal_end {
             i = end;
             piece = "?";
@@ -116,9 +135,7 @@ fn scan(sql: &str, sink: &mut impl Sink) {
                 }
                 i += 1;
             }
-            word.clear();
-            word.push_str(&sql[start..i.min(b.len())]);
-            piece = &word;
+            piece = &sql[start..i.min(b.len())];
         } else if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
             let start = i;
             while i < b.len()
@@ -126,9 +143,8 @@ fn scan(sql: &str, sink: &mut impl Sink) {
             {
                 i += 1;
             }
-            word.clear();
-            word.push_str(&sql[start..i].to_lowercase());
-            piece = &word;
+            piece = &sql[start..i];
+            lower = true;
         } else {
             // Punctuation, one character at a time (UTF-8 safe: ASCII here).
             let start = i;
@@ -151,7 +167,11 @@ fn scan(sql: &str, sink: &mut impl Sink) {
             sink.push(" ");
         }
         pending_space = false;
-        sink.push(piece);
+        if lower {
+            sink.push_lower(piece);
+        } else {
+            sink.push(piece);
+        }
         last = match piece {
             "?" => "?",
             "," => ",",
