@@ -50,7 +50,7 @@ pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut who = Who::default();
     let result = serve(shared, &mut stream, &peer, &mut who).await;
-    let Who { user, id } = who;
+    let (user, id) = (&who.user, who.id);
     match result {
         Ok(()) => tracing::debug!(%peer, %user, id, "client disconnected"),
         Err(e) if e.reportable() => {
@@ -58,7 +58,7 @@ pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
                 shared.metrics.auth_failures.inc();
             }
             let mut out = BytesMut::new();
-            let message = e.client_message(&user);
+            let message = e.client_message(user);
             messages::error_response(&mut out, Severity::Fatal, e.sqlstate(), &message, e.hint());
             let _ = stream.write_all(&out).await;
             tracing::info!(%peer, %user, id, sqlstate = e.sqlstate(), error = %e, "closing client connection");

@@ -52,7 +52,8 @@ async fn idle_session_state_stays_small() {
     };
     let mut f = Forwarder::new(&shared, &mut stream, session);
     let pump = size(&f.pump());
-    assert!(task <= 1152, "a session task's state grew to {task} bytes");
+    // 1152 until the client id joined the user name for the last log line.
+    assert!(task <= 1168, "a session task's state grew to {task} bytes");
     assert!(
         pump <= 384,
         "the forwarding loop's state grew to {pump} bytes"
