@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tokio_postgres::SimpleQueryMessage;
 
 fn admin_config(replicas: &[String]) -> pgswitch::config::Config {
     config_from_toml(&format!(
@@ -34,29 +33,6 @@ fn admin_config(replicas: &[String]) -> pgswitch::config::Config {
     ))
 }
 
-/// Rows of an admin command as (column -> value) maps.
-async fn show(
-    admin: &tokio_postgres::Client,
-    command: &str,
-) -> Vec<std::collections::BTreeMap<String, String>> {
-    admin
-        .simple_query(command)
-        .await
-        .unwrap_or_else(|e| panic!("{command}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.name().to_owned(), r.get(i).unwrap_or("").to_owned()))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn show_commands_report_live_state() {
     let proxy = Proxy::start(admin_config(&replica_urls())).await;
@@ -71,7 +47,7 @@ async fn show_commands_report_live_state() {
         .unwrap();
     let pid = backend_pid(&c).await;
 
-    let pools = show(&admin, "SHOW POOLS").await;
+    let pools = rows(&admin, "SHOW POOLS").await;
     let primary = pools
         .iter()
         .find(|r| r["pool"] == "app/app" && r["role"] == "primary")
@@ -85,7 +61,7 @@ async fn show_commands_report_live_state() {
         .filter(|r| r["pool"] == "app/app" && r["role"] == "replica");
     assert_eq!(replicas.count(), 2, "{pools:?}");
 
-    let clients = show(&admin, "SHOW CLIENTS").await;
+    let clients = rows(&admin, "SHOW CLIENTS").await;
     let active: Vec<_> = clients.iter().filter(|r| r["state"] == "active").collect();
     assert_eq!(active.len(), 1, "{clients:?}");
     assert_eq!(active[0]["server"], "127.0.0.1:15432");
@@ -96,20 +72,20 @@ async fn show_commands_report_live_state() {
         "the client and the admin itself: {clients:?}"
     );
 
-    let servers = show(&admin, "SHOW SERVERS").await;
+    let servers = rows(&admin, "SHOW SERVERS").await;
     let lent: Vec<_> = servers.iter().filter(|r| r["state"] == "active").collect();
     assert_eq!(lent.len(), 1, "{servers:?}");
     assert_eq!(lent[0]["server_pid"], pid.to_string());
     assert_eq!(lent[0]["client_id"], active[0]["id"]);
     c.batch_execute("COMMIT").await.unwrap();
 
-    let stats = show(&admin, "SHOW STATS").await;
+    let stats = rows(&admin, "SHOW STATS").await;
     let app = stats.iter().find(|r| r["pool"] == "app/app").unwrap();
     // SELECT 1, then BEGIN ... COMMIT.
     assert_eq!(app["transactions"], "2", "{app:?}");
 
     let healthy = eventually(Duration::from_secs(15), || async {
-        let rows = show(&admin, "SHOW REPLICAS").await;
+        let rows = rows(&admin, "SHOW REPLICAS").await;
         let app = |r: &&std::collections::BTreeMap<String, String>| r["pool"] == "app/app";
         rows.iter()
             .filter(app)
@@ -122,17 +98,17 @@ async fn show_commands_report_live_state() {
                 .any(|r| r["role"] == "primary" && r["status"] == "healthy")
     })
     .await;
-    assert!(healthy, "{:?}", show(&admin, "SHOW REPLICAS").await);
+    assert!(healthy, "{:?}", rows(&admin, "SHOW REPLICAS").await);
 
-    let route = show(&admin, "SHOW ROUTE SELECT * FROM t FOR UPDATE").await;
+    let route = rows(&admin, "SHOW ROUTE SELECT * FROM t FOR UPDATE").await;
     assert_eq!(
         (route[0]["route"].as_str(), route[0]["reason"].as_str()),
         ("primary", "row_lock")
     );
-    let route = show(&admin, "show route select count(*) from t").await;
+    let route = rows(&admin, "show route select count(*) from t").await;
     assert_eq!(route[0]["route"], "replica");
 
-    let config = show(&admin, "SHOW CONFIG").await;
+    let config = rows(&admin, "SHOW CONFIG").await;
     let get = |k: &str| {
         config
             .iter()
@@ -145,7 +121,7 @@ async fn show_commands_report_live_state() {
         !config.iter().any(|r| r["value"].contains("secret")),
         "no passwords in SHOW CONFIG"
     );
-    let version = show(&admin, "SHOW VERSION").await;
+    let version = rows(&admin, "SHOW VERSION").await;
     assert!(version[0]["version"].starts_with("pgswitch "));
 
     // Mistakes: a clear error, and the console goes on.
@@ -159,7 +135,7 @@ async fn show_commands_report_live_state() {
     assert!(hint.contains("SHOW POOLS"), "{hint}");
     let e = admin.query("SHOW POOLS", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "0A000", "extended protocol: {e}");
-    assert_eq!(show(&admin, "SHOW VERSION").await.len(), 1);
+    assert_eq!(rows(&admin, "SHOW VERSION").await.len(), 1);
     proxy.stop().await;
 }
 
@@ -216,7 +192,7 @@ async fn pause_waits_for_transactions_and_holds_new_ones() {
     };
     // The pause is in effect before it returns.
     let paused = eventually(Duration::from_secs(10), || async {
-        show(&admin, "SHOW POOLS")
+        rows(&admin, "SHOW POOLS")
             .await
             .iter()
             .any(|r| r["pool"] == "app/app" && r["paused"] == "yes")

@@ -10,28 +10,12 @@ use common::*;
 const PRIMARY_PORT: &str = "15432";
 
 fn config(interval: &str, extra: &str) -> pgswitch::config::Config {
-    config_from_toml(&format!(
-        r#"
-        [pgswitch]
-        listen = "127.0.0.1:0"
-        pool_mode = "transaction"
-        pool_size = 4
-        health_check_interval = "{interval}"
-        # A paused replica stays in rotation: the fence alone must protect.
-        max_replica_lag_bytes = 1073741824
-        max_replica_lag = "0s"
-        {extra}
-        [[databases]]
-        name = "app"
-        primary = "{primary}"
-        replicas = {replicas:?}
-        [[users]]
-        name = "app"
-        password = "app-secret"
-        "#,
-        primary = primary_url(),
-        replicas = replica_urls(),
-    ))
+    // A paused replica stays in rotation: the fence alone must protect.
+    let settings = format!(
+        "pool_mode = \"transaction\"\npool_size = 4\nhealth_check_interval = \"{interval}\"\n\
+         max_replica_lag_bytes = 1073741824\nmax_replica_lag = \"0s\"\n{extra}"
+    );
+    cluster_config(&settings, &replica_urls())
 }
 
 /// Count of rows and the port of the server that counted them.

@@ -4,53 +4,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::*;
-use tokio_postgres::SimpleQueryMessage;
-
-async fn show_queries(admin: &tokio_postgres::Client) -> Vec<BTreeMap<String, String>> {
-    admin
-        .simple_query("SHOW QUERIES")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.name().to_owned(), r.get(i).unwrap_or("").to_owned()))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn statements_are_aggregated_by_fingerprint() {
-    let cfg = config_from_toml(&format!(
-        r#"
-        [pgswitch]
-        listen = "127.0.0.1:0"
-        metrics_listen = "127.0.0.1:0"
-        pool_mode = "transaction"
-        health_check_interval = "50ms"
-        consistency = "eventual"
-        slow_query_threshold = "100ms"
-        admin_users = ["app"]
-        [[databases]]
-        name = "app"
-        primary = "{primary}"
-        replicas = {replicas:?}
-        [[users]]
-        name = "app"
-        password = "app-secret"
-        "#,
-        primary = primary_url(),
-        replicas = replica_urls(),
-    ));
+    let settings = "metrics_listen = \"127.0.0.1:0\"\npool_mode = \"transaction\"\n\
+        health_check_interval = \"50ms\"\nconsistency = \"eventual\"\n\
+        slow_query_threshold = \"100ms\"\nadmin_users = [\"app\"]";
+    let cfg = cluster_config(settings, &replica_urls());
     let proxy = Proxy::start(cfg).await;
     let c = proxy.client().await;
     // Wait until reads reach replicas, so the replica share is not zero.
@@ -78,7 +39,7 @@ async fn statements_are_aggregated_by_fingerprint() {
     let admin = connect(&proxy.url_as("app", "app-secret", "pgswitch"))
         .await
         .unwrap();
-    let rows = show_queries(&admin).await;
+    let rows = rows(&admin, "SHOW QUERIES").await;
     let find = |fp: &str| {
         rows.iter()
             .find(|r| r["fingerprint"] == fp)

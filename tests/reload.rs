@@ -21,31 +21,11 @@ impl ConfigFile {
     }
 
     fn write(&self, pool_size: usize, replicas: &[String], extra: &str) {
-        std::fs::write(
-            &self.0,
-            format!(
-                r#"
-                [pgswitch]
-                listen = "127.0.0.1:0"
-                pool_mode = "transaction"
-                pool_size = {pool_size}
-                query_wait_timeout = "2s"
-                health_check_interval = "50ms"
-                consistency = "eventual"
-                admin_users = ["app"]
-                {extra}
-                [[databases]]
-                name = "app"
-                primary = "{primary}"
-                replicas = {replicas:?}
-                [[users]]
-                name = "app"
-                password = "app-secret"
-                "#,
-                primary = primary_url(),
-            ),
-        )
-        .unwrap();
+        let settings = format!(
+            "pool_mode = \"transaction\"\npool_size = {pool_size}\nquery_wait_timeout = \"2s\"\n\
+             health_check_interval = \"50ms\"\nconsistency = \"eventual\"\nadmin_users = [\"app\"]\n{extra}"
+        );
+        std::fs::write(&self.0, cluster_toml(&settings, replicas)).unwrap();
     }
 
     fn load(&self) -> pgswitch::config::Config {

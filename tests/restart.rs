@@ -108,26 +108,9 @@ async fn a_replica_restart_under_load_fails_no_read() {
         eprintln!("skipped: PGSWITCH_TEST_PRIMARY is not the scripts/cluster.sh primary");
         return;
     }
-    let cfg = config_from_toml(&format!(
-        r#"
-        [pgswitch]
-        listen = "127.0.0.1:0"
-        pool_mode = "transaction"
-        pool_size = 4
-        health_check_interval = "50ms"
-        connect_timeout = "1s"
-        consistency = "eventual"
-        [[databases]]
-        name = "app"
-        primary = "{primary}"
-        replicas = {replicas:?}
-        [[users]]
-        name = "app"
-        password = "app-secret"
-        "#,
-        primary = primary_url(),
-        replicas = replica_urls(),
-    ));
+    let settings = "pool_mode = \"transaction\"\npool_size = 4\nhealth_check_interval = \"50ms\"\n\
+        connect_timeout = \"1s\"\nconsistency = \"eventual\"";
+    let cfg = cluster_config(settings, &replica_urls());
     let proxy = Proxy::start(cfg).await;
     let stop = tokio_util::sync::CancellationToken::new();
     // Which servers answered, per client, and every failure.

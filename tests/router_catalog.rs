@@ -49,25 +49,10 @@ async fn user_functions_route_by_declared_volatility() {
 }
 
 fn proxy_config(extra: &str) -> pgswitch::config::Config {
-    config_from_toml(&format!(
-        r#"
-        [pgswitch]
-        listen = "127.0.0.1:0"
-        pool_mode = "transaction"
-        health_check_interval = "50ms"
-        consistency = "eventual"
-        {extra}
-        [[databases]]
-        name = "app"
-        primary = "{primary}"
-        replicas = {replicas:?}
-        [[users]]
-        name = "app"
-        password = "app-secret"
-        "#,
-        primary = primary_url(),
-        replicas = replica_urls(),
-    ))
+    let settings = format!(
+        "pool_mode = \"transaction\"\nhealth_check_interval = \"50ms\"\nconsistency = \"eventual\"\n{extra}"
+    );
+    cluster_config(&settings, &replica_urls())
 }
 
 async fn port(c: &tokio_postgres::Client, sql: &str) -> String {

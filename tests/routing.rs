@@ -15,25 +15,12 @@ fn routing_config(mode: &str, extra: &str) -> pgswitch::config::Config {
 }
 
 fn routing_config_with(mode: &str, extra: &str, replicas: &[String]) -> pgswitch::config::Config {
-    config_from_toml(&format!(
-        r#"
-        [pgswitch]
-        listen = "127.0.0.1:0"
-        pool_mode = "{mode}"
-        pool_size = 4
-        read_routing = true
-        health_check_interval = "50ms"
-        {extra}
-        [[databases]]
-        name = "app"
-        primary = "{primary}"
-        replicas = {replicas:?}
-        [[users]]
-        name = "app"
-        password = "app-secret"
-        "#,
-        primary = primary_url(),
-    ))
+    cluster_config(
+        &format!(
+            "pool_mode = \"{mode}\"\npool_size = 4\nhealth_check_interval = \"50ms\"\n{extra}"
+        ),
+        replicas,
+    )
 }
 
 /// The port of the server that ran `sql` (which must return it as int).

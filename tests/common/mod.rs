@@ -201,6 +201,45 @@ pub fn trust_config(mode: PoolMode, pool_size: usize, extra: &str) -> Config {
 }
 
 /// Writes `toml` to a unique temp file and loads it like `--config`.
+/// A config file for the cluster's `app` database (user `app`) with these
+/// replicas, pgswitch on a free port, and `settings` (TOML lines) under
+/// `[pgswitch]`.
+pub fn cluster_toml(settings: &str, replicas: &[String]) -> String {
+    format!(
+        "[pgswitch]\nlisten = \"127.0.0.1:0\"\n{settings}\n\
+         [[databases]]\nname = \"app\"\nprimary = \"{primary}\"\nreplicas = {replicas:?}\n\
+         [[users]]\nname = \"app\"\npassword = \"app-secret\"\n",
+        primary = primary_url(),
+    )
+}
+
+/// [`cluster_toml`], loaded.
+pub fn cluster_config(settings: &str, replicas: &[String]) -> Config {
+    config_from_toml(&cluster_toml(settings, replicas))
+}
+
+/// The rows of a simple query as column -> text maps (NULL as "").
+pub async fn rows(
+    c: &tokio_postgres::Client,
+    sql: &str,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                r.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name().to_owned(), r.get(i).unwrap_or("").to_owned()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn config_from_toml(toml: &str) -> Config {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
