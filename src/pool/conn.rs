@@ -290,6 +290,23 @@ impl ServerConn {
     pub async fn run(&mut self, sql: &str, timeout: Duration) -> Result<(), ServerError> {
         let addr = self.addr.to_string();
         match tokio::time::timeout(timeout, self.run_inner(sql)).await {
+            Ok(r) => r.map(drop),
+            Err(_) => {
+                self.state = ConnState::Broken;
+                Err(ServerError::Timeout { addr, timeout })
+            }
+        }
+    }
+
+    /// Runs `sql` (pgswitch's own statement) and returns the text columns
+    /// of its first row, if any.
+    pub async fn query_row(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Option<String>>, ServerError> {
+        let addr = self.addr.to_string();
+        match tokio::time::timeout(timeout, self.run_inner(sql)).await {
             Ok(r) => r,
             Err(_) => {
                 self.state = ConnState::Broken;
@@ -298,15 +315,17 @@ impl ServerConn {
         }
     }
 
-    async fn run_inner(&mut self, sql: &str) -> Result<(), ServerError> {
+    async fn run_inner(&mut self, sql: &str) -> Result<Vec<Option<String>>, ServerError> {
         let mut out = BytesMut::new();
         messages::query(&mut out, sql);
         self.state = ConnState::Busy;
         self.write(&out).await?;
         let mut failure = None;
+        let mut row = None;
         loop {
             let (tag, body) = self.read_message().await?;
             match tag {
+                b'D' if row.is_none() => row = Some(messages::parse_data_row(&body)),
                 b'E' => failure = Some(BackendError::parse(&body)),
                 b'S' => {
                     if let Some((k, v)) = messages::parse_parameter_status(&body) {
@@ -320,7 +339,7 @@ impl ServerConn {
                             addr: self.addr.to_string(),
                             error,
                         }),
-                        None => Ok(()),
+                        None => Ok(row.unwrap_or_default()),
                     };
                 }
                 _ => {}

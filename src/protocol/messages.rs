@@ -185,6 +185,35 @@ impl std::fmt::Display for BackendError {
 }
 
 /// `name\0value\0` body of ParameterStatus.
+/// The text columns of a DataRow body (NULL, or a malformed row, as None).
+pub fn parse_data_row(body: &[u8]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let Some(count) = body.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
+        return out;
+    };
+    let mut pos = 2;
+    for _ in 0..count.max(0) {
+        let Some(len) = body
+            .get(pos..pos + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            break;
+        };
+        pos += 4;
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let end = pos + len as usize;
+        out.push(
+            body.get(pos..end)
+                .map(|v| String::from_utf8_lossy(v).into_owned()),
+        );
+        pos = end;
+    }
+    out
+}
+
 pub fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {
     let mut parts = body.split(|&b| b == 0);
     let name = std::str::from_utf8(parts.next()?).ok()?;

@@ -13,6 +13,7 @@ mod login;
 mod pending;
 mod refusal;
 mod replay;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -158,6 +159,8 @@ fn admin_params() -> ParamSet {
 /// A logged-in client, ready for the forwarding phase.
 pub(crate) struct Session<'a> {
     buf: BytesMut,
+    /// Settings from the startup packet's `options` (`-c name=value`).
+    settings: Option<Box<settings::Settings>>,
     params: ParamSet,
     pool: Arc<crate::pool::PoolSet>,
     mode: crate::config::PoolMode,
@@ -253,8 +256,14 @@ async fn login<'a>(
     who.id = slot.pid;
     login::greet(stream, &params, &server_params, slot.pid, slot.secret).await?;
     tracing::debug!(user = %user_name, database = %db_name, id = slot.pid, %peer, "client logged in");
+    let settings = startup
+        .param("options")
+        .map(settings::Settings::from_options)
+        .filter(|s| !s.is_empty())
+        .map(Box::new);
     Ok(Login::Session(Session {
         buf,
+        settings,
         params,
         pool,
         mode: config.pool_mode(db),

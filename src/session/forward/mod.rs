@@ -19,6 +19,7 @@ use super::cancel::ClientSlot;
 use super::pending::Pending;
 use super::refusal::Refusal;
 use super::replay::{self, Replay, Verdict};
+use super::settings::{self, Change, Settings};
 use super::SessionError;
 use super::{LoggedIn, Session};
 use crate::app::Shared;
@@ -48,6 +49,10 @@ struct Link {
     /// owed), and the fingerprint of an unnamed Parse waiting for its Sync.
     running: std::collections::VecDeque<Running>,
     parsed: Option<u64>,
+    /// Settings the client changed on this connection (read back at the
+    /// end of its turn), and whether its earlier settings were put on it.
+    change: Option<Box<Change>>,
+    applied: bool,
 }
 
 impl Link {
@@ -64,7 +69,8 @@ impl Link {
     }
 }
 
-/// A session's routing state (see `routing`).
+/// A session's routing and settings state (see `routing`, `settings`),
+/// allocated only when it has any.
 #[derive(Default)]
 struct RouteState {
     /// `SET pgswitch.route`.
@@ -76,6 +82,8 @@ struct RouteState {
     deferred_begin: Option<Box<str>>,
     /// The router's reason for the transaction running now (statistics).
     reason: &'static str,
+    /// Session settings to carry from one server connection to the next.
+    settings: Settings,
 }
 
 /// What the client is doing, for timers and shutdown.
@@ -119,6 +127,7 @@ impl<'a> Forwarder<'a> {
     pub fn new(shared: &'a Shared, client: &'a mut TcpStream, session: Session<'a>) -> Self {
         let Session {
             buf,
+            settings,
             params,
             pool,
             mode,
@@ -136,7 +145,12 @@ impl<'a> Forwarder<'a> {
             login,
             link: None,
             refusal: None,
-            route: None,
+            route: settings.map(|s| {
+                Box::new(RouteState {
+                    settings: *s,
+                    ..RouteState::default()
+                })
+            }),
             read_size: MIN_READ,
         }
     }
@@ -176,7 +190,9 @@ impl<'a> Forwarder<'a> {
     fn final_release(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
         let link = self.link.take()?;
         self.slot().detach();
+        // A connection that carries this client's settings is wiped.
         let how = match self.mode {
+            _ if link.applied || link.change.is_some() => Release::EndSession,
             PoolMode::Session => Release::EndSession,
             _ => Release::Idle,
         };
@@ -324,10 +340,15 @@ impl<'a> Forwarder<'a> {
                     if tag != b'P' {
                         self.pool.stats.requests.inc();
                     }
+                    let body = self.cbuf.get(pos + HEADER_LEN..pos + HEADER_LEN + body_len);
                     if self.shared.queries.enabled() {
-                        let body = self.cbuf.get(pos + HEADER_LEN..pos + HEADER_LEN + body_len);
                         let reason = self.route.as_ref().map_or("", |r| r.reason);
                         track_request(&self.shared.queries, link, tag, body, reason);
+                    }
+                    if self.mode != PoolMode::Session {
+                        if let Some(change) = request_text(tag, body).and_then(settings::changes) {
+                            link.change.get_or_insert_with(Box::default).merge(change);
+                        }
                     }
                 }
                 link.started.get_or_insert_with(std::time::Instant::now);
@@ -594,6 +615,15 @@ impl<'a> Forwarder<'a> {
                     .map_err(SessionError::ClientGone)?;
             }
         }
+        // The client's own settings, from its earlier transactions or its
+        // startup options.
+        let applied = match self.route.as_ref().and_then(|r| r.settings.apply_sql()) {
+            Some(sql) => {
+                Box::pin(server.run(&sql, timeout)).await?;
+                true
+            }
+            None => false,
+        };
         // After the parameter sync, which must not be undone by a rollback.
         let begun = match self.route.as_mut().and_then(|r| r.deferred_begin.take()) {
             Some(sql) => {
@@ -622,6 +652,8 @@ impl<'a> Forwarder<'a> {
             started: None,
             running: std::collections::VecDeque::new(),
             parsed: None,
+            change: None,
+            applied,
         }));
         Ok(())
     }
@@ -637,6 +669,10 @@ impl<'a> Forwarder<'a> {
                 && self.pool.replicas.is_some()
             {
                 self.route_state().fence = Fence::After(std::time::Instant::now());
+            }
+            if link.applied || link.change.is_some() {
+                // Rare: boxed so it doesn't grow every session's state.
+                Box::pin(self.settle_settings(&mut link)).await;
             }
             if link.server.state == ConnState::Ready(b'I') && link.server.buf.is_empty() {
                 // The common case: clean and idle, so dropping it returns it
@@ -655,6 +691,19 @@ impl<'a> Forwarder<'a> {
     }
 }
 
+/// The statement text of a Query (`sql\0`) or Parse (`name\0 sql\0 ...`)
+/// body, when the whole body is at hand.
+fn request_text(tag: u8, body: Option<&[u8]>) -> Option<&str> {
+    let b = body?;
+    let b = match tag {
+        b'P' => &b[b.iter().position(|&c| c == 0)? + 1..],
+        b'Q' => b,
+        _ => return None,
+    };
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    std::str::from_utf8(&b[..end]).ok()
+}
+
 /// Notes a client request for the per-query statistics: a Query starts one
 /// with its text; a Parse remembers its text until the Sync that runs it; a
 /// Sync or FunctionCall starts one.
@@ -666,23 +715,13 @@ fn track_request(
     reason: &'static str,
 ) {
     use crate::stats::{Running, FUNCTION_CALL, PREPARED, TOO_LARGE};
-    // Query: sql\0. Parse: name\0 sql\0 ...
-    let text = |skip_name: bool| {
-        let b = body?;
-        let b = if skip_name {
-            &b[b.iter().position(|&c| c == 0)? + 1..]
-        } else {
-            b
-        };
-        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        std::str::from_utf8(&b[..end]).ok()
-    };
     let key = match tag {
         b'P' => {
-            link.parsed = Some(stats.begin(text(true).unwrap_or(TOO_LARGE), reason));
+            let text = request_text(tag, body).unwrap_or(TOO_LARGE);
+            link.parsed = Some(stats.begin(text, reason));
             return;
         }
-        b'Q' => stats.begin(text(false).unwrap_or(TOO_LARGE), reason),
+        b'Q' => stats.begin(request_text(tag, body).unwrap_or(TOO_LARGE), reason),
         b'S' => match link.parsed.take() {
             Some(k) => k,
             None => stats.begin(PREPARED, reason),
@@ -721,6 +760,35 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+impl Forwarder<'_> {
+    /// The end of a turn that changed or carried the client's settings:
+    /// read the changed ones back from the server (so failed and
+    /// rolled-back SETs count as the server says), then wipe them off the
+    /// connection before anyone else gets it. A connection where that fails
+    /// is discarded.
+    async fn settle_settings(&mut self, link: &mut Link) {
+        let timeout = self.shared.config.load().general.server_reset_timeout;
+        if let Some(change) = link.change.take() {
+            if let Some(sql) = change.read_back_sql() {
+                match link.server.query_row(&sql, timeout).await {
+                    Ok(values) => self.route_state().settings.apply(&change, values),
+                    Err(e) => {
+                        tracing::warn!(server = %link.server.addr, error = %e, "could not read back a client's settings");
+                        link.server.state = ConnState::Broken;
+                        return;
+                    }
+                }
+            } else {
+                self.route_state().settings.apply(&change, Vec::new());
+            }
+        }
+        if let Err(e) = link.server.run("RESET ALL", timeout).await {
+            tracing::warn!(server = %link.server.addr, error = %e, "reset failed; discarding server connection");
+            link.server.state = ConnState::Broken;
+        }
     }
 }
 

@@ -45,6 +45,7 @@ async fn idle_session_state_stays_small() {
     };
     let session = Session {
         buf: BytesMut::new(),
+        settings: None,
         params: ParamSet::default(),
         pool: shared.pools.get(&config, db, user),
         mode: PoolMode::Transaction,

@@ -1,0 +1,105 @@
+//! Session settings in transaction mode: a client's SET follows it from one
+//! server connection to the next and never reaches another client; SET
+//! LOCAL, rolled-back and failed SETs behave as on a direct connection;
+//! startup `options` are applied. One server connection (pool_size 1), so
+//! clients really take turns on the same backend.
+
+mod common;
+
+use common::*;
+use pgswitch::config::PoolMode;
+
+fn one_connection(mode: &str) -> pgswitch::config::Config {
+    cluster_config(&format!("pool_mode = \"{mode}\"\npool_size = 1"), &[])
+}
+
+async fn show(c: &tokio_postgres::Client, name: &str) -> String {
+    first_row(c, &format!("SHOW {name}")).await[0].clone()
+}
+
+#[tokio::test]
+async fn a_clients_settings_follow_it_and_no_one_else() {
+    let proxy = Proxy::start(one_connection("transaction")).await;
+    let (a, b) = (proxy.client().await, proxy.client().await);
+    assert_eq!(
+        backend_pid(&a).await,
+        backend_pid(&b).await,
+        "one shared backend"
+    );
+    let default_timeout = show(&b, "statement_timeout").await;
+    let default_path = show(&b, "search_path").await;
+
+    a.batch_execute("SET statement_timeout = '4321ms'; SET search_path = pg_catalog")
+        .await
+        .unwrap();
+    // B, on the same backend right after A, sees the defaults...
+    assert_eq!(show(&b, "statement_timeout").await, default_timeout);
+    assert_eq!(show(&b, "search_path").await, default_path);
+    // ...and A still sees its own values, transaction after transaction.
+    for _ in 0..3 {
+        assert_eq!(show(&a, "statement_timeout").await, "4321ms");
+        assert_eq!(show(&a, "search_path").await, "pg_catalog");
+        assert_eq!(show(&b, "statement_timeout").await, default_timeout);
+    }
+    // The setting really applies to A's statements.
+    let e = a.simple_query("SELECT pg_sleep(5)").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "statement_timeout should cancel it");
+    // RESET forgets one, RESET ALL everything.
+    a.batch_execute("RESET statement_timeout").await.unwrap();
+    assert_eq!(show(&a, "statement_timeout").await, default_timeout);
+    assert_eq!(show(&a, "search_path").await, "pg_catalog");
+    a.batch_execute("RESET ALL").await.unwrap();
+    assert_eq!(show(&a, "search_path").await, default_path);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn set_local_rollback_and_errors_behave_as_direct() {
+    let proxy = Proxy::start(one_connection("transaction")).await;
+    let (a, b) = (proxy.client().await, proxy.client().await);
+    let default = show(&b, "work_mem").await;
+    // SET LOCAL ends with its transaction.
+    a.batch_execute("BEGIN; SET LOCAL work_mem = '7MB'")
+        .await
+        .unwrap();
+    assert_eq!(show(&a, "work_mem").await, "7MB");
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(show(&a, "work_mem").await, default);
+    // A SET rolled back is gone.
+    a.batch_execute("BEGIN").await.unwrap();
+    a.batch_execute("SET work_mem = '9MB'").await.unwrap();
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(show(&a, "work_mem").await, default);
+    // A failed SET changes nothing, and the client goes on.
+    let e = a.batch_execute("SET work_mem = 'bogus'").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "22023");
+    assert_eq!(show(&a, "work_mem").await, default);
+    // A SET committed inside a transaction stays.
+    a.batch_execute("BEGIN; SET work_mem = '6MB'; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(show(&a, "work_mem").await, "6MB");
+    assert_eq!(show(&b, "work_mem").await, default);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn startup_options_are_applied_in_every_mode() {
+    for mode in [PoolMode::Transaction, PoolMode::Session] {
+        let proxy = Proxy::start(one_connection(&mode.to_string())).await;
+        let mut cfg: tokio_postgres::Config = proxy.url().parse().unwrap();
+        cfg.options("-c statement_timeout=1234 -c application_name=opts");
+        let (a, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        assert_eq!(show(&a, "statement_timeout").await, "1234ms", "{mode}");
+        assert_eq!(show(&a, "application_name").await, "opts", "{mode}");
+        drop(a);
+        let b = proxy.client().await;
+        assert_ne!(
+            show(&b, "statement_timeout").await,
+            "1234ms",
+            "{mode}: leaked"
+        );
+        proxy.stop().await;
+    }
+}
