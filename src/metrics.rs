@@ -27,6 +27,9 @@ pub struct Metrics {
     pub clients_waiting: IntGauge,
     /// Logins refused for a wrong password or unknown user.
     pub auth_failures: IntCounter,
+    /// Clients pinned to a server connection by session state (LISTEN,
+    /// temp tables, session advisory locks, WITH HOLD cursors).
+    pub pinned_clients: IntGauge,
     /// Server connections by pool, server and state (scrape time).
     pub server_connections: IntGaugeVec,
     pub pool_size: IntGaugeVec,
@@ -137,6 +140,13 @@ impl Metrics {
                 "Client logins refused for a wrong password or an unknown user.",
             ),
         );
+        let pinned_clients = register(
+            r,
+            IntGauge::new(
+                "pgswitch_pinned_clients",
+                "Clients in transaction or statement mode pinned to one server connection by session state (LISTEN, temporary tables, session advisory locks, WITH HOLD cursors).",
+            ),
+        );
         let server_connections = gauge_vec(
             r,
             "pgswitch_server_connections",
@@ -226,6 +236,7 @@ impl Metrics {
             clients,
             clients_waiting,
             auth_failures,
+            pinned_clients,
             server_connections,
             pool_size,
             replica_in_rotation,

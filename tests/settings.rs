@@ -103,3 +103,59 @@ async fn startup_options_are_applied_in_every_mode() {
         proxy.stop().await;
     }
 }
+
+#[tokio::test]
+async fn session_state_pins_the_client_and_is_wiped_after() {
+    let proxy = Proxy::start(cluster_config(
+        "pool_mode = \"transaction\"\npool_size = 2",
+        &[],
+    ))
+    .await;
+    let a = proxy.client().await;
+    let b = proxy.client().await;
+    a.batch_execute("CREATE TEMP TABLE scratch (v int); INSERT INTO scratch VALUES (1)")
+        .await
+        .unwrap();
+    a.batch_execute("LISTEN pgswitch_pin_test").await.unwrap();
+    let pinned = backend_pid(&a).await;
+    assert_eq!(proxy.shared.metrics.pinned_clients.get(), 1);
+    // A keeps its backend (and its temp table) while B comes and goes.
+    for i in 0..5 {
+        b.simple_query("SELECT 1").await.unwrap();
+        a.batch_execute(&format!("INSERT INTO scratch VALUES ({i})"))
+            .await
+            .unwrap();
+        assert_eq!(backend_pid(&a).await, pinned);
+    }
+    assert_eq!(first_row(&a, "SELECT count(*) FROM scratch").await[0], "6");
+    assert_ne!(
+        backend_pid(&b).await,
+        pinned,
+        "B never gets A's pinned backend"
+    );
+    drop(a);
+    let released = eventually(std::time::Duration::from_secs(10), || async {
+        proxy.shared.metrics.pinned_clients.get() == 0
+    })
+    .await;
+    assert!(released);
+    // A's backend comes back wiped: no temp table, no LISTEN.
+    let clients: Vec<_> = futures_util::future::join_all((0..2).map(|_| proxy.client())).await;
+    for c in &clients {
+        c.batch_execute("BEGIN").await.unwrap();
+    }
+    // Both pool connections are in use now, so one of them is A's.
+    let mut seen = false;
+    for c in &clients {
+        if backend_pid(c).await == pinned {
+            seen = true;
+            let channels = first_row(c, "SELECT count(*) FROM pg_listening_channels()").await;
+            assert_eq!(channels[0], "0", "LISTEN survived the client");
+            let e = c.simple_query("SELECT * FROM scratch").await.unwrap_err();
+            assert_eq!(sqlstate(&e), "42P01", "the temp table survived the client");
+        }
+    }
+    assert!(seen, "A's backend should be back in the pool");
+    drop(clients);
+    proxy.stop().await;
+}

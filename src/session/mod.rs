@@ -11,6 +11,7 @@ mod error;
 mod forward;
 mod login;
 mod pending;
+pub mod pinning;
 mod refusal;
 mod replay;
 pub mod settings;

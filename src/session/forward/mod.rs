@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 use super::cancel::ClientSlot;
 use super::pending::Pending;
+use super::pinning;
 use super::refusal::Refusal;
 use super::replay::{self, Replay, Verdict};
 use super::settings::{self, Change, Settings};
@@ -84,6 +85,8 @@ struct RouteState {
     reason: &'static str,
     /// Session settings to carry from one server connection to the next.
     settings: Settings,
+    /// Pinned to its server connection (see `pinning`).
+    pinned: bool,
 }
 
 /// What the client is doing, for timers and shutdown.
@@ -179,6 +182,9 @@ impl<'a> Forwarder<'a> {
         // Boxed so that the result, alive across the release below, costs
         // the session's state 8 bytes rather than a whole error.
         let result = self.pump().await.map_err(Box::new);
+        if self.route.as_ref().is_some_and(|r| r.pinned) {
+            self.shared.metrics.pinned_clients.dec();
+        }
         if let Some(release) = self.final_release() {
             release.await;
         }
@@ -346,8 +352,17 @@ impl<'a> Forwarder<'a> {
                         track_request(&self.shared.queries, link, tag, body, reason);
                     }
                     if self.mode != PoolMode::Session {
-                        if let Some(change) = request_text(tag, body).and_then(settings::changes) {
+                        let text = request_text(tag, body);
+                        if let Some(change) = text.and_then(settings::changes) {
                             link.change.get_or_insert_with(Box::default).merge(change);
+                        }
+                        if let Some(feature) = text.and_then(pinning::pins) {
+                            // From now on the client keeps this connection,
+                            // as in session mode.
+                            tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
+                            self.mode = PoolMode::Session;
+                            self.shared.metrics.pinned_clients.inc();
+                            self.route.get_or_insert_with(Box::default).pinned = true;
                         }
                     }
                 }
