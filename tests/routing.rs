@@ -557,7 +557,10 @@ async fn a_primary_in_recovery_refuses_writes() {
     let proxy = Proxy::start(cfg).await;
     let c = proxy.client().await;
     let refused = eventually(Duration::from_secs(15), || async {
-        match c.simple_query("CREATE TEMP TABLE t (v int)").await {
+        match c
+            .simple_query("CREATE TABLE pgswitch_never_created (v int)")
+            .await
+        {
             Err(e) => message(&e).contains("reports that it is in recovery"),
             Ok(_) => panic!("a standby accepted a write"),
         }
@@ -565,7 +568,7 @@ async fn a_primary_in_recovery_refuses_writes() {
     .await;
     assert!(refused, "writes were not refused by pgswitch");
     let e = c
-        .simple_query("CREATE TEMP TABLE t (v int)")
+        .simple_query("CREATE TABLE pgswitch_never_created (v int)")
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "25006");

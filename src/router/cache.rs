@@ -1,6 +1,15 @@
-//! A bounded LRU of routing decisions keyed by statement text, so that a
-//! repeated statement costs a hash lookup instead of a parse. Decisions are
+//! A bounded LRU of routing decisions keyed by statement *shape*, so that a
+//! repeated statement costs a hash instead of a parse, also when its
+//! literals change (`... WHERE id = 1`, `... WHERE id = 2`). Decisions are
 //! context-free (see `classify`), so one cache serves every session.
+//!
+//! The key is the statement's fingerprint (`stats::fingerprint`: literals
+//! and parameters as `?`, comments dropped). No literal changes where a
+//! statement may run: function names, keywords and identifiers stay in the
+//! key, and the fingerprint's scanner never takes for a literal what the
+//! server would run as code. Texts that mention `pgswitch` (routing hints
+//! in comments, `SET pgswitch.route = '...'`) are keyed by their exact text
+//! instead, since there the comment or the value decides.
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
@@ -10,7 +19,24 @@ use lru::LruCache;
 use super::{route, Decision, FunctionPolicy, RouterError};
 
 pub struct RouteCache {
-    entries: Mutex<LruCache<Box<str>, Decision>>,
+    entries: Mutex<LruCache<u64, Decision>>,
+}
+
+/// The cache key of a statement text (see the module docs).
+fn key(sql: &str) -> u64 {
+    let mentions_us = sql
+        .as_bytes()
+        .windows(8)
+        .any(|w| w.eq_ignore_ascii_case(b"pgswitch"));
+    if mentions_us {
+        use std::hash::Hasher;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write_u8(0xff); // apart from fingerprint keys
+        h.write(sql.as_bytes());
+        h.finish()
+    } else {
+        crate::stats::fingerprint::key(sql)
+    }
 }
 
 impl RouteCache {
@@ -25,11 +51,12 @@ impl RouteCache {
     /// The decision for `sql`, from the cache or computed and remembered.
     /// Errors (bad hints) are not cached.
     pub fn route(&self, sql: &str, functions: &FunctionPolicy) -> Result<Decision, RouterError> {
-        if let Some(d) = self.lock().get(sql) {
+        let key = key(sql);
+        if let Some(d) = self.lock().get(&key) {
             return Ok(d.clone());
         }
         let d = route(sql, functions)?;
-        self.lock().put(sql.into(), d.clone());
+        self.lock().put(key, d.clone());
         Ok(d)
     }
 
@@ -46,7 +73,7 @@ impl RouteCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<Box<str>, Decision>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<u64, Decision>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -67,10 +94,45 @@ mod tests {
         );
         assert_eq!(cache.len(), 2);
         cache.route("SELECT 2", &p).unwrap();
+        assert_eq!(cache.len(), 2, "same shape: a hit");
+        cache.route("SELECT now()", &p).unwrap();
         assert_eq!(cache.len(), 2, "bounded");
         assert!(cache.route("/* pgswitch:nowhere */ SELECT 1", &p).is_err());
         assert_eq!(cache.len(), 2, "errors are not cached");
         cache.clear();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn literals_share_an_entry_hints_do_not() {
+        let p = FunctionPolicy::new([]);
+        let cache = RouteCache::new(100);
+        for id in 0..50 {
+            let d = cache
+                .route(&format!("SELECT * FROM t WHERE id = {id}"), &p)
+                .unwrap();
+            assert_eq!(d.route, Route::Replica);
+        }
+        assert_eq!(cache.len(), 1);
+        let sql = "SELECT * FROM t WHERE id = 1";
+        let hinted = "/* pgswitch:primary */ SELECT * FROM t WHERE id = 1";
+        assert_eq!(cache.route(hinted, &p).unwrap().route, Route::Primary);
+        assert_eq!(cache.route(sql, &p).unwrap().route, Route::Replica);
+        let set = |v: &str| {
+            cache
+                .route(&format!("SET pgswitch.route = '{v}'"), &p)
+                .unwrap()
+                .reason
+        };
+        assert_ne!(set("primary"), set("replica"), "the value decides");
+        // Same shape, different functions: different entries.
+        assert_eq!(
+            cache.route("SELECT nextval('s')", &p).unwrap().route,
+            Route::Primary
+        );
+        assert_eq!(
+            cache.route("SELECT lower('s')", &p).unwrap().route,
+            Route::Replica
+        );
     }
 }
