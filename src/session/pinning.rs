@@ -28,7 +28,11 @@ pub fn pins(sql: &str) -> Option<&'static str> {
             }
         }
     }
-    // Session-level advisory locks (the _xact_ ones end with the transaction).
+    // Session-level advisory locks (the _xact_ ones end with the
+    // transaction). One pass for the common word first.
+    if !contains_ci(sql, "advisory_") {
+        return None;
+    }
     for f in [
         "pg_advisory_lock(",
         "pg_advisory_lock_shared(",
