@@ -14,7 +14,8 @@ pub async fn check(shared: &Shared) -> Result<(), String> {
         return Err("draining: pgswitch is shutting down".into());
     }
     let mut problems = Vec::new();
-    for db in &shared.config.load().databases {
+    let config = shared.config.load_full();
+    for db in &config.databases {
         let addr = (db.primary.host.as_str(), db.primary.port);
         match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_)) => {}

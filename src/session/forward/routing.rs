@@ -128,8 +128,12 @@ impl Forwarder<'_> {
         let Some(replicas) = self.pool.replicas.as_ref() else {
             return Ok(Which::Primary);
         };
-        let routing = &self.shared.config.load().general.routing;
-        let deadline = tokio::time::Instant::now() + routing.read_your_writes_timeout;
+        // Copied out: no config guard is held across the wait below.
+        let (wait, primary_reads) = {
+            let routing = &self.shared.config.load().general.routing;
+            (routing.read_your_writes_timeout, routing.primary_reads)
+        };
+        let deadline = tokio::time::Instant::now() + wait;
         let mut fence = self.fence();
         loop {
             let pick = replicas.pick(&mut fence, &self.pool.primary, 0);
@@ -151,7 +155,7 @@ impl Forwarder<'_> {
                     self.shared.metrics.fallback(Fallback::Behind);
                     return Ok(Which::Primary);
                 }
-                Pick::NoReplica if routing.primary_reads == PrimaryReads::Never => {
+                Pick::NoReplica if primary_reads == PrimaryReads::Never => {
                     return Err(SessionError::NoReplica("none in rotation"))
                 }
                 Pick::NoReplica => {
@@ -172,13 +176,7 @@ impl Forwarder<'_> {
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or("BEGIN");
         self.route_state().deferred_begin = Some(sql.into());
-        let mut out = BytesMut::new();
-        messages::command_complete(&mut out, "BEGIN");
-        messages::ready_for_query(&mut out, b'T');
-        self.client
-            .write_all(&out)
-            .await
-            .map_err(SessionError::ClientGone)
+        self.answer_here("BEGIN", b'T').await
     }
 
     /// `SET pgswitch.route = ...` as a Query of its own: pgswitch's setting,
@@ -190,9 +188,14 @@ impl Forwarder<'_> {
     ) -> Result<(), SessionError> {
         self.route_state().hint = hint;
         self.cbuf.advance(len);
-        let mut out = BytesMut::new();
-        messages::command_complete(&mut out, "SET");
         let status = if self.begin_deferred() { b'T' } else { b'I' };
+        self.answer_here("SET", status).await
+    }
+
+    /// A Query pgswitch answers itself: CommandComplete, ReadyForQuery.
+    async fn answer_here(&mut self, tag: &str, status: u8) -> Result<(), SessionError> {
+        let mut out = BytesMut::new();
+        messages::command_complete(&mut out, tag);
         messages::ready_for_query(&mut out, status);
         self.client
             .write_all(&out)

@@ -1,0 +1,250 @@
+//! Taking a server connection for the client (`attach`: checkout with
+//! replica fallback, parameter sync, the client's settings, a held-back
+//! BEGIN, the safety net) and giving it back (`detach` after each turn,
+//! `final_release` at the end of the session).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use super::{replay, Forwarder, Link, Replay, SessionError};
+use crate::config::{Consistency, PoolMode, PrimaryReads};
+use crate::metrics::Fallback;
+use crate::pool::replicas::{Fence, Pick};
+use crate::pool::{self, CheckoutError, ConnState, Release, Which};
+use crate::protocol::frame::Splitter;
+use crate::protocol::messages;
+use crate::session::pending::Pending;
+
+impl Forwarder<'_> {
+    /// The server connection's way back at the end of the session; boxed,
+    /// so the session's own state does not have to make room for it.
+    pub(super) fn final_release(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        let link = self.link.take()?;
+        self.slot().detach();
+        // A connection that carries this client's settings is wiped.
+        let how = match self.mode {
+            _ if link.applied || link.change.is_some() => Release::EndSession,
+            PoolMode::Session => Release::EndSession,
+            _ => Release::Idle,
+        };
+        let timeout = self.shared.config.load().general.server_reset_timeout;
+        Some(Box::pin(pool::release(link.server, how, timeout)))
+    }
+
+    /// Takes a server from the pool and brings its parameters in line with
+    /// what this client was told.
+    pub(super) async fn attach(
+        &mut self,
+        (mut which, may_write): (Which, bool),
+    ) -> Result<(), SessionError> {
+        let mut fence = self.fence();
+        let never = self.shared.config.load().general.routing.primary_reads == PrimaryReads::Never;
+        let timeout = self.shared.config.load().general.server_reset_timeout;
+        // A forced shutdown also ends the wait for a free server.
+        let checkout = async {
+            let mut tried = 0u64;
+            loop {
+                let r = match self.pool.checkout_on(which).await {
+                    // Bring the server's parameters in line with what this
+                    // client was told; a server that fails even that is
+                    // treated as unreachable.
+                    Ok(mut server) => match server.params.sync_sql(&self.params) {
+                        None => Ok((server, false)),
+                        Some(sql) => match Box::pin(server.run(&sql, timeout)).await {
+                            Ok(()) => Ok((server, true)),
+                            Err(e) => {
+                                server.state = ConnState::Broken;
+                                Err(CheckoutError::Server(e))
+                            }
+                        },
+                    },
+                    Err(e) => Err(e),
+                };
+                let (Err(CheckoutError::Server(e)), Which::Replica(i), Some(replicas)) =
+                    (&r, which, &self.pool.replicas)
+                else {
+                    return r;
+                };
+                // A replica that can't be reached (down, restarting) costs
+                // the read nothing: the next one serves it, else the primary.
+                tracing::warn!(pool = %self.pool.name, error = %e, "replica unavailable; trying the next server");
+                tried |= 1 << i;
+                which = match replicas.pick(&mut fence, &self.pool.primary, tried) {
+                    Pick::Server(w) => w,
+                    _ if never => return r,
+                    _ => {
+                        self.shared.metrics.fallback(Fallback::Unavailable);
+                        Which::Primary
+                    }
+                };
+            }
+        };
+        let waiting = Waiting::start(&self.shared.metrics.clients_waiting);
+        let checked_out = tokio::select! {
+            r = checkout => r,
+            _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
+        };
+        // Failed waits (timeouts, unreachable servers) count too.
+        self.pool
+            .stats
+            .wait_seconds
+            .observe(waiting.end().as_secs_f64());
+        let (mut server, synced) = checked_out?;
+        if fence != Fence::None {
+            self.route_state().fence = fence;
+        }
+        if synced {
+            // The server may spell a value differently (e.g. "utf8" -> "UTF8");
+            // tell the client what it now is, as Postgres would.
+            let mut out = BytesMut::new();
+            for name in pool::params::TRACKED {
+                if let (Some(want), Some(have)) = (self.params.get(name), server.params.get(name)) {
+                    if want != have {
+                        messages::parameter_status(&mut out, name, have);
+                    }
+                }
+            }
+            for (name, value) in server.params.iter() {
+                if pool::params::TRACKED.contains(&name) {
+                    self.params.set(name, value);
+                }
+            }
+            if !out.is_empty() {
+                self.client
+                    .write_all(&out)
+                    .await
+                    .map_err(SessionError::ClientGone)?;
+            }
+        }
+        // The client's own settings, from its earlier transactions or its
+        // startup options.
+        let applied = match self.route.as_ref().and_then(|r| r.settings.apply_sql()) {
+            Some(sql) => {
+                Box::pin(server.run(&sql, timeout)).await?;
+                true
+            }
+            None => false,
+        };
+        // After the parameter sync, which must not be undone by a rollback.
+        let begun = match self.route.as_mut().and_then(|r| r.deferred_begin.take()) {
+            Some(sql) => {
+                Box::pin(server.run(&sql, timeout)).await?;
+                true
+            }
+            None => false,
+        };
+        // Inside an explicit transaction on the primary, any later statement
+        // may write.
+        let may_write = may_write || (begun && which == Which::Primary);
+        self.slot().attach((server.addr.clone(), server.key));
+        // A whole request alone on a replica can be re-run on the primary if
+        // the replica refuses it as a write or goes away (see `replay`).
+        let replay = match which {
+            Which::Replica(_) if !begun => replay::arm(&self.cbuf),
+            _ => Replay::Off,
+        };
+        self.link = Some(Box::new(Link {
+            server,
+            which,
+            may_write,
+            replay,
+            split: Splitter::new(usize::MAX >> 1),
+            pending: Pending::default(),
+            started: None,
+            running: std::collections::VecDeque::new(),
+            parsed: None,
+            change: None,
+            applied,
+        }));
+        Ok(())
+    }
+
+    pub(super) async fn detach(&mut self) {
+        if let Some(mut link) = self.link.take() {
+            self.slot().detach();
+            let fenced = self.shared.config.load().general.routing.consistency
+                == Consistency::ReadYourWrites;
+            if fenced
+                && link.may_write
+                && link.which == Which::Primary
+                && self.pool.replicas.is_some()
+            {
+                self.route_state().fence = Fence::After(std::time::Instant::now());
+            }
+            if link.applied || link.change.is_some() {
+                // Rare: boxed so it doesn't grow every session's state.
+                Box::pin(self.settle_settings(&mut link)).await;
+            }
+            if link.server.state == ConnState::Ready(b'I') && link.server.buf.is_empty() {
+                // The common case: clean and idle, so dropping it returns it
+                // to the pool (deadpool's recycle still checks it).
+                return;
+            }
+            if !link.server.buf.is_empty() {
+                // Unsolicited output after the end of the turn, most often
+                // a FATAL from a server shutting down: not worth keeping.
+                link.server.state = ConnState::Broken;
+            }
+            let timeout = self.shared.config.load().general.server_reset_timeout;
+            // Rare and large: boxed so it doesn't grow every session's state.
+            Box::pin(pool::release(link.server, Release::Idle, timeout)).await;
+        }
+    }
+
+    /// The end of a turn that changed or carried the client's settings:
+    /// read the changed ones back from the server (so failed and
+    /// rolled-back SETs count as the server says), then wipe them off the
+    /// connection before anyone else gets it. A connection where that fails
+    /// is discarded.
+    async fn settle_settings(&mut self, link: &mut Link) {
+        let timeout = self.shared.config.load().general.server_reset_timeout;
+        if let Some(change) = link.change.take() {
+            if let Some(sql) = change.read_back_sql() {
+                match link.server.query_row(&sql, timeout).await {
+                    Ok(values) => self.route_state().settings.apply(&change, values),
+                    Err(e) => {
+                        tracing::warn!(server = %link.server.addr, error = %e, "could not read back a client's settings");
+                        link.server.state = ConnState::Broken;
+                        return;
+                    }
+                }
+            } else {
+                self.route_state().settings.apply(&change, Vec::new());
+            }
+        }
+        if let Err(e) = link.server.run("RESET ALL", timeout).await {
+            tracing::warn!(server = %link.server.addr, error = %e, "reset failed; discarding server connection");
+            link.server.state = ConnState::Broken;
+        }
+    }
+}
+
+/// A client counted as waiting for a server connection until `end` or
+/// drop (a refused or abandoned wait).
+pub(super) struct Waiting<'a> {
+    gauge: &'a prometheus::IntGauge,
+    since: std::time::Instant,
+}
+
+impl<'a> Waiting<'a> {
+    pub(super) fn start(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Waiting {
+            gauge,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn end(self) -> std::time::Duration {
+        self.since.elapsed()
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
