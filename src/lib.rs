@@ -30,6 +30,7 @@ pub mod config;
 pub mod metrics;
 pub mod ops;
 pub mod pool;
+pub mod prepared;
 pub mod protocol;
 pub mod reload;
 pub mod router;

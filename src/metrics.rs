@@ -30,6 +30,14 @@ pub struct Metrics {
     /// Clients pinned to a server connection by session state (LISTEN,
     /// temp tables, session advisory locks, WITH HOLD cursors).
     pub pinned_clients: IntGauge,
+    /// Named prepared statements tracked for clients, and their memory.
+    pub prepared_statements: IntGauge,
+    pub prepared_bytes: IntGauge,
+    /// Parses sent to servers for tracked statements; client Parses a
+    /// server connection already had; statements closed by the LRU.
+    pub prepared_parses: IntCounter,
+    pub prepared_reused: IntCounter,
+    pub prepared_evictions: IntCounter,
     /// Server connections by pool, server and state (scrape time).
     pub server_connections: IntGaugeVec,
     pub pool_size: IntGaugeVec,
@@ -147,6 +155,41 @@ impl Metrics {
                 "Clients in transaction or statement mode pinned to one server connection by session state (LISTEN, temporary tables, session advisory locks, WITH HOLD cursors).",
             ),
         );
+        let prepared_statements = register(
+            r,
+            IntGauge::new(
+                "pgswitch_prepared_statements",
+                "Named prepared statements pgswitch tracks for connected clients (transaction and statement modes).",
+            ),
+        );
+        let prepared_bytes = register(
+            r,
+            IntGauge::new(
+                "pgswitch_prepared_statement_bytes",
+                "Memory held by the named prepared statements tracked for connected clients.",
+            ),
+        );
+        let prepared_parses = register(
+            r,
+            IntCounter::new(
+                "pgswitch_prepared_parses_total",
+                "Parse messages sent to servers for tracked statements (first use on a server connection).",
+            ),
+        );
+        let prepared_reused = register(
+            r,
+            IntCounter::new(
+                "pgswitch_prepared_reused_total",
+                "Client Parse messages answered by pgswitch because the server connection already had the statement.",
+            ),
+        );
+        let prepared_evictions = register(
+            r,
+            IntCounter::new(
+                "pgswitch_prepared_evictions_total",
+                "Statements closed on server connections over max_prepared_statements (least recently used first).",
+            ),
+        );
         let server_connections = gauge_vec(
             r,
             "pgswitch_server_connections",
@@ -237,6 +280,11 @@ impl Metrics {
             clients_waiting,
             auth_failures,
             pinned_clients,
+            prepared_statements,
+            prepared_bytes,
+            prepared_parses,
+            prepared_reused,
+            prepared_evictions,
             server_connections,
             pool_size,
             replica_in_rotation,

@@ -83,8 +83,8 @@ async fn reads_go_to_replicas_and_everything_else_to_the_primary() {
     c.batch_execute("BEGIN READ ONLY").await.unwrap();
     assert_ne!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
     c.batch_execute("COMMIT").await.unwrap();
-    // The extended protocol routes too (unnamed statements; named ones stay
-    // on the primary, where their later Bind will look for them).
+    // The extended protocol routes too, unnamed and named statements alike
+    // (a named one follows the client to whichever server runs its Bind).
     let t = tokio_postgres::types::Type::INT4;
     let rows = c
         .query_typed("SELECT inet_server_port(), $1::int", &[(&7i32, t)])
@@ -95,7 +95,27 @@ async fn reads_go_to_replicas_and_everything_else_to_the_primary() {
         .query_one("SELECT inet_server_port(), $1::int", &[&7i32])
         .await
         .unwrap();
-    assert_eq!(row.get::<_, i32>(0), PRIMARY_PORT);
+    assert_ne!(row.get::<_, i32>(0), PRIMARY_PORT);
+    // Prepared once, bound in later transactions: each Bind is routed by
+    // the statement's text, a write's to the primary.
+    let read = c
+        .prepare("SELECT inet_server_port(), $1::int")
+        .await
+        .unwrap();
+    let write = c
+        .prepare(&format!(
+            "INSERT INTO {table} (v) VALUES ($1) RETURNING inet_server_port()"
+        ))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let row = c.query_one(&read, &[&i]).await.unwrap();
+        assert_ne!(row.get::<_, i32>(0), PRIMARY_PORT);
+    }
+    for i in 0..3 {
+        let row = c.query_one(&write, &[&i]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), PRIMARY_PORT);
+    }
     // A bad hint is an error, not a guess; the connection goes on.
     let e = c
         .simple_query("/* pgswitch:sideways */ SELECT 1")

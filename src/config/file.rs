@@ -61,6 +61,8 @@ pub struct GeneralFile {
     pub metrics_listen: Option<String>,
     pub admin_users: Option<Vec<String>>,
     pub query_stats_size: Option<usize>,
+    pub max_prepared_statements: Option<usize>,
+    pub max_client_prepared_statements: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub slow_query_threshold: Option<Duration>,
 }

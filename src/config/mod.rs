@@ -154,6 +154,12 @@ pub struct General {
     pub admin_users: Vec<String>,
     /// Fingerprints kept by the per-query statistics (0: off).
     pub query_stats_size: usize,
+    /// Pooler-wide prepared statements kept per server connection in
+    /// transaction and statement modes (0: named statements pass through
+    /// untracked).
+    pub max_prepared_statements: usize,
+    /// Named prepared statements one client may have.
+    pub max_client_prepared_statements: usize,
     /// Statements at least this slow are logged (`None`: off).
     pub slow_query_threshold: Option<Duration>,
 }

@@ -271,6 +271,8 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         metrics_listen,
         admin_users: Vec::new(),
         query_stats_size: g.query_stats_size.unwrap_or(1000),
+        max_prepared_statements: g.max_prepared_statements.unwrap_or(200),
+        max_client_prepared_statements: g.max_client_prepared_statements.unwrap_or(1000),
         slow_query_threshold: nonzero(g.slow_query_threshold, None),
     }
 }

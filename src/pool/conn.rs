@@ -73,6 +73,8 @@ pub struct ServerConn {
     pub key: (i32, i32),
     pub addr: Arc<ServerAddr>,
     pub state: ConnState,
+    /// Pooler-wide prepared statements this connection has.
+    pub statements: crate::prepared::ServerStatements,
 }
 
 impl ServerConn {
@@ -99,6 +101,7 @@ impl ServerConn {
             key: (0, 0),
             addr: Arc::new(t.addr.clone()),
             state: ConnState::Busy,
+            statements: Default::default(),
         };
         tokio::time::timeout(t.connect_timeout, conn.login(t))
             .await
@@ -288,8 +291,16 @@ impl ServerConn {
     /// replies but recording ParameterStatus. The connection is Broken if it
     /// fails to come back to ReadyForQuery in time.
     pub async fn run(&mut self, sql: &str, timeout: Duration) -> Result<(), ServerError> {
+        let mut out = BytesMut::new();
+        messages::query(&mut out, sql);
+        self.exchange(&out, timeout).await
+    }
+
+    /// Sends pgswitch's own messages, ending in a Sync or Query, and reads
+    /// the replies up to ReadyForQuery; an ErrorResponse is the error.
+    pub async fn exchange(&mut self, msgs: &[u8], timeout: Duration) -> Result<(), ServerError> {
         let addr = self.addr.to_string();
-        match tokio::time::timeout(timeout, self.run_inner(sql)).await {
+        match tokio::time::timeout(timeout, self.exchange_inner(msgs)).await {
             Ok(r) => r.map(drop),
             Err(_) => {
                 self.state = ConnState::Broken;
@@ -307,7 +318,7 @@ impl ServerConn {
     ) -> Result<Vec<Option<String>>, ServerError> {
         let addr = self.addr.to_string();
         match tokio::time::timeout(timeout, self.run_inner(sql)).await {
-            Ok(r) => r,
+            Ok(r) => r.map(|rows| rows.into_iter().next().unwrap_or_default()),
             Err(_) => {
                 self.state = ConnState::Broken;
                 Err(ServerError::Timeout { addr, timeout })
@@ -315,17 +326,45 @@ impl ServerConn {
         }
     }
 
-    async fn run_inner(&mut self, sql: &str) -> Result<Vec<Option<String>>, ServerError> {
+    /// Runs `sql` (pgswitch's own statement) and returns the first column
+    /// of every row.
+    pub async fn query_column(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>, ServerError> {
+        let addr = self.addr.to_string();
+        match tokio::time::timeout(timeout, self.run_inner(sql)).await {
+            Ok(r) => r.map(|rows| {
+                rows.into_iter()
+                    .filter_map(|r| r.into_iter().next().flatten())
+                    .collect()
+            }),
+            Err(_) => {
+                self.state = ConnState::Broken;
+                Err(ServerError::Timeout { addr, timeout })
+            }
+        }
+    }
+
+    async fn run_inner(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ServerError> {
         let mut out = BytesMut::new();
         messages::query(&mut out, sql);
+        self.exchange_inner(&out).await
+    }
+
+    async fn exchange_inner(
+        &mut self,
+        msgs: &[u8],
+    ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
         self.state = ConnState::Busy;
-        self.write(&out).await?;
+        self.write(msgs).await?;
         let mut failure = None;
-        let mut row = None;
+        let mut rows = Vec::new();
         loop {
             let (tag, body) = self.read_message().await?;
             match tag {
-                b'D' if row.is_none() => row = Some(messages::parse_data_row(&body)),
+                b'D' => rows.push(messages::parse_data_row(&body)),
                 b'E' => failure = Some(BackendError::parse(&body)),
                 b'S' => {
                     if let Some((k, v)) = messages::parse_parameter_status(&body) {
@@ -339,7 +378,7 @@ impl ServerConn {
                             addr: self.addr.to_string(),
                             error,
                         }),
-                        None => Ok(row.unwrap_or_default()),
+                        None => Ok(rows),
                     };
                 }
                 _ => {}

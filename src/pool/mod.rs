@@ -375,6 +375,10 @@ pub async fn release(mut server: Server, how: Release, timeout: Duration) {
             return discard(server);
         }
     }
+    if how == Release::EndSession {
+        // DISCARD ALL dropped every prepared statement.
+        server.statements.clear();
+    }
     if server.state != ConnState::Ready(b'I') {
         discard(server);
     }

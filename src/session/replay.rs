@@ -26,6 +26,16 @@ pub enum Replay {
     Sent(Bytes),
 }
 
+impl Replay {
+    /// The request sent, if armed and sent; the net is off afterwards.
+    pub fn take_sent(&mut self) -> Option<Bytes> {
+        match std::mem::replace(self, Replay::Off) {
+            Replay::Sent(request) => Some(request),
+            _ => None,
+        }
+    }
+}
+
 /// The safety net for `request`, the client's buffered bytes at the start
 /// of a replica-routed transaction: armed only for one whole request.
 pub fn arm(request: &[u8]) -> Replay {

@@ -27,6 +27,9 @@ impl Forwarder<'_> {
         // A connection that carries this client's settings is wiped.
         let how = match self.mode {
             _ if link.applied || link.change.is_some() => Release::EndSession,
+            // Client-named statements on it, or statements we may have
+            // lost track of (a DEALLOCATE ALL mid-transaction).
+            _ if link.sql_prepared || link.wiped => Release::EndSession,
             PoolMode::Session => Release::EndSession,
             _ => Release::Idle,
         };
@@ -128,6 +131,8 @@ impl Forwarder<'_> {
             }
             None => false,
         };
+        // The client's SQL-level PREPAREs (see `statements`).
+        let sql_prepared = self.replay_sql_statements(&mut server).await?;
         // After the parameter sync, which must not be undone by a rollback.
         let begun = match self.route.as_mut().and_then(|r| r.deferred_begin.take()) {
             Some(sql) => {
@@ -158,6 +163,10 @@ impl Forwarder<'_> {
             parsed: None,
             change: None,
             applied,
+            expect: Default::default(),
+            rewritten: None,
+            wiped: false,
+            sql_prepared,
         }));
         Ok(())
     }
@@ -177,6 +186,9 @@ impl Forwarder<'_> {
             if link.applied || link.change.is_some() {
                 // Rare: boxed so it doesn't grow every session's state.
                 Box::pin(self.settle_settings(&mut link)).await;
+            }
+            if self.track {
+                Box::pin(self.end_turn(&mut link)).await;
             }
             if link.server.state == ConnState::Ready(b'I') && link.server.buf.is_empty() {
                 // The common case: clean and idle, so dropping it returns it

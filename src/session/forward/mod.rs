@@ -26,6 +26,7 @@ use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::pool::replicas::Fence;
 use crate::pool::{ConnState, ParamSet, PoolSet, Server, Which};
+use crate::prepared::{ClientStatements, Expect, Replies};
 use crate::protocol::frame::{peek_header, Item, Splitter, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
 use crate::router::RouteHint;
@@ -52,6 +53,14 @@ struct Link {
     /// end of its turn), and whether its earlier settings were put on it.
     change: Option<Box<Change>>,
     applied: bool,
+    /// Replies owed, when named statements are tracked.
+    expect: Expect,
+    /// Bytes rewritten on their way (either way), while they are written.
+    rewritten: Option<BytesMut>,
+    /// The client deallocated the connection's statements this turn, or
+    /// SQL-level statements are on it (see `statements::end_turn`).
+    wiped: bool,
+    sql_prepared: bool,
 }
 
 impl Link {
@@ -101,9 +110,11 @@ mod link;
 mod requests;
 mod routing;
 mod start;
+mod statements;
 
 use requests::{request_text, track_request};
 use routing::Next;
+use statements::Rewritten;
 
 pub struct Forwarder<'a> {
     shared: &'a Shared,
@@ -125,6 +136,10 @@ pub struct Forwarder<'a> {
     route: Option<Box<RouteState>>,
     /// Size of the next read buffer (see `read_some`).
     read_size: usize,
+    /// Named prepared statements are tracked (transaction and statement
+    /// modes; `max_prepared_statements` above 0), and this client's.
+    track: bool,
+    statements: Option<Box<ClientStatements>>,
 }
 
 impl<'a> Forwarder<'a> {
@@ -137,6 +152,8 @@ impl<'a> Forwarder<'a> {
             mode,
             login,
         } = session;
+        let track =
+            mode != PoolMode::Session && shared.config.load().general.max_prepared_statements > 0;
         Forwarder {
             shared,
             client,
@@ -156,6 +173,8 @@ impl<'a> Forwarder<'a> {
                 })
             }),
             read_size: MIN_READ,
+            track,
+            statements: None,
         }
     }
 
@@ -185,6 +204,13 @@ impl<'a> Forwarder<'a> {
         let result = self.pump().await.map_err(Box::new);
         if self.route.as_ref().is_some_and(|r| r.pinned) {
             self.shared.metrics.pinned_clients.dec();
+        }
+        if let Some(s) = self.statements.take() {
+            statements::gauge(
+                &self.shared.metrics,
+                (s.len(), s.bytes()),
+                &Default::default(),
+            );
         }
         if let Some(release) = self.final_release() {
             release.await;
@@ -307,7 +333,9 @@ impl<'a> Forwarder<'a> {
     }
 
     /// Forwards every complete message header (and the body bytes that came
-    /// with it) to the server, attaching one first if needed.
+    /// with it) to the server, attaching one first if needed. With
+    /// statement tracking on, named statements are rewritten on the way
+    /// (see `crate::prepared`).
     async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
         if self.link.is_none() {
             // Boxed: the start of a request (routing, checkout, refusal) is
@@ -316,70 +344,129 @@ impl<'a> Forwarder<'a> {
                 return Ok(flow);
             }
         }
+        let (pos, flow) = self.scan_client()?;
         let Some(link) = self.link.as_mut() else {
-            return Ok(Flow::Continue);
+            return Ok(flow);
         };
-        let mut pos = 0;
-        let mut flow = Flow::Continue;
-        while let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], |_| false)? {
-            if let Item::Header { tag, body_len } = item {
-                // Terminate is ours to handle; the server connection lives on.
-                if tag == b'X' {
-                    flow = Flow::Terminate;
-                    break;
-                }
-                if matches!(tag, b'Q' | b'S' | b'F' | b'P') {
-                    if tag != b'P' {
-                        self.pool.stats.requests.inc();
-                    }
-                    let body = self.cbuf.get(pos + HEADER_LEN..pos + HEADER_LEN + body_len);
-                    if self.shared.queries.enabled() {
-                        let reason = self.route.as_ref().map_or("", |r| r.reason);
-                        track_request(&self.shared.queries, link, tag, body, reason);
-                    }
-                    if self.mode != PoolMode::Session {
-                        let text = request_text(tag, body);
-                        if let Some(change) = text.and_then(settings::changes) {
-                            link.change.get_or_insert_with(Box::default).merge(change);
-                        }
-                        if let Some(feature) = text.and_then(pinning::pins) {
-                            // From now on the client keeps this connection,
-                            // as in session mode.
-                            tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
-                            self.mode = PoolMode::Session;
-                            self.shared.metrics.pinned_clients.inc();
-                            self.route.get_or_insert_with(Box::default).pinned = true;
-                        }
-                    }
-                }
-                link.started.get_or_insert_with(std::time::Instant::now);
-                link.pending.client(tag);
-                link.server.state = ConnState::Busy;
-            }
-            pos += n;
+        if pos == 0 {
+            return Ok(flow);
         }
-        if pos > 0 {
-            // The armed Query goes out exactly as saved; anything more sent
-            // on this link makes the request unrepeatable.
-            link.replay = match std::mem::replace(&mut link.replay, Replay::Off) {
-                Replay::Armed(q) if q[..] == self.cbuf[..pos] => Replay::Sent(q),
-                _ => Replay::Off,
-            };
-            let rerun = match link.server.write(&self.cbuf[..pos]).await {
+        // The armed Query goes out exactly as saved; anything more sent on
+        // this link makes the request unrepeatable.
+        link.replay = match std::mem::replace(&mut link.replay, Replay::Off) {
+            Replay::Armed(q) if q[..] == self.cbuf[..pos] => Replay::Sent(q),
+            _ => Replay::Off,
+        };
+        let rerun = if link.rewritten.is_some() {
+            // Boxed: it should not widen every session's state.
+            Box::pin(self.send_rewritten()).await?
+        } else {
+            // Matched at once: a named result would keep its room in the
+            // session's state across the await below.
+            match link.server.write(&self.cbuf[..pos]).await {
                 Ok(()) => None,
                 // A replica that died under an armed request: the request
                 // never ran, so it can run on the primary instead.
-                Err(e) => match std::mem::replace(&mut link.replay, Replay::Off) {
-                    Replay::Sent(request) => Some(request),
-                    _ => return Err(e.into()),
+                Err(e) => match link.replay.take_sent() {
+                    Some(request) => Some(request),
+                    None => return Err(e.into()),
                 },
-            };
-            self.cbuf.advance(pos);
-            if let Some(request) = rerun {
-                Box::pin(self.rerun_on_primary(request, true)).await?;
             }
+        };
+        self.cbuf.advance(pos);
+        if let Some(request) = rerun {
+            Box::pin(self.rerun_on_primary(request, true)).await?;
         }
         Ok(flow)
+    }
+
+    /// Walks the client's complete messages at hand: statistics, settings,
+    /// pinning and reply bookkeeping noted, named statements rewritten.
+    /// Returns how many bytes were walked and whether the client
+    /// terminated; what the server gets instead of those bytes, if
+    /// anything changed, is left in `link.rewritten`.
+    fn scan_client(&mut self) -> Result<(usize, Flow), SessionError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok((0, Flow::Continue));
+        };
+        let track = self.track;
+        let mut rewritten = Rewritten::default();
+        let mut pos = 0;
+        let mut flow = Flow::Continue;
+        let want = |t| track && matches!(t, b'P' | b'B' | b'D' | b'C' | b'Q');
+        while let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], want)? {
+            let (tag, body, whole) = match item {
+                Item::Header { tag, body_len } => {
+                    let body = self.cbuf.get(pos + HEADER_LEN..pos + HEADER_LEN + body_len);
+                    (tag, body, false)
+                }
+                Item::Whole { tag, body } => (tag, Some(body), true),
+                Item::Body => {
+                    pos += n;
+                    continue;
+                }
+            };
+            // Terminate is ours to handle; the server connection lives on.
+            if tag == b'X' {
+                flow = Flow::Terminate;
+                break;
+            }
+            if tag == b'B' && self.shared.queries.enabled() && link.parsed.is_none() {
+                // A named statement prepared in an earlier batch.
+                if let Some(text) = statements::bound_text(self.statements.as_deref(), body) {
+                    let reason = self.route.as_ref().map_or("", |r| r.reason);
+                    link.parsed = Some(self.shared.queries.begin(text, reason));
+                }
+            }
+            if matches!(tag, b'Q' | b'S' | b'F' | b'P') {
+                if tag != b'P' {
+                    self.pool.stats.requests.inc();
+                }
+                if self.shared.queries.enabled() {
+                    let reason = self.route.as_ref().map_or("", |r| r.reason);
+                    track_request(&self.shared.queries, link, tag, body, reason);
+                }
+                if self.mode != PoolMode::Session {
+                    let text = request_text(tag, body);
+                    if let Some(change) = text.and_then(settings::changes) {
+                        link.change.get_or_insert_with(Box::default).merge(change);
+                    }
+                    if let Some(feature) = text.and_then(pinning::pins) {
+                        // From now on the client keeps this connection,
+                        // as in session mode.
+                        tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
+                        self.mode = PoolMode::Session;
+                        self.shared.metrics.pinned_clients.inc();
+                        self.route.get_or_insert_with(Box::default).pinned = true;
+                    }
+                }
+            }
+            if track {
+                let statements = self.statements.get_or_insert_with(Box::default);
+                let before = (statements.len(), statements.bytes());
+                let cap = self
+                    .shared
+                    .config
+                    .load()
+                    .general
+                    .max_client_prepared_statements;
+                let mut rw = statements::rewriter(statements, link, cap, false);
+                if !rw.message(tag, whole.then_some(body).flatten(), &mut rewritten.made) {
+                    rewritten.replace(&self.cbuf, pos, n);
+                }
+                statements::count(&self.shared.metrics, &rw);
+                let (wiped, sql_prepared) = (rw.wiped, rw.sql_prepared);
+                link.wiped |= wiped;
+                link.sql_prepared |= sql_prepared;
+                statements::gauge(&self.shared.metrics, before, statements);
+            }
+            link.started.get_or_insert_with(std::time::Instant::now);
+            link.pending.client(tag);
+            link.server.state = ConnState::Busy;
+            pos += n;
+        }
+        link.rewritten = rewritten.finish(&self.cbuf[..pos]);
+        Ok((pos, flow))
     }
 
     /// Forwards server output to the client, noting ReadyForQuery and
@@ -404,10 +491,53 @@ impl<'a> Forwarder<'a> {
                 }
             }
         }
+        let (pos, refused_block) = self.scan_server()?;
+        let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        let conn: &mut crate::pool::ServerConn = &mut link.server;
+        if let Some(out) = link.rewritten.as_deref() {
+            self.client
+                .write_all(out)
+                .await
+                .map_err(SessionError::ClientGone)?;
+            self.pool.stats.bytes_out.inc_by(out.len() as u64);
+            link.rewritten = None;
+            link.server.buf.advance(pos);
+        } else if pos > 0 {
+            self.client
+                .write_all(&conn.buf[..pos])
+                .await
+                .map_err(SessionError::ClientGone)?;
+            conn.buf.advance(pos);
+            self.pool.stats.bytes_out.inc_by(pos as u64);
+        }
+        if refused_block {
+            return Box::pin(self.refuse_transaction_block()).await;
+        }
+        if pooled && link.status() == Some(b'I') && self.csplit.at_boundary() {
+            self.detach().await;
+        }
+        Ok(())
+    }
+
+    /// Walks the server bytes at hand up to the end of the client's turn:
+    /// replies noted (ReadyForQuery, ParameterStatus, errors, rows), and
+    /// changed where named statements call for it. Returns how many bytes
+    /// were walked, whether statement mode refuses a transaction block
+    /// (its ReadyForQuery not included); what the client gets instead of
+    /// those bytes, if anything changed, is left in `link.rewritten`.
+    fn scan_server(&mut self) -> Result<(usize, bool), SessionError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok((0, false));
+        };
         let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
         let conn: &mut crate::pool::ServerConn = &mut link.server;
         let mut pos = 0;
         let mut refused_block = false;
+        // Replies changed on the way (named statements, see `prepared`).
+        let mut replies = self.track.then(Replies::default);
         loop {
             let step = match link
                 .split
@@ -423,6 +553,23 @@ impl<'a> Forwarder<'a> {
                 }
             };
             let Some((item, n)) = step else { break };
+            if let Some(r) = replies.as_mut() {
+                let client = self.statements.as_deref();
+                match item {
+                    Item::Whole { tag, body } => r.message(
+                        &mut link.expect,
+                        client,
+                        &conn.buf,
+                        (pos, n),
+                        tag,
+                        Some(body),
+                    ),
+                    Item::Header { tag, .. } => {
+                        r.message(&mut link.expect, client, &conn.buf, (pos, n), tag, None)
+                    }
+                    Item::Body => r.body(&conn.buf, (pos, n)),
+                }
+            }
             match item {
                 Item::Whole { tag: b'Z', body } => {
                     link.pending.server(b'Z');
@@ -488,21 +635,17 @@ impl<'a> Forwarder<'a> {
             }
             pos += n;
         }
-        if pos > 0 {
-            self.client
-                .write_all(&conn.buf[..pos])
-                .await
-                .map_err(SessionError::ClientGone)?;
-            conn.buf.advance(pos);
-            self.pool.stats.bytes_out.inc_by(pos as u64);
-        }
-        if refused_block {
-            return Box::pin(self.refuse_transaction_block()).await;
-        }
-        if pooled && link.status() == Some(b'I') && self.csplit.at_boundary() {
-            self.detach().await;
-        }
-        Ok(())
+        let changed = match replies.as_mut() {
+            Some(r) => {
+                let out = r.finish(&mut link.expect, &conn.buf, pos);
+                let undo = std::mem::take(&mut r.undo);
+                statements::undo(undo, &mut self.statements, conn, &self.shared.metrics);
+                out
+            }
+            None => None,
+        };
+        link.rewritten = changed;
+        Ok((pos, refused_block))
     }
 
     /// Statement mode: a statement left a transaction open. Roll it back on

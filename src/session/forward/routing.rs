@@ -51,21 +51,30 @@ impl Forwarder<'_> {
         let Some((tag, len)) = peek_header(&self.cbuf)? else {
             return Ok(None);
         };
-        if !matches!(tag, b'Q' | b'P') || len > MAX_ROUTED_SQL {
+        if !matches!(tag, b'Q' | b'P' | b'B') || len > MAX_ROUTED_SQL {
             return self.write_target(true);
         }
         let Some(body) = self.cbuf.get(HEADER_LEN..HEADER_LEN + len) else {
             return Ok(None);
         };
-        // Query: sql\0. Parse: name\0 sql\0 types.
+        // Query: sql\0. Parse: name\0 sql\0 types. Bind: portal\0 name\0 ...
         let mut parts = body.split(|&b| b == 0);
-        if tag == b'P' && parts.next().is_some_and(|name| !name.is_empty()) {
-            // A named statement outlives this transaction; its Bind may come
-            // in a later one, which must find it: primary, as before routing
-            // (transaction-mode prepared statements are their own issue).
-            return self.write_target(false);
-        }
-        let Some(sql) = parts.next().and_then(|s| std::str::from_utf8(s).ok()) else {
+        let sql = match tag {
+            // A client's named statement, prepared in an earlier batch:
+            // its text decides, wherever it will be parsed.
+            b'B' if self.track => {
+                super::statements::bound_text(self.statements.as_deref(), Some(body))
+            }
+            b'B' => None,
+            b'P' if parts.next().is_some_and(|name| !name.is_empty()) && !self.track => {
+                // Untracked, a named statement must stay where its Binds
+                // will find it: the primary.
+                return self.write_target(false);
+            }
+            b'P' => parts.next().and_then(|s| std::str::from_utf8(s).ok()),
+            _ => parts.next().and_then(|s| std::str::from_utf8(s).ok()),
+        };
+        let Some(sql) = sql else {
             return self.write_target(true);
         };
         let decision = replicas.route(sql).map_err(SessionError::Route)?;
@@ -102,7 +111,17 @@ impl Forwarder<'_> {
         match route {
             Route::Replica => Ok(Some(Next::Read)),
             Route::Any => primary(false),
-            Route::Primary => self.write_target(decision.route == Route::Primary),
+            Route::Primary => {
+                // A Parse (and Describe) that nothing executes before its
+                // Sync writes nothing: it must not hold the client's reads
+                // back. Without the whole batch at hand, assume it writes.
+                let parse_only = tag == b'P'
+                    && whole_messages(&self.cbuf)
+                        .map(|(t, _)| t)
+                        .find(|t| matches!(t, b'E' | b'S'))
+                        == Some(b'S');
+                self.write_target(decision.route == Route::Primary && !parse_only)
+            }
         }
     }
 
@@ -236,7 +255,10 @@ impl Forwarder<'_> {
             link.pending.client(tag);
         }
         link.server.state = ConnState::Busy;
-        link.server.write(&request).await?;
+        let out = self.rewrite_request(&request);
+        if let Some(link) = self.link.as_mut() {
+            link.server.write(&out).await?;
+        }
         Ok(())
     }
 }

@@ -1,0 +1,345 @@
+//! The replies a server connection owes, in order, for the messages sent
+//! to it: which to forward, which to drop (a Parse or Close pgswitch added),
+//! which to replace (a client message pgswitch refused), and where to put
+//! replies pgswitch makes itself (a Parse the connection already had, a
+//! Close of a client's name). Needed because the client must see exactly
+//! the replies its own messages would get from a direct connection.
+//!
+//! Protocol facts this follows:
+//! - every extended-protocol message gets one final reply (ParseComplete,
+//!   BindComplete, CloseComplete, RowDescription or NoData for Describe,
+//!   CommandComplete, EmptyQueryResponse or PortalSuspended for Execute);
+//!   Sync, Query and FunctionCall end at ReadyForQuery;
+//! - after an error the server skips every message up to the next Sync, so
+//!   those messages get no reply and whatever they did here is undone;
+//! - NoticeResponse, ParameterStatus and NotificationResponse may come at
+//!   any time;
+//! - Syncs sent after an Execute that turns out to be a COPY FROM STDIN,
+//!   and before its CopyDone or CopyFail, are ignored by the server.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::Statement;
+
+/// What a message sent to the server will be answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Parse,
+    Bind,
+    DescribeStatement,
+    DescribePortal,
+    Execute,
+    Close,
+    /// Sync, Query and FunctionCall: answered up to ReadyForQuery.
+    Sync,
+}
+
+/// What happens to a message's replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    Forward,
+    /// Added by pgswitch: success is dropped, an error goes to the client.
+    Swallow,
+    /// Stands in for a client message pgswitch refused: it fails on the
+    /// server (so the server skips to the Sync, as it would have), and the
+    /// client gets this ErrorResponse instead.
+    Replace(Box<[u8]>),
+}
+
+/// Bookkeeping to undo when a message never took effect on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    /// The client's Parse of this name did not happen.
+    ClientForget(Box<[u8]>),
+    /// The client's Close of this name did not happen.
+    ClientRestore(Box<[u8]>, Arc<Statement>),
+    /// The server did not prepare this statement.
+    ServerForget(u64),
+    /// The client's Parse of this name, sent on to the server, did not
+    /// happen.
+    Parsed(Box<[u8]>, u64),
+    /// The server did not close this statement.
+    ServerRestore(Arc<Statement>),
+}
+
+#[derive(Debug)]
+enum Entry {
+    Reply {
+        kind: Kind,
+        fate: Fate,
+        undo: Option<Undo>,
+    },
+    /// A reply pgswitch makes (ParseComplete, CloseComplete) in its turn.
+    Emit { tag: u8, undo: Option<Undo> },
+    /// The client ended a COPY (CopyDone or CopyFail): no reply of its own.
+    CopyEnd,
+}
+
+/// What to do with one server message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Forward,
+    Drop,
+    Replace(Box<[u8]>),
+}
+
+/// The replies one server connection owes, oldest first.
+#[derive(Debug, Default)]
+pub struct Expect {
+    queue: VecDeque<Entry>,
+    /// An error was sent: drop entries up to the next Sync.
+    skipping: bool,
+    /// The server is in COPY FROM STDIN: Syncs are ignored until the
+    /// client's CopyDone or CopyFail.
+    copy_in: bool,
+}
+
+impl Expect {
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// A message sent to the server.
+    pub fn sent(&mut self, kind: Kind, fate: Fate, undo: Option<Undo>) {
+        if kind == Kind::Sync && self.copy_in {
+            return;
+        }
+        self.queue.push_back(Entry::Reply { kind, fate, undo });
+    }
+
+    /// A reply pgswitch makes itself, after the replies owed so far.
+    pub fn emit(&mut self, tag: u8, undo: Option<Undo>) {
+        self.queue.push_back(Entry::Emit { tag, undo });
+    }
+
+    /// The client sent CopyDone or CopyFail.
+    pub fn copy_end(&mut self) {
+        self.copy_in = false;
+        self.queue.push_back(Entry::CopyEnd);
+    }
+
+    /// Replies pgswitch makes that are due now (nothing owed before them),
+    /// appended to `out` as whole messages.
+    pub fn due(&mut self, out: &mut Vec<u8>, undo: &mut Vec<Undo>) {
+        self.settle(undo);
+        while let Some(Entry::Emit { .. }) = self.queue.front() {
+            if let Some(Entry::Emit { tag, .. }) = self.queue.pop_front() {
+                out.extend_from_slice(&[tag, 0, 0, 0, 4]);
+            }
+            self.settle(undo);
+        }
+    }
+
+    /// A message from the server: what to do with it. Bookkeeping to undo
+    /// is appended to `undo`, to be applied last first.
+    pub fn received(&mut self, tag: u8, undo: &mut Vec<Undo>) -> Action {
+        if matches!(tag, b'N' | b'S' | b'A') {
+            return Action::Forward;
+        }
+        self.settle(undo);
+        let Some(Entry::Reply { kind, .. }) = self.queue.front() else {
+            return Action::Forward;
+        };
+        let kind = *kind;
+        let error = tag == b'E' && kind != Kind::Sync;
+        if tag == b'E' {
+            self.copy_in = false;
+        }
+        if tag == b'G' && kind == Kind::Execute {
+            self.copy_started();
+        }
+        let Some(Entry::Reply { fate, .. }) = self.queue.front() else {
+            return Action::Forward;
+        };
+        let last = error
+            || match kind {
+                Kind::Parse => tag == b'1',
+                Kind::Bind => tag == b'2',
+                Kind::Close => tag == b'3',
+                Kind::DescribeStatement | Kind::DescribePortal => matches!(tag, b'T' | b'n'),
+                Kind::Execute => matches!(tag, b'C' | b'I' | b's'),
+                Kind::Sync => tag == b'Z',
+            };
+        let action = match fate {
+            Fate::Forward => Action::Forward,
+            Fate::Swallow if tag == b'E' => Action::Forward,
+            Fate::Swallow => Action::Drop,
+            Fate::Replace(e) if error => Action::Replace(e.clone()),
+            Fate::Replace(_) => Action::Drop,
+        };
+        if last {
+            if let Some(Entry::Reply { undo: u, .. }) = self.queue.pop_front() {
+                if error {
+                    undo.extend(u);
+                }
+            }
+            if error {
+                self.skipping = true;
+                self.settle(undo);
+            }
+        }
+        action
+    }
+
+    /// Drops what an error made the server skip, and COPY markers.
+    fn settle(&mut self, undo: &mut Vec<Undo>) {
+        loop {
+            match self.queue.front() {
+                Some(Entry::CopyEnd) => {}
+                Some(Entry::Reply {
+                    kind: Kind::Sync, ..
+                }) => {
+                    self.skipping = false;
+                    return;
+                }
+                Some(_) if self.skipping => {}
+                _ => return,
+            }
+            if let Some(Entry::Reply { undo: u, .. } | Entry::Emit { undo: u, .. }) =
+                self.queue.pop_front()
+            {
+                undo.extend(u);
+            }
+        }
+    }
+
+    /// The Execute at the front started a COPY FROM STDIN: the Syncs sent
+    /// after it and before the client's CopyDone/CopyFail get no reply.
+    fn copy_started(&mut self) {
+        let mut i = 1;
+        while i < self.queue.len() {
+            match self.queue[i] {
+                Entry::CopyEnd => return,
+                Entry::Reply {
+                    kind: Kind::Sync, ..
+                } => {
+                    self.queue.remove(i);
+                }
+                _ => i += 1,
+            }
+        }
+        self.copy_in = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replies(e: &mut Expect, tags: &[u8]) -> (Vec<u8>, Vec<Undo>) {
+        let mut out = Vec::new();
+        let mut undo = Vec::new();
+        for &t in tags {
+            e.due(&mut out, &mut undo);
+            match e.received(t, &mut undo) {
+                Action::Forward => out.push(t),
+                Action::Drop => {}
+                Action::Replace(_) => out.push(b'!'),
+            }
+        }
+        e.due(&mut out, &mut undo);
+        // Only the tags, for readable assertions.
+        out.retain(|&b| b != 0 && b != 4);
+        (out, undo)
+    }
+
+    #[test]
+    fn injected_parse_reply_is_dropped_and_emitted_replies_keep_their_place() {
+        let mut e = Expect::default();
+        // Client: Parse(cached) Bind Execute Sync; pgswitch: emit '1',
+        // then Parse(missing, swallowed) ahead of the Bind.
+        e.emit(b'1', None);
+        e.sent(Kind::Parse, Fate::Swallow, Some(Undo::ServerForget(7)));
+        e.sent(Kind::Bind, Fate::Forward, None);
+        e.sent(Kind::Execute, Fate::Forward, None);
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let (out, undo) = replies(&mut e, b"12DDCZ");
+        assert_eq!(out, b"12DDCZ");
+        assert!(undo.is_empty());
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn an_error_skips_to_the_sync_and_undoes_what_was_skipped() {
+        let mut e = Expect::default();
+        e.sent(Kind::Bind, Fate::Forward, None);
+        e.sent(Kind::Execute, Fate::Forward, None);
+        e.emit(b'3', Some(Undo::ClientForget(b"a"[..].into())));
+        e.sent(Kind::Parse, Fate::Forward, Some(Undo::ServerForget(1)));
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let (out, undo) = replies(&mut e, b"2EZ");
+        assert_eq!(out, b"2EZ", "no CloseComplete after the error");
+        assert_eq!(
+            undo,
+            vec![Undo::ClientForget(b"a"[..].into()), Undo::ServerForget(1)]
+        );
+    }
+
+    #[test]
+    fn a_failed_injected_parse_reaches_the_client_and_is_undone() {
+        let mut e = Expect::default();
+        e.sent(Kind::Parse, Fate::Swallow, Some(Undo::ServerForget(9)));
+        e.sent(Kind::Bind, Fate::Forward, None);
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let (out, undo) = replies(&mut e, b"EZ");
+        assert_eq!(out, b"EZ");
+        assert_eq!(undo, vec![Undo::ServerForget(9)]);
+    }
+
+    #[test]
+    fn refused_message_gets_its_replacement_error() {
+        let mut e = Expect::default();
+        e.sent(Kind::Bind, Fate::Replace(b"E..."[..].into()), None);
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let (out, _) = replies(&mut e, b"EZ");
+        assert_eq!(out, b"!Z");
+    }
+
+    #[test]
+    fn emitted_reply_with_nothing_owed_is_due_at_once() {
+        let mut e = Expect::default();
+        e.emit(b'1', None);
+        let mut out = Vec::new();
+        e.due(&mut out, &mut Vec::new());
+        assert_eq!(out, [b'1', 0, 0, 0, 4]);
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn describe_statement_and_async_messages() {
+        let mut e = Expect::default();
+        e.sent(Kind::DescribeStatement, Fate::Forward, None);
+        e.emit(b'3', None);
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let (out, _) = replies(&mut e, b"tNTSZ");
+        assert_eq!(out, b"tNT3SZ");
+    }
+
+    #[test]
+    fn sync_before_copy_data_is_ignored_like_the_server_does() {
+        let mut e = Expect::default();
+        // tokio-postgres: Bind Execute Sync, then data, CopyDone, Sync.
+        e.sent(Kind::Bind, Fate::Forward, None);
+        e.sent(Kind::Execute, Fate::Forward, None);
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let (out, _) = replies(&mut e, b"2G");
+        assert_eq!(out, b"2G");
+        e.copy_end();
+        e.sent(Kind::Sync, Fate::Forward, None);
+        e.emit(b'3', None);
+        let (out, _) = replies(&mut e, b"CZ");
+        assert_eq!(out, b"CZ3");
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn errors_inside_a_query_do_not_skip() {
+        let mut e = Expect::default();
+        e.sent(Kind::Sync, Fate::Forward, None);
+        e.emit(b'1', None);
+        let (out, undo) = replies(&mut e, b"EZ");
+        assert_eq!(out, b"EZ1");
+        assert!(undo.is_empty());
+    }
+}

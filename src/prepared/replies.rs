@@ -1,0 +1,200 @@
+//! The server's replies on their way to the client, with the changes
+//! [`Expect`] calls for: replies to messages pgswitch added are dropped,
+//! refusals replaced, replies pgswitch makes put in their place, and
+//! pooler-wide statement names in errors turned back into the client's.
+//! Bytes that need no change are copied in runs, or not at all: when
+//! nothing changes, the caller forwards its buffer as it is.
+
+use bytes::BytesMut;
+
+use super::expect::{Action, Expect, Undo};
+use super::{client_error, ClientStatements};
+
+/// Client output being assembled from one read of server bytes.
+#[derive(Default)]
+pub struct Replies {
+    /// `None` while every byte so far goes out unchanged.
+    out: Option<BytesMut>,
+    /// Start of the bytes not yet copied to `out`.
+    from: usize,
+    /// Dropping the rest of a dropped message's body.
+    dropping: bool,
+    /// Bookkeeping to undo for messages the server skipped.
+    pub undo: Vec<Undo>,
+    made: Vec<u8>,
+}
+
+impl Replies {
+    /// The message starting at `pos` in `buf`, `n` bytes of it here (all of
+    /// it when `body` is given).
+    pub fn message(
+        &mut self,
+        expect: &mut Expect,
+        client: Option<&ClientStatements>,
+        buf: &[u8],
+        (pos, n): (usize, usize),
+        tag: u8,
+        body: Option<&[u8]>,
+    ) {
+        self.dropping = false;
+        expect.due(&mut self.made, &mut self.undo);
+        let action = expect.received(tag, &mut self.undo);
+        let renamed = match (&action, tag, body, client) {
+            (Action::Forward, b'E', Some(body), Some(c)) => client_error(body, c),
+            _ => None,
+        };
+        if self.made.is_empty() && action == Action::Forward && renamed.is_none() {
+            return;
+        }
+        let made = std::mem::take(&mut self.made);
+        let out = self.flush(buf, pos);
+        out.extend_from_slice(&made);
+        match action {
+            Action::Forward => match renamed {
+                Some(r) => out.extend_from_slice(&r),
+                None => out.extend_from_slice(&buf[pos..pos + n]),
+            },
+            Action::Drop => self.dropping = body.is_none(),
+            Action::Replace(e) => out.extend_from_slice(&e),
+        }
+        self.from = pos + n;
+    }
+
+    /// Body bytes of the message before, at `pos`.
+    pub fn body(&mut self, buf: &[u8], (pos, n): (usize, usize)) {
+        if self.dropping {
+            self.flush(buf, pos);
+            self.from = pos + n;
+        }
+    }
+
+    /// Copies the unchanged run before `pos` into the output.
+    fn flush(&mut self, buf: &[u8], pos: usize) -> &mut BytesMut {
+        let out = self.out.get_or_insert_with(BytesMut::new);
+        if self.from < pos {
+            out.extend_from_slice(&buf[self.from..pos]);
+        }
+        self.from = pos;
+        out
+    }
+
+    /// The end of this read, at `pos`: what the client gets instead of
+    /// `buf[..pos]`, or `None` when that goes out unchanged. Replies
+    /// pgswitch makes that are now due (nothing owed before them) go last.
+    pub fn finish(&mut self, expect: &mut Expect, buf: &[u8], pos: usize) -> Option<BytesMut> {
+        if self.from > pos {
+            // The caller stopped before the last message it showed us (a
+            // ReadyForQuery it answers itself), which was copied unchanged.
+            if let Some(out) = self.out.as_mut() {
+                out.truncate(out.len().saturating_sub(self.from - pos));
+            }
+            self.from = pos;
+        }
+        expect.due(&mut self.made, &mut self.undo);
+        if !self.made.is_empty() {
+            let made = std::mem::take(&mut self.made);
+            self.flush(buf, pos).extend_from_slice(&made);
+        }
+        let mut out = self.out.take()?;
+        if self.from < pos {
+            out.extend_from_slice(&buf[self.from..pos]);
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prepared::expect::{Fate, Kind};
+    use crate::protocol::frame::{Item, Splitter};
+
+    /// Runs `buf` through `Replies` as the forwarder does.
+    fn filter(expect: &mut Expect, buf: &[u8]) -> Vec<u8> {
+        let mut r = Replies::default();
+        let mut split = Splitter::new(1 << 20);
+        let mut pos = 0;
+        while let Some((item, n)) = split.next(&buf[pos..], |t| t == b'E').unwrap() {
+            match item {
+                Item::Whole { tag, body } => {
+                    r.message(expect, None, buf, (pos, n), tag, Some(body))
+                }
+                Item::Header { tag, .. } => r.message(expect, None, buf, (pos, n), tag, None),
+                Item::Body => r.body(buf, (pos, n)),
+            }
+            pos += n;
+        }
+        match r.finish(expect, buf, pos) {
+            Some(out) => out.to_vec(),
+            None => buf[..pos].to_vec(),
+        }
+    }
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn unchanged_replies_are_not_copied() {
+        let mut e = Expect::default();
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let buf = [msg(b'C', b"SELECT 1\0"), msg(b'Z', b"I")].concat();
+        let mut r = Replies::default();
+        r.message(&mut e, None, &buf, (0, 14), b'C', None);
+        r.message(&mut e, None, &buf, (14, 6), b'Z', None);
+        assert!(r.finish(&mut e, &buf, buf.len()).is_none());
+    }
+
+    #[test]
+    fn dropped_added_and_replaced_replies() {
+        let mut e = Expect::default();
+        e.emit(b'1', None); // a client Parse the server had
+        e.sent(Kind::Parse, Fate::Swallow, None); // added ahead of the Bind
+        e.sent(Kind::Bind, Fate::Forward, None);
+        e.sent(Kind::Execute, Fate::Forward, None);
+        e.emit(b'3', None); // a client Close
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let rows = [msg(b'D', b"\0\x01\0\0\0\x011"), msg(b'C', b"SELECT 1\0")].concat();
+        let buf = [
+            msg(b'1', b""),
+            msg(b'2', b""),
+            rows.clone(),
+            msg(b'Z', b"I"),
+        ]
+        .concat();
+        let out = filter(&mut e, &buf);
+        let want = [
+            msg(b'1', b""),
+            msg(b'2', b""),
+            rows,
+            msg(b'3', b""),
+            msg(b'Z', b"I"),
+        ]
+        .concat();
+        assert_eq!(out, want);
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn replies_made_here_go_out_when_nothing_is_owed_before_them() {
+        let mut e = Expect::default();
+        e.sent(Kind::Bind, Fate::Forward, None);
+        e.emit(b'1', None);
+        let buf = msg(b'2', b"");
+        let out = filter(&mut e, &buf);
+        assert_eq!(out, [msg(b'2', b""), msg(b'1', b"")].concat());
+    }
+
+    #[test]
+    fn refusal_error_replaces_the_servers() {
+        let mut e = Expect::default();
+        let ours = msg(b'E', b"SERROR\0C42P05\0\0");
+        e.sent(Kind::Bind, Fate::Replace(ours.clone().into()), None);
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let buf = [msg(b'E', b"SERROR\0C26000\0\0"), msg(b'Z', b"I")].concat();
+        assert_eq!(filter(&mut e, &buf), [ours, msg(b'Z', b"I")].concat());
+    }
+}

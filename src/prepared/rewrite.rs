@@ -1,0 +1,337 @@
+//! Client messages in, server messages out: a client's names become the
+//! pooler-wide names of their statements, a statement the server
+//! connection lacks is parsed on it first, and the replies are lined up in
+//! [`Expect`] so the client gets exactly those of its own messages.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+
+use super::expect::{Expect, Fate, Kind, Undo};
+use super::{ClientStatements, ServerStatements, Statement, PREFIX};
+use crate::protocol::messages::{self, Severity};
+
+/// Everything one client message may touch.
+pub struct Rewriter<'a> {
+    pub client: &'a mut ClientStatements,
+    pub server: &'a mut ServerStatements,
+    pub expect: &'a mut Expect,
+    /// `max_client_prepared_statements`.
+    pub client_cap: usize,
+    /// Re-sending a request on another server (the replica safety net):
+    /// the client's Parse already registered its name.
+    pub rerun: bool,
+    /// Statements parsed on the server, and client Parses answered from
+    /// the server's cache (metrics).
+    pub parsed: u64,
+    pub reused: u64,
+    /// The client deallocated everything on the server (`DEALLOCATE ALL`,
+    /// `DISCARD ALL`), or sent an SQL-level `PREPARE`.
+    pub wiped: bool,
+    pub sql_prepared: bool,
+}
+
+impl Rewriter<'_> {
+    /// Handles one client message (`body` is whole for Parse, Bind,
+    /// Describe and Close, else `None`). Returns true when the message goes
+    /// to the server as it is; otherwise what goes instead (maybe nothing)
+    /// has been appended to `out`.
+    pub fn message(&mut self, tag: u8, body: Option<&[u8]>, out: &mut BytesMut) -> bool {
+        match (tag, body) {
+            (b'P', Some(body)) => {
+                self.sql_text(super::sql::commands(parse_text(body)), out);
+                self.parse(body, out)
+            }
+            (b'Q', Some(body)) => {
+                let commands = super::sql::commands(until_nul_str(body));
+                if commands.is_empty() || self.sql_text(commands, out) {
+                    self.pass(Kind::Sync)
+                } else {
+                    false
+                }
+            }
+            (b'B', Some(body)) => self.bind(body, out),
+            (b'D', Some(body)) => self.describe(body, out),
+            (b'C', Some(body)) => self.close(body),
+            _ => {
+                match tag {
+                    b'E' => self.expect.sent(Kind::Execute, Fate::Forward, None),
+                    b'S' | b'Q' | b'F' => self.expect.sent(Kind::Sync, Fate::Forward, None),
+                    b'c' | b'f' => self.expect.copy_end(),
+                    _ => {}
+                }
+                true
+            }
+        }
+    }
+
+    /// SQL-level statements about prepared statements, in a Query or a
+    /// Parse. Returns false when the Query was rewritten into `out`: a
+    /// lone `DEALLOCATE` of a protocol-level statement becomes the
+    /// `DEALLOCATE` of its pooler-wide statement on this connection, so
+    /// the client gets the reply (and transaction status) Postgres gives.
+    fn sql_text(&mut self, commands: Vec<super::sql::Command>, out: &mut BytesMut) -> bool {
+        use super::sql::{quote_ident, Command};
+        let alone = commands.len() == 1;
+        for command in commands {
+            match command {
+                Command::DeallocateAll => {
+                    self.client.clear();
+                    self.server.clear();
+                    self.wiped = true;
+                }
+                Command::Prepare { name, text } => {
+                    self.client.prepare_sql(&name, &text);
+                    self.sql_prepared = true;
+                }
+                Command::Deallocate(name) => {
+                    if self.client.remove_sql(&name) {
+                        continue;
+                    }
+                    let Some(stmt) = self.client.remove(name.as_bytes()) else {
+                        continue;
+                    };
+                    if !alone {
+                        continue;
+                    }
+                    if !self.server.touch(&stmt) {
+                        // Parse it here first, and Sync so that a failure
+                        // cannot make the server skip the Query.
+                        out.extend_from_slice(&stmt.parse);
+                        self.expect.sent(Kind::Parse, Fate::Swallow, None);
+                        put_message(out, b'S', &[]);
+                        self.expect.sent(Kind::Sync, Fate::Swallow, None);
+                    }
+                    self.server.forget(stmt.hash);
+                    let sql = format!("DEALLOCATE {}", quote_ident(stmt.name()));
+                    put_message(out, b'Q', &[sql.as_bytes(), b"\0"]);
+                    self.expect.sent(Kind::Sync, Fate::Forward, None);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn parse(&mut self, body: &[u8], out: &mut BytesMut) -> bool {
+        let Some((name, stmt)) = Statement::from_parse(body) else {
+            return self.pass(Kind::Parse);
+        };
+        if name.is_empty() {
+            return self.pass(Kind::Parse);
+        }
+        let shown = String::from_utf8_lossy(name);
+        match self.client.get(name) {
+            Some(old) if self.rerun && old.parse == stmt.parse => {}
+            Some(_) => {
+                self.refuse(
+                    out,
+                    "42P05",
+                    &format!("prepared statement \"{shown}\" already exists"),
+                    None,
+                );
+                return false;
+            }
+            None if self.client.len() >= self.client_cap => {
+                self.refuse(
+                    out,
+                    "53400",
+                    &format!(
+                        "cannot prepare statement \"{shown}\": this client already has {} prepared statements",
+                        self.client.len()
+                    ),
+                    Some("close or deallocate statements the client no longer uses, or raise max_client_prepared_statements"),
+                );
+                return false;
+            }
+            None => {}
+        }
+        let stmt = Arc::new(stmt);
+        tracing::trace!(client_name = %shown, statement = stmt.name(), cached = self.server.touch(&stmt), "Parse");
+        self.client.insert(name, stmt.clone());
+        let forget: Box<[u8]> = name.into();
+        if self.server.touch(&stmt) {
+            self.reused += 1;
+            self.expect.emit(b'1', Some(Undo::ClientForget(forget)));
+        } else {
+            self.put_parse(&stmt, Fate::Forward, Some(forget), out);
+        }
+        false
+    }
+
+    fn bind(&mut self, body: &[u8], out: &mut BytesMut) -> bool {
+        let Some(portal_end) = body.iter().position(|&b| b == 0) else {
+            return self.pass(Kind::Bind);
+        };
+        let rest = &body[portal_end + 1..];
+        let Some(stmt) = self.statement(rest) else {
+            return self.pass(Kind::Bind);
+        };
+        let name_len = rest.iter().position(|&b| b == 0).unwrap_or(0);
+        self.ensure(&stmt, out);
+        let name = stmt.name_z();
+        let tail = &rest[name_len + 1..];
+        put_message(out, b'B', &[&body[..=portal_end], name, tail]);
+        self.expect.sent(Kind::Bind, Fate::Forward, None);
+        false
+    }
+
+    fn describe(&mut self, body: &[u8], out: &mut BytesMut) -> bool {
+        let kind = match body.first() {
+            Some(b'S') => Kind::DescribeStatement,
+            _ => Kind::DescribePortal,
+        };
+        let stmt = match kind {
+            Kind::DescribeStatement => self.statement(&body[1..]),
+            _ => None,
+        };
+        let Some(stmt) = stmt else {
+            return self.pass(kind);
+        };
+        self.ensure(&stmt, out);
+        put_message(out, b'D', &[b"S", stmt.name_z()]);
+        self.expect.sent(kind, Fate::Forward, None);
+        false
+    }
+
+    fn close(&mut self, body: &[u8]) -> bool {
+        let name = body.get(1..).map_or(&b""[..], until_nul);
+        if body.first() != Some(&b'S') || name.is_empty() {
+            return self.pass(Kind::Close);
+        }
+        // Closing a name that does not exist is no error in Postgres either.
+        let undo = self
+            .client
+            .remove(name)
+            .map(|s| Undo::ClientRestore(name.into(), s));
+        self.expect.emit(b'3', undo);
+        false
+    }
+
+    /// The client's statement named at the start of `rest` (`name\0...`),
+    /// if it is a named one this client prepared. Unknown names go to the
+    /// server as they are, which answers as Postgres does.
+    fn statement(&self, rest: &[u8]) -> Option<Arc<Statement>> {
+        let name = until_nul(rest);
+        if name.is_empty() {
+            return None;
+        }
+        self.client.get(name).cloned()
+    }
+
+    fn pass(&mut self, kind: Kind) -> bool {
+        self.expect.sent(kind, Fate::Forward, None);
+        true
+    }
+
+    /// Parses `stmt` on the server ahead of the message that needs it,
+    /// unless the connection has it already.
+    fn ensure(&mut self, stmt: &Arc<Statement>, out: &mut BytesMut) {
+        let cached = self.server.touch(stmt);
+        tracing::trace!(statement = stmt.name(), cached, "statement needed");
+        if !cached {
+            self.put_parse(stmt, Fate::Swallow, None, out);
+        }
+    }
+
+    /// Sends the Parse of `stmt` (after closing a statement whose name it
+    /// collides with) and records it on the connection.
+    fn put_parse(
+        &mut self,
+        stmt: &Arc<Statement>,
+        fate: Fate,
+        client_name: Option<Box<[u8]>>,
+        out: &mut BytesMut,
+    ) {
+        if let Some(old) = self.server.add(stmt.clone()) {
+            put_message(out, b'C', &[b"S", old.name_z()]);
+            let undo = Some(Undo::ServerRestore(old));
+            self.expect.sent(Kind::Close, Fate::Swallow, undo);
+        }
+        out.extend_from_slice(&stmt.parse);
+        self.parsed += 1;
+        let undo = match client_name {
+            Some(name) => Undo::Parsed(name, stmt.hash),
+            None => Undo::ServerForget(stmt.hash),
+        };
+        self.expect.sent(Kind::Parse, fate, Some(undo));
+    }
+
+    /// Refuses a client message the way the server would: a message that
+    /// is sure to fail goes in its place (so the server skips to the Sync
+    /// and aborts the transaction), and its error is replaced by ours.
+    fn refuse(&mut self, out: &mut BytesMut, code: &str, message: &str, hint: Option<&str>) {
+        let mut error = BytesMut::new();
+        messages::error_response(&mut error, Severity::Error, code, message, hint);
+        // Bind of a statement that cannot exist (the prefix is ours, the
+        // rest no hex digits), with no parameters or result formats.
+        put_message(out, b'B', &[b"\0pgswitch_refused\0", &[0; 6]]);
+        let fate = Fate::Replace(error.to_vec().into_boxed_slice());
+        self.expect.sent(Kind::Bind, fate, None);
+    }
+}
+
+/// Applies bookkeeping for messages the server never acted on, last first.
+pub fn undo(undo: Vec<Undo>, client: &mut ClientStatements, server: &mut ServerStatements) {
+    for u in undo.into_iter().rev() {
+        tracing::trace!(undo = ?u, "undo");
+        match u {
+            Undo::ClientForget(name) => {
+                client.remove(&name);
+            }
+            Undo::ClientRestore(name, stmt) => client.insert(&name, stmt),
+            Undo::ServerForget(hash) => server.forget(hash),
+            Undo::Parsed(name, hash) => {
+                client.remove(&name);
+                server.forget(hash);
+            }
+            Undo::ServerRestore(stmt) => server.restore(stmt),
+        }
+    }
+}
+
+/// An ErrorResponse (`body`) naming pooler-wide statements, rewritten to
+/// name the client's statements instead: the whole message, or `None`
+/// when it names none.
+pub fn client_error(body: &[u8], client: &ClientStatements) -> Option<BytesMut> {
+    let prefix = PREFIX.as_bytes();
+    if !body.windows(prefix.len()).any(|w| w == prefix) {
+        return None;
+    }
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    for (name, stmt) in client.iter() {
+        let shown = String::from_utf8_lossy(name);
+        text = text.replace(stmt.name(), &shown);
+    }
+    let mut out = BytesMut::new();
+    put_message(&mut out, b'E', &[text.as_bytes()]);
+    Some(out)
+}
+
+/// The statement text of a Parse body (`name\0 text\0 ...`).
+fn parse_text(body: &[u8]) -> &str {
+    let start = body
+        .iter()
+        .position(|&b| b == 0)
+        .map_or(body.len(), |i| i + 1);
+    until_nul_str(&body[start..])
+}
+
+fn until_nul_str(b: &[u8]) -> &str {
+    std::str::from_utf8(until_nul(b)).unwrap_or("")
+}
+
+fn until_nul(b: &[u8]) -> &[u8] {
+    &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]
+}
+
+/// Appends a message made of `parts`.
+fn put_message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(5 + len);
+    out.put_u8(tag);
+    out.put_u32((len + 4) as u32);
+    for p in parts {
+        out.put_slice(p);
+    }
+}

@@ -1,0 +1,299 @@
+//! The forwarder's side of named prepared statements (see `prepared`):
+//! rewriting the client's messages, replies pgswitch makes itself, the
+//! per-connection cap, and the metrics.
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use super::{Forwarder, Link, SessionError};
+use crate::metrics::Metrics;
+use crate::pool::ServerConn;
+use crate::prepared::{self, expect::Undo, ClientStatements, Rewriter};
+use crate::protocol::frame::{whole_messages, HEADER_LEN};
+
+/// What goes to the server for one read of client bytes, when some of its
+/// messages were rewritten.
+#[derive(Default)]
+pub(super) struct Rewritten {
+    /// What the message being rewritten becomes (filled by the Rewriter).
+    pub made: BytesMut,
+    /// `None` while every message so far goes out as the client sent it.
+    out: Option<BytesMut>,
+    /// Start of the client bytes not yet copied to `out`.
+    from: usize,
+}
+
+impl Rewritten {
+    /// The message at `pos..pos + n` of `client` is replaced by `made`.
+    pub fn replace(&mut self, client: &[u8], pos: usize, n: usize) {
+        let out = self.out.get_or_insert_with(BytesMut::new);
+        out.extend_from_slice(&client[self.from..pos]);
+        out.extend_from_slice(&self.made);
+        self.made.clear();
+        self.from = pos + n;
+    }
+
+    /// What to send instead of `client` (all of this read's bytes), or
+    /// `None` when it goes as it is.
+    pub fn finish(self, client: &[u8]) -> Option<BytesMut> {
+        let mut out = self.out?;
+        out.extend_from_slice(&client[self.from..]);
+        Some(out)
+    }
+}
+
+/// A rewriter over the client's statements and the link's server.
+pub(super) fn rewriter<'b>(
+    client: &'b mut ClientStatements,
+    link: &'b mut Link,
+    client_cap: usize,
+    rerun: bool,
+) -> Rewriter<'b> {
+    Rewriter {
+        client,
+        server: &mut link.server.statements,
+        expect: &mut link.expect,
+        client_cap,
+        rerun,
+        parsed: 0,
+        reused: 0,
+        wiped: false,
+        sql_prepared: false,
+    }
+}
+
+/// Adds what a rewriter did to the metrics.
+pub(super) fn count(metrics: &Metrics, rw: &Rewriter) {
+    if rw.parsed > 0 {
+        metrics.prepared_parses.inc_by(rw.parsed);
+    }
+    if rw.reused > 0 {
+        metrics.prepared_reused.inc_by(rw.reused);
+    }
+}
+
+/// Applies bookkeeping for messages the server skipped after an error.
+pub(super) fn undo(
+    undo: Vec<Undo>,
+    client: &mut Option<Box<ClientStatements>>,
+    server: &mut ServerConn,
+    metrics: &Metrics,
+) {
+    if undo.is_empty() {
+        return;
+    }
+    let client = client.get_or_insert_with(Box::default);
+    let before = (client.len(), client.bytes());
+    prepared::undo(undo, client, &mut server.statements);
+    gauge(metrics, before, client);
+}
+
+/// Moves the client-statement gauges by what changed since `before`.
+pub(super) fn gauge(metrics: &Metrics, before: (usize, usize), client: &ClientStatements) {
+    let (n, bytes) = (client.len() as i64, client.bytes() as i64);
+    metrics.prepared_statements.add(n - before.0 as i64);
+    metrics.prepared_bytes.add(bytes - before.1 as i64);
+}
+
+/// The text of the client's statement a Bind body names, if known.
+pub(super) fn bound_text<'b>(
+    client: Option<&'b ClientStatements>,
+    body: Option<&[u8]>,
+) -> Option<&'b str> {
+    let body = body?;
+    let portal_end = body.iter().position(|&b| b == 0)?;
+    let rest = &body[portal_end + 1..];
+    let name = &rest[..rest.iter().position(|&b| b == 0)?];
+    if name.is_empty() {
+        return None;
+    }
+    Some(client?.get(name)?.text())
+}
+
+impl Forwarder<'_> {
+    /// Writes the client's rewritten messages (maybe none: all answered
+    /// here), then the replies pgswitch makes that nothing owed stands
+    /// before (a Parse the server had, a Close of a client's name).
+    /// Returns the request to re-run on the primary if a replica died
+    /// under it (see `replay`).
+    pub(super) async fn send_rewritten(&mut self) -> Result<Option<bytes::Bytes>, SessionError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok(None);
+        };
+        let out = link.rewritten.take().unwrap_or_default();
+        if !out.is_empty() {
+            if let Err(e) = link.server.write(&out).await {
+                return match link.replay.take_sent() {
+                    Some(request) => Ok(Some(request)),
+                    None => Err(e.into()),
+                };
+            }
+        }
+        self.send_due_replies().await?;
+        Ok(None)
+    }
+
+    /// Sends the replies pgswitch makes that nothing owed stands before.
+    async fn send_due_replies(&mut self) -> Result<(), SessionError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        let mut made = Vec::new();
+        let mut skipped = Vec::new();
+        link.expect.due(&mut made, &mut skipped);
+        undo(
+            skipped,
+            &mut self.statements,
+            &mut link.server,
+            &self.shared.metrics,
+        );
+        if made.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .write_all(&made)
+            .await
+            .map_err(SessionError::ClientGone)
+    }
+
+    /// The client's request, rewritten for a new server connection (the
+    /// replica safety net's re-run on the primary).
+    pub(super) fn rewrite_request(&mut self, request: &[u8]) -> BytesMut {
+        let mut out = BytesMut::new();
+        let (Some(link), true) = (self.link.as_mut(), self.track) else {
+            out.extend_from_slice(request);
+            return out;
+        };
+        let cap = self
+            .shared
+            .config
+            .load()
+            .general
+            .max_client_prepared_statements;
+        let statements = self.statements.get_or_insert_with(Box::default);
+        let mut rw = rewriter(statements, link, cap, true);
+        let mut pos = 0;
+        for (tag, body) in whole_messages(request) {
+            let len = HEADER_LEN + body.len();
+            if rw.message(tag, Some(body), &mut out) {
+                out.extend_from_slice(&request[pos..pos + len]);
+            }
+            pos += len;
+        }
+        count(&self.shared.metrics, &rw);
+        out
+    }
+
+    /// Between transactions: closes the least recently used statements
+    /// over `max_prepared_statements` on the connection, in one round trip.
+    pub(super) async fn trim_statements(&mut self, link: &mut Link) {
+        let general = &self.shared.config.load().general;
+        let (cap, timeout) = (
+            general.max_prepared_statements,
+            general.server_reset_timeout,
+        );
+        let evicted = link.server.statements.over_cap(cap.max(1));
+        if evicted.is_empty() {
+            return;
+        }
+        let mut msgs = BytesMut::new();
+        for s in &evicted {
+            close_statement(&mut msgs, s.name_z());
+        }
+        msgs.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+        self.shared
+            .metrics
+            .prepared_evictions
+            .inc_by(evicted.len() as u64);
+        if let Err(e) = link.server.exchange(&msgs, timeout).await {
+            tracing::warn!(server = %link.server.addr, error = %e, "closing prepared statements failed; discarding server connection");
+            link.server.state = crate::pool::ConnState::Broken;
+        }
+    }
+}
+
+/// Appends Close (statement) for a NUL-terminated name.
+fn close_statement(out: &mut BytesMut, name_z: &[u8]) {
+    use bytes::BufMut;
+    out.put_u8(b'C');
+    out.put_u32((4 + 1 + name_z.len()) as u32);
+    out.put_u8(b'S');
+    out.put_slice(name_z);
+}
+
+impl Forwarder<'_> {
+    /// The end of a turn with statement tracking: the client's SQL-level
+    /// statements are checked against the server (a failed PREPARE is
+    /// forgotten) and dropped from it, a connection the client wiped is
+    /// made sure to be empty, and the connection's cap is applied.
+    pub(super) async fn end_turn(&mut self, link: &mut Link) {
+        let timeout = self.shared.config.load().general.server_reset_timeout;
+        if link.sql_prepared {
+            let sql = "SELECT name FROM pg_prepared_statements WHERE from_sql";
+            match link.server.query_column(sql, timeout).await {
+                Ok(names) => {
+                    let client = self.statements.get_or_insert_with(Box::default);
+                    let before = (client.len(), client.bytes());
+                    client.keep_sql(&names);
+                    gauge(&self.shared.metrics, before, client);
+                }
+                Err(e) => {
+                    tracing::warn!(server = %link.server.addr, error = %e, "could not list prepared statements; discarding server connection");
+                    link.server.state = crate::pool::ConnState::Broken;
+                    return;
+                }
+            }
+        }
+        if link.sql_prepared || link.wiped {
+            // Client-chosen names must not outlive the turn, and a failed
+            // DEALLOCATE ALL must not leave statements we think are gone.
+            if let Err(e) = link.server.run("DEALLOCATE ALL", timeout).await {
+                tracing::warn!(server = %link.server.addr, error = %e, "DEALLOCATE ALL failed; discarding server connection");
+                link.server.state = crate::pool::ConnState::Broken;
+                return;
+            }
+            link.server.statements.clear();
+            link.sql_prepared = false;
+            link.wiped = false;
+        }
+        let cap = self.shared.config.load().general.max_prepared_statements;
+        if link.server.statements.len() > cap {
+            self.trim_statements(link).await;
+        }
+    }
+
+    /// Puts the client's SQL-level `PREPARE`s on a server connection it
+    /// takes; one that fails now (its table dropped, say) is forgotten,
+    /// with a warning. Returns whether there were any.
+    pub(super) async fn replay_sql_statements(
+        &mut self,
+        server: &mut ServerConn,
+    ) -> Result<bool, SessionError> {
+        let Some(client) = self.statements.as_mut().filter(|c| !c.sql().is_empty()) else {
+            return Ok(false);
+        };
+        let timeout = self.shared.config.load().general.server_reset_timeout;
+        let all: Vec<&str> = client.sql().iter().map(|(_, t)| t.as_str()).collect();
+        if Box::pin(server.run(&all.join(";\n"), timeout))
+            .await
+            .is_ok()
+        {
+            return Ok(true);
+        }
+        // One failed, so none ran: one at a time, keeping those that work.
+        let before = (client.len(), client.bytes());
+        let mut kept = Vec::new();
+        for (name, text) in client.sql().to_vec() {
+            match Box::pin(server.run(&text, timeout)).await {
+                Ok(()) => kept.push(name),
+                Err(e) if server.state == crate::pool::ConnState::Ready(b'I') => {
+                    tracing::warn!(id = self.login.registration.slot.pid, statement = %name, error = %e, "a prepared statement could not be recreated; the client no longer has it");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        client.keep_sql(&kept);
+        gauge(&self.shared.metrics, before, client);
+        Ok(true)
+    }
+}
