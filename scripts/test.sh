@@ -31,6 +31,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
+# Client libraries for tests/clients.rs (asyncpg, psycopg, pg, postgres.js).
+bash "$REPO/scripts/client-deps.sh"
+
 bash "$REPO/scripts/cluster.sh" up
 eval "$(bash "$REPO/scripts/cluster.sh" env)"
 export PGSWITCH_TEST_PRIMARY PGSWITCH_TEST_REPLICA1 PGSWITCH_TEST_REPLICA2 \
