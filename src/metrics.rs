@@ -38,6 +38,8 @@ pub struct Metrics {
     pub prepared_parses: IntCounter,
     pub prepared_reused: IntCounter,
     pub prepared_evictions: IntCounter,
+    /// Requests re-run after a statement's plan went stale (0A000).
+    pub prepared_replans: IntCounter,
     /// Server connections by pool, server and state (scrape time).
     pub server_connections: IntGaugeVec,
     pub pool_size: IntGaugeVec,
@@ -190,6 +192,13 @@ impl Metrics {
                 "Statements closed on server connections over max_prepared_statements (least recently used first).",
             ),
         );
+        let prepared_replans = register(
+            r,
+            IntCounter::new(
+                "pgswitch_prepared_replans_total",
+                "Requests run again, with their statements parsed afresh, after the server said a cached plan no longer fits the schema (0A000).",
+            ),
+        );
         let server_connections = gauge_vec(
             r,
             "pgswitch_server_connections",
@@ -285,6 +294,7 @@ impl Metrics {
             prepared_parses,
             prepared_reused,
             prepared_evictions,
+            prepared_replans,
             server_connections,
             pool_size,
             replica_in_rotation,

@@ -5,7 +5,12 @@
 //!   connection closing),
 //!
 //! the same request runs again on the primary. The replica did nothing and
-//! the client has seen nothing yet, so the retry is invisible. Requests
+//! the client has seen nothing yet, so the retry is invisible.
+//!
+//! The same net catches a named prepared statement whose plan went stale
+//! under a schema change ("cached plan must not change result type",
+//! 0A000) outside an explicit transaction: the statements are parsed
+//! afresh and the request runs once more on the same server. Requests
 //! qualify when they are whole and alone at the start of a transaction: one
 //! simple Query, or one extended-protocol batch (Parse/Bind/Describe/
 //! Execute/Flush) ending in its Sync.
@@ -72,6 +77,12 @@ pub enum Verdict {
     /// The replica is going away: re-run on the primary, drop the
     /// connection.
     Lost,
+    /// A prepared statement's cached plan no longer fits the schema
+    /// (0A000): the first `len` bytes (through ReadyForQuery) are to be
+    /// dropped and the request re-run with its statements parsed afresh.
+    Stale {
+        len: usize,
+    },
     /// Anything else: forward as usual.
     Proceed,
 }
@@ -104,7 +115,8 @@ pub fn verdict(buf: &[u8]) -> Verdict {
                 {
                     return Verdict::Lost;
                 }
-                if e.code != "25006" {
+                let stale = e.code == "0A000" && e.message.starts_with("cached plan");
+                if e.code != "25006" && !stale {
                     return Verdict::Proceed;
                 }
                 // The reply to a failed request ends with ReadyForQuery.
@@ -112,7 +124,10 @@ pub fn verdict(buf: &[u8]) -> Verdict {
                 for (t, b) in whole_messages(buf) {
                     end += HEADER_LEN + b.len();
                     if t == b'Z' {
-                        return Verdict::Refused { len: end };
+                        return match stale {
+                            true => Verdict::Stale { len: end },
+                            false => Verdict::Refused { len: end },
+                        };
                     }
                 }
                 return Verdict::NeedMore;
@@ -171,6 +186,24 @@ mod tests {
         assert_eq!(verdict(&b), Verdict::NeedMore);
         b.extend_from_slice(&reply("25006"));
         assert_eq!(verdict(&b), Verdict::Refused { len: b.len() });
+    }
+
+    #[test]
+    fn a_stale_plan_is_re_planned() {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(b"2\0\0\0\x04"); // BindComplete
+        messages::error_response(
+            &mut b,
+            Severity::Error,
+            "0A000",
+            "cached plan must not change result type",
+            None,
+        );
+        messages::ready_for_query(&mut b, b'I');
+        assert_eq!(verdict(&b), Verdict::Stale { len: b.len() });
+        let mut other = BytesMut::new();
+        messages::error_response(&mut other, Severity::Error, "0A000", "other", None);
+        assert_eq!(verdict(&other), Verdict::Proceed);
     }
 
     #[test]

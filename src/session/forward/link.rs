@@ -9,7 +9,7 @@ use std::pin::Pin;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::{replay, Forwarder, Link, Replay, SessionError};
+use super::{replay, statements, Forwarder, Link, Replay, SessionError};
 use crate::config::{Consistency, PoolMode, PrimaryReads};
 use crate::metrics::Fallback;
 use crate::pool::replicas::{Fence, Pick};
@@ -149,6 +149,10 @@ impl Forwarder<'_> {
         // the replica refuses it as a write or goes away (see `replay`).
         let replay = match which {
             Which::Replica(_) if !begun => replay::arm(&self.cbuf),
+            // A plan that went stale can be made again (see `replay`).
+            _ if !begun && self.track && statements::replannable(&self.cbuf) => {
+                replay::arm(&self.cbuf)
+            }
             _ => Replay::Off,
         };
         self.link = Some(Box::new(Link {

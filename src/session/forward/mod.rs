@@ -477,18 +477,25 @@ impl<'a> Forwarder<'a> {
             return Ok(());
         };
         if let Replay::Sent(query) = &link.replay {
+            // The primary has no one to hand a refused request to.
+            let on_replica = matches!(link.which, Which::Replica(_));
             match replay::verdict(&link.server.buf) {
                 Verdict::NeedMore => return Ok(()),
-                Verdict::Proceed => link.replay = Replay::Off,
-                Verdict::Refused { len } => {
+                Verdict::Refused { len } if on_replica => {
                     let query = query.clone();
                     link.server.buf.advance(len);
                     return Box::pin(self.rerun_on_primary(query, false)).await;
                 }
-                Verdict::Lost => {
+                Verdict::Lost if on_replica => {
                     let query = query.clone();
                     return Box::pin(self.rerun_on_primary(query, true)).await;
                 }
+                Verdict::Stale { len } => {
+                    let query = query.clone();
+                    link.server.buf.advance(len);
+                    return Box::pin(self.replan(query)).await;
+                }
+                _ => link.replay = Replay::Off,
             }
         }
         let (pos, refused_block) = self.scan_server()?;
@@ -621,6 +628,9 @@ impl<'a> Forwarder<'a> {
                     if let Some((_, code)) = messages::error_fields(body).find(|(f, _)| *f == b'C')
                     {
                         self.pool.stats.server_error(code);
+                        // A plan gone stale under a schema change: parse
+                        // every statement afresh on this connection.
+                        link.wiped |= code == "0A000" && self.track;
                     }
                 }
                 Item::Header { tag, .. } => {

@@ -5,9 +5,10 @@
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::{Forwarder, Link, SessionError};
+use super::{Forwarder, Link, Replay, SessionError};
 use crate::metrics::Metrics;
 use crate::pool::ServerConn;
+use crate::prepared::expect::{Fate, Kind};
 use crate::prepared::{self, expect::Undo, ClientStatements, Rewriter};
 use crate::protocol::frame::{whole_messages, HEADER_LEN};
 
@@ -95,6 +96,29 @@ pub(super) fn gauge(metrics: &Metrics, before: (usize, usize), client: &ClientSt
     metrics.prepared_bytes.add(bytes - before.1 as i64);
 }
 
+/// True when the batch in `buf` (whole messages) binds a named statement
+/// and the client will learn the result's shape afresh: it parses the
+/// statement in the same batch, or asks for a description. Only then may
+/// a stale plan be replaced behind its back (see `Forwarder::replan`); a
+/// client binding a statement it described long ago must get the error,
+/// as from Postgres.
+pub(super) fn replannable(buf: &[u8]) -> bool {
+    let named = |body: &[u8]| body.first().is_some_and(|&c| c != 0);
+    let (mut binds, mut learns) = (false, false);
+    for (tag, body) in whole_messages(buf) {
+        match tag {
+            b'B' => {
+                let portal_end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+                binds |= body.get(portal_end + 1..).is_some_and(named);
+            }
+            b'P' => learns |= named(body),
+            b'D' => learns = true,
+            _ => {}
+        }
+    }
+    binds && learns
+}
+
 /// The text of the client's statement a Bind body names, if known.
 pub(super) fn bound_text<'b>(
     client: Option<&'b ClientStatements>,
@@ -129,8 +153,42 @@ impl Forwarder<'_> {
                 };
             }
         }
-        self.send_due_replies().await?;
+        // Held while the safety net may still re-run the request: then the
+        // client must have seen nothing of the first try.
+        if !matches!(link.replay, Replay::Sent(_)) {
+            self.send_due_replies().await?;
+        }
         Ok(None)
+    }
+
+    /// The server said a statement's cached plan no longer fits the schema
+    /// and nothing reached the client: drop every statement on the
+    /// connection and run the request again, once, with its statements
+    /// parsed afresh.
+    pub(super) async fn replan(&mut self, request: bytes::Bytes) -> Result<(), SessionError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, "a prepared statement's plan went stale; parsing it again and retrying");
+        self.shared.metrics.prepared_replans.inc();
+        link.replay = Replay::Off;
+        // The first try is over, through its ReadyForQuery.
+        link.expect = Default::default();
+        link.pending = Default::default();
+        link.server.statements.clear();
+        let mut out = BytesMut::new();
+        crate::protocol::messages::query(&mut out, "DEALLOCATE ALL");
+        link.expect.sent(Kind::Sync, Fate::Swallow, None);
+        link.pending.client(b'Q');
+        for (tag, _) in whole_messages(&request) {
+            link.pending.client(tag);
+        }
+        link.server.state = crate::pool::ConnState::Busy;
+        out.extend_from_slice(&self.rewrite_request(&request));
+        if let Some(link) = self.link.as_mut() {
+            link.server.write(&out).await?;
+        }
+        Ok(())
     }
 
     /// Sends the replies pgswitch makes that nothing owed stands before.
@@ -228,25 +286,38 @@ impl Forwarder<'_> {
     /// made sure to be empty, and the connection's cap is applied.
     pub(super) async fn end_turn(&mut self, link: &mut Link) {
         let timeout = self.shared.config.load().general.server_reset_timeout;
-        if link.sql_prepared {
+        if link.sql_prepared && !link.wiped {
             let sql = "SELECT name FROM pg_prepared_statements WHERE from_sql";
-            match link.server.query_column(sql, timeout).await {
-                Ok(names) => {
-                    let client = self.statements.get_or_insert_with(Box::default);
-                    let before = (client.len(), client.bytes());
-                    client.keep_sql(&names);
-                    gauge(&self.shared.metrics, before, client);
-                }
+            let names = match link.server.query_column(sql, timeout).await {
+                Ok(names) => names,
                 Err(e) => {
                     tracing::warn!(server = %link.server.addr, error = %e, "could not list prepared statements; discarding server connection");
                     link.server.state = crate::pool::ConnState::Broken;
                     return;
                 }
+            };
+            let client = self.statements.get_or_insert_with(Box::default);
+            let before = (client.len(), client.bytes());
+            client.keep_sql(&names);
+            gauge(&self.shared.metrics, before, client);
+            // Client-chosen names must not outlive the turn; the shared
+            // statements stay.
+            if !names.is_empty() {
+                let drop: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("DEALLOCATE {}", prepared::sql::quote_ident(n)))
+                    .collect();
+                if let Err(e) = link.server.run(&drop.join(";"), timeout).await {
+                    tracing::warn!(server = %link.server.addr, error = %e, "DEALLOCATE failed; discarding server connection");
+                    link.server.state = crate::pool::ConnState::Broken;
+                    return;
+                }
             }
+            link.sql_prepared = false;
         }
-        if link.sql_prepared || link.wiped {
-            // Client-chosen names must not outlive the turn, and a failed
-            // DEALLOCATE ALL must not leave statements we think are gone.
+        if link.wiped {
+            // A failed DEALLOCATE ALL (or a stale plan) must not leave
+            // statements we think are gone, or the reverse.
             if let Err(e) = link.server.run("DEALLOCATE ALL", timeout).await {
                 tracing::warn!(server = %link.server.addr, error = %e, "DEALLOCATE ALL failed; discarding server connection");
                 link.server.state = crate::pool::ConnState::Broken;

@@ -1,0 +1,671 @@
+//! Named prepared statements in transaction mode: a client's statements
+//! (protocol-level Parse, as drivers send them, and SQL-level `PREPARE`)
+//! follow it from one server connection to the next; server connections
+//! share one pooler-wide statement per text, parsed at most once each;
+//! clients only ever see their own names, in replies and in errors; name
+//! clashes, `Close`, `DEALLOCATE [ALL]` and `DISCARD ALL` behave as on a
+//! direct connection; one client's SQL-level statements never reach
+//! another; and both caps (`max_client_prepared_statements`,
+//! `max_prepared_statements`) hold.
+//!
+//! Most tests use one server connection (pool_size 1), so clients really
+//! take turns on the same backend. Backend pids are read with simple
+//! queries (`server_pid`), not `backend_pid`, whose `query_one` would
+//! prepare a statement of its own and skew the statement counts.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::raw::{self, error_code, read_until};
+use common::*;
+use pgswitch::config::{Config, PoolMode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_postgres::{Client, Statement};
+
+/// Transaction mode with `pool_size` server connections and `extra`
+/// settings (TOML lines) under `[pgswitch]`.
+fn transaction_mode(pool_size: usize, extra: &str) -> Config {
+    cluster_config(
+        &format!("pool_mode = \"transaction\"\npool_size = {pool_size}\n{extra}"),
+        &[],
+    )
+}
+
+/// The backend serving `c` for this one simple query (no Parse).
+async fn server_pid(c: &Client) -> i32 {
+    first_row(c, "SELECT pg_backend_pid()").await[0]
+        .parse()
+        .expect("a pid")
+}
+
+const TEXTS: [&str; 3] = [
+    "SELECT $1::int + 1",
+    "SELECT repeat($1::text, 2)",
+    "SELECT count(*)::int FROM generate_series(1, $1::int)",
+];
+
+async fn prepare_three(c: &Client) -> Vec<Statement> {
+    let mut out = Vec::new();
+    for text in TEXTS {
+        out.push(
+            c.prepare(text)
+                .await
+                .unwrap_or_else(|e| panic!("prepare {text}: {e}")),
+        );
+    }
+    out
+}
+
+/// Runs statement `k` of [`TEXTS`] with an argument made from `i` and
+/// checks the exact result.
+async fn run_one(c: &Client, statements: &[Statement], k: usize, i: i32) {
+    match k {
+        0 => {
+            let row = c.query_one(&statements[0], &[&i]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), i + 1);
+        }
+        1 => {
+            let arg = format!("r{i}-");
+            let row = c.query_one(&statements[1], &[&arg]).await.unwrap();
+            assert_eq!(row.get::<_, String>(0), format!("r{i}-r{i}-"));
+        }
+        _ => {
+            let row = c.query_one(&statements[2], &[&i]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), i);
+        }
+    }
+}
+
+#[tokio::test]
+async fn statements_follow_clients_across_server_connections() {
+    let proxy = Proxy::start(transaction_mode(2, "")).await;
+    let metrics = &proxy.shared.metrics;
+    let (holder1, holder2, a) = (
+        proxy.client().await,
+        proxy.client().await,
+        proxy.client().await,
+    );
+
+    // Holder 1 keeps one server connection busy, so A prepares on the other.
+    holder1.batch_execute("BEGIN").await.unwrap();
+    let p1 = server_pid(&holder1).await;
+    let statements = prepare_three(&a).await;
+    a.batch_execute("BEGIN").await.unwrap();
+    let p2 = server_pid(&a).await;
+    for k in 0..3 {
+        run_one(&a, &statements, k, 7).await;
+    }
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_ne!(p1, p2, "A's backend was held by holder 1");
+    // Now holder 2 takes A's backend and holder 1 gives the other back:
+    // A's statements must work on a connection it never prepared them on.
+    holder2.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(server_pid(&holder2).await, p2, "the only free connection");
+    holder1.batch_execute("COMMIT").await.unwrap();
+    a.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(server_pid(&a).await, p1, "A moved to the other connection");
+    for k in 0..3 {
+        run_one(&a, &statements, k, 11).await;
+    }
+    a.batch_execute("COMMIT").await.unwrap();
+    holder2.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        metrics.prepared_parses.get(),
+        6,
+        "each of the 3 statements parsed once on each of the 2 connections"
+    );
+
+    // Eight clients prepare the same three statements and take turns on
+    // the two connections, one transaction per execution.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let url = proxy.url();
+            tokio::spawn(async move {
+                let c = connect(&url).await.expect("connect through pgswitch");
+                let statements = prepare_three(&c).await;
+                let mut pids = HashSet::new();
+                for i in 0..20 {
+                    for k in 0..3 {
+                        c.batch_execute("BEGIN").await.unwrap();
+                        run_one(&c, &statements, k, i).await;
+                        pids.insert(server_pid(&c).await);
+                        c.batch_execute("COMMIT").await.unwrap();
+                    }
+                }
+                pids
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for pids in futures_util::future::join_all(tasks).await {
+        seen.extend(pids.expect("client task"));
+    }
+    assert_eq!(
+        seen,
+        HashSet::from([p1, p2]),
+        "eight clients on the pool's two backends"
+    );
+    assert_eq!(
+        metrics.prepared_parses.get(),
+        6,
+        "both connections had every statement: no Parse reached a server"
+    );
+    assert_eq!(
+        metrics.prepared_reused.get(),
+        8 * 3,
+        "every client Parse was answered from the connection's statements"
+    );
+    drop((holder1, holder2, a));
+    proxy.stop().await;
+}
+
+// Raw protocol messages, for the tests that must see every reply.
+
+fn wire(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut m = vec![tag];
+    m.extend_from_slice(&((len + 4) as i32).to_be_bytes());
+    for p in parts {
+        m.extend_from_slice(p);
+    }
+    m
+}
+
+/// Parse of a named statement, no parameter types given.
+fn parse(name: &str, sql: &str) -> Vec<u8> {
+    wire(
+        b'P',
+        &[name.as_bytes(), b"\0", sql.as_bytes(), b"\0", &[0u8, 0]],
+    )
+}
+
+/// Bind of `statement` to the unnamed portal, text parameters and results.
+fn bind(statement: &str, params: &[&str]) -> Vec<u8> {
+    let mut body = vec![0u8];
+    body.extend_from_slice(statement.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&(params.len() as i16).to_be_bytes());
+    for p in params {
+        body.extend_from_slice(&(p.len() as i32).to_be_bytes());
+        body.extend_from_slice(p.as_bytes());
+    }
+    body.extend_from_slice(&0i16.to_be_bytes());
+    wire(b'B', &[&body[..]])
+}
+
+/// Execute of the unnamed portal, all rows.
+fn execute() -> Vec<u8> {
+    wire(b'E', &[b"\0", &0i32.to_be_bytes()])
+}
+
+fn sync() -> Vec<u8> {
+    wire(b'S', &[])
+}
+
+/// Close of a statement.
+fn close(name: &str) -> Vec<u8> {
+    wire(b'C', &[b"S", name.as_bytes(), b"\0"])
+}
+
+/// Sends `msgs` in one write and reads the replies up to ReadyForQuery.
+async fn exchange(s: &mut TcpStream, msgs: &[Vec<u8>]) -> Vec<(u8, Vec<u8>)> {
+    s.write_all(&msgs.concat()).await.expect("send");
+    read_until(s, b'Z').await
+}
+
+/// The reply tags in order, e.g. "12DCZ".
+fn tags(msgs: &[(u8, Vec<u8>)]) -> String {
+    msgs.iter().map(|(t, _)| *t as char).collect()
+}
+
+/// The first column of the first DataRow, as text.
+fn first_value(msgs: &[(u8, Vec<u8>)]) -> String {
+    let (_, body) = msgs.iter().find(|(t, _)| *t == b'D').expect("a DataRow");
+    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
+    String::from_utf8_lossy(&body[6..6 + len]).into_owned()
+}
+
+/// A field (`b'M'`: the message) of the first ErrorResponse.
+fn error_field(msgs: &[(u8, Vec<u8>)], field: u8) -> String {
+    let (_, body) = msgs
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .expect("an ErrorResponse");
+    body.split(|&b| b == 0)
+        .find(|f| f.first() == Some(&field))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .unwrap_or_default()
+}
+
+/// The whole first ErrorResponse, every field, as text.
+fn error_text(msgs: &[(u8, Vec<u8>)]) -> String {
+    let (_, body) = msgs
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .expect("an ErrorResponse");
+    String::from_utf8_lossy(body).into_owned()
+}
+
+#[tokio::test]
+async fn errors_name_the_clients_statement() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let m = exchange(&mut s, &[parse("mine", "SELECT $1::int"), sync()]).await;
+    assert_eq!(tags(&m), "1Z", "{:?}", error_code(&m));
+    let m = exchange(&mut s, &[bind("mine", &["5"]), execute(), sync()]).await;
+    assert_eq!(tags(&m), "2DCZ", "{:?}", error_code(&m));
+    assert_eq!(first_value(&m), "5");
+
+    // A server error about the statement names the client's statement.
+    let m = exchange(&mut s, &[bind("mine", &[]), execute(), sync()]).await;
+    assert_eq!(tags(&m), "EZ");
+    assert_eq!(error_code(&m).as_deref(), Some("08P01"));
+    assert_eq!(
+        error_field(&m, b'M'),
+        "bind message supplies 0 parameters, but prepared statement \"mine\" requires 1"
+    );
+    assert!(
+        !error_text(&m).contains("pgswitch_"),
+        "the pooler-wide name leaked: {}",
+        error_text(&m)
+    );
+
+    // Closed, the name is gone, and the server says so in the client's words.
+    let m = exchange(&mut s, &[close("mine"), sync()]).await;
+    assert_eq!(tags(&m), "3Z", "{:?}", error_code(&m));
+    let m = exchange(&mut s, &[bind("mine", &["1"]), execute(), sync()]).await;
+    assert_eq!(tags(&m), "EZ");
+    assert_eq!(error_code(&m).as_deref(), Some("26000"));
+    assert_eq!(
+        error_field(&m, b'M'),
+        "prepared statement \"mine\" does not exist"
+    );
+    drop(s);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_name_is_refused_like_postgres() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let m = exchange(&mut s, &[parse("dup", "SELECT 1"), sync()]).await;
+    assert_eq!(tags(&m), "1Z", "{:?}", error_code(&m));
+
+    // The second Parse fails, and the server skips the rest to the Sync:
+    // no BindComplete, no rows.
+    let m = exchange(
+        &mut s,
+        &[
+            parse("dup", "SELECT 2"),
+            bind("dup", &[]),
+            execute(),
+            sync(),
+        ],
+    )
+    .await;
+    assert_eq!(tags(&m), "EZ");
+    assert_eq!(error_code(&m).as_deref(), Some("42P05"));
+    assert_eq!(
+        error_field(&m, b'M'),
+        "prepared statement \"dup\" already exists"
+    );
+
+    // The connection goes on, and "dup" is still the first statement.
+    let m = exchange(&mut s, &[raw::query("SELECT 'still here'")]).await;
+    assert_eq!(tags(&m), "TDCZ", "{:?}", error_code(&m));
+    assert_eq!(first_value(&m), "still here");
+    let m = exchange(&mut s, &[bind("dup", &[]), execute(), sync()]).await;
+    assert_eq!(tags(&m), "2DCZ", "{:?}", error_code(&m));
+    assert_eq!(first_value(&m), "1");
+    drop(s);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn sql_prepare_execute_deallocate_in_transaction_mode() {
+    let proxy = Proxy::start(transaction_mode(1, "")).await;
+    let (a, b) = (proxy.client().await, proxy.client().await);
+    assert_eq!(
+        server_pid(&a).await,
+        server_pid(&b).await,
+        "one shared backend"
+    );
+
+    a.batch_execute("PREPARE q1 (int) AS SELECT $1 * 2")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(first_row(&a, "EXECUTE q1(21)").await[0], "42");
+        // B, on the same backend between A's transactions, cannot run it.
+        let e = b.simple_query("EXECUTE q1(1)").await.unwrap_err();
+        assert_eq!(sqlstate(&e), "26000", "B ran A's statement: {e}");
+        assert_eq!(first_row(&b, "SELECT 'b'").await[0], "b");
+    }
+    a.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(first_row(&a, "EXECUTE q1(5)").await[0], "10");
+    a.batch_execute("COMMIT").await.unwrap();
+
+    a.batch_execute("DEALLOCATE q1").await.unwrap();
+    let e = a.simple_query("EXECUTE q1(1)").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "26000", "{e}");
+    assert_eq!(message(&e), "prepared statement \"q1\" does not exist");
+
+    // A PREPARE inside a transaction outlives it, as on a direct connection.
+    a.batch_execute("BEGIN").await.unwrap();
+    a.batch_execute("PREPARE q2 (text) AS SELECT upper($1)")
+        .await
+        .unwrap();
+    assert_eq!(first_row(&a, "EXECUTE q2('inside')").await[0], "INSIDE");
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(first_row(&a, "EXECUTE q2('after')").await[0], "AFTER");
+    let e = b.simple_query("EXECUTE q2('b')").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "26000", "B ran A's statement: {e}");
+
+    // A PREPARE that failed is forgotten: A keeps only q2, and its later
+    // transactions (where q2 is recreated) go on.
+    let e = a
+        .batch_execute("PREPARE broken AS SELECT * FROM prepared_sql_no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42P01", "{e}");
+    let forgotten = eventually(Duration::from_secs(10), || async {
+        proxy.shared.metrics.prepared_statements.get() == 1
+    })
+    .await;
+    assert!(
+        forgotten,
+        "tracked statements: {}",
+        proxy.shared.metrics.prepared_statements.get()
+    );
+    for _ in 0..2 {
+        assert_eq!(first_row(&a, "EXECUTE q2('again')").await[0], "AGAIN");
+        assert_eq!(first_row(&b, "SELECT 'b'").await[0], "b");
+    }
+    let e = a.simple_query("EXECUTE broken").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "26000", "{e}");
+    drop((a, b));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn deallocate_all_forgets_the_clients_statements() {
+    let proxy = Proxy::start(transaction_mode(1, "")).await;
+    let (a, b) = (proxy.client().await, proxy.client().await);
+    assert_eq!(
+        server_pid(&a).await,
+        server_pid(&b).await,
+        "one shared backend"
+    );
+    let times_ten = b.prepare("SELECT $1::int * 10").await.unwrap();
+    let row = b.query_one(&times_ten, &[&4i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 40);
+    let bang = a.prepare("SELECT $1::text || '!'").await.unwrap();
+    let row = a.query_one(&bang, &[&"hi"]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "hi!");
+
+    a.batch_execute("DEALLOCATE ALL").await.unwrap();
+    let e = a.query_one(&bang, &[&"hi"]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "26000", "{e}");
+    let text = message(&e);
+    assert!(
+        text.starts_with("prepared statement \"s") && text.ends_with("\" does not exist"),
+        "the error should name A's own statement: {text}"
+    );
+    assert!(!text.contains("pgswitch_"), "{text}");
+    let bang = a.prepare("SELECT $1::text || '!'").await.unwrap();
+    let row = a.query_one(&bang, &[&"again"]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "again!");
+
+    // B's statement was dropped from the backend with A's: it is parsed
+    // there again on demand.
+    let parses = proxy.shared.metrics.prepared_parses.get();
+    let row = b.query_one(&times_ten, &[&5i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 50);
+    assert!(
+        proxy.shared.metrics.prepared_parses.get() > parses,
+        "B's statement should have been parsed again"
+    );
+
+    // DISCARD ALL forgets them too.
+    a.batch_execute("DISCARD ALL").await.unwrap();
+    let e = a.query_one(&bang, &[&"hi"]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "26000", "{e}");
+    let row = b.query_one(&times_ten, &[&6i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 60);
+    drop((bang, times_ten, a, b));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn client_statement_cap() {
+    let proxy = Proxy::start(transaction_mode(1, "max_client_prepared_statements = 3")).await;
+    let c = proxy.client().await;
+    let s1 = c.prepare("SELECT 1::int").await.unwrap();
+    let s2 = c.prepare("SELECT 2::int").await.unwrap();
+    let s3 = c.prepare("SELECT 3::int").await.unwrap();
+    let e = c.prepare("SELECT 4::int").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "53400", "{e}");
+
+    // The connection goes on, and the three still work. (A simple query:
+    // tokio-postgres's query("...") prepares a statement of its own.)
+    assert_eq!(first_row(&c, "SELECT 'alive'").await[0], "alive");
+    for (s, v) in [(&s1, 1), (&s2, 2), (&s3, 3)] {
+        assert_eq!(c.query_one(s, &[]).await.unwrap().get::<_, i32>(0), v);
+    }
+    assert_eq!(proxy.shared.metrics.prepared_statements.get(), 3);
+
+    // Dropping a Statement sends its Close; after one round trip it has
+    // surely arrived, and there is room for another.
+    drop(s1);
+    assert_eq!(first_row(&c, "SELECT 'closed'").await[0], "closed");
+    let s4 = c.prepare("SELECT 4::int").await.unwrap();
+    assert_eq!(c.query_one(&s4, &[]).await.unwrap().get::<_, i32>(0), 4);
+    assert_eq!(proxy.shared.metrics.prepared_statements.get(), 3);
+    assert!(proxy.shared.metrics.prepared_bytes.get() > 0);
+
+    // A client that leaves takes its statements off the gauges.
+    drop((s2, s3, s4, c));
+    let gone = eventually(Duration::from_secs(10), || async {
+        proxy.shared.metrics.prepared_statements.get() == 0
+            && proxy.shared.metrics.prepared_bytes.get() == 0
+    })
+    .await;
+    assert!(
+        gone,
+        "gauges after the client left: {} statements, {} bytes",
+        proxy.shared.metrics.prepared_statements.get(),
+        proxy.shared.metrics.prepared_bytes.get()
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn server_cap_evicts_least_recently_used() {
+    let proxy = Proxy::start(transaction_mode(1, "max_prepared_statements = 2")).await;
+    let c = proxy.client().await;
+    let mut statements = Vec::new();
+    for k in 1..=5 {
+        statements.push(c.prepare(&format!("SELECT $1::int + {k}")).await.unwrap());
+    }
+    for i in 0..5 {
+        for (k, s) in (1..=5).zip(&statements) {
+            let row = c.query_one(s, &[&i]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), i + k, "statement {k}, round {i}");
+        }
+    }
+    assert!(proxy.shared.metrics.prepared_evictions.get() > 0);
+    // The server connection keeps the two most recently used, no more.
+    let left = rows(
+        &c,
+        "SELECT statement FROM pg_prepared_statements \
+         WHERE name LIKE 'pgswitch\\_%' ORDER BY statement",
+    )
+    .await;
+    let left: Vec<&str> = left.iter().map(|r| r["statement"].as_str()).collect();
+    assert_eq!(left, ["SELECT $1::int + 4", "SELECT $1::int + 5"]);
+    drop((statements, c));
+    proxy.stop().await;
+}
+
+/// How many statements on the backend serving `c` have names that
+/// (`LIKE`) or do not (`NOT LIKE`) start with the pooler-wide prefix.
+async fn server_statements(c: &Client, like: &str, and: &str) -> String {
+    let sql = format!(
+        "SELECT count(*) FROM pg_prepared_statements WHERE name {like} 'pgswitch\\_%' {and}"
+    );
+    first_row(c, &sql).await[0].clone()
+}
+
+#[tokio::test]
+async fn prepared_statements_are_shared_not_leaked() {
+    let proxy = Proxy::start(transaction_mode(1, "")).await;
+    let (a, b) = (proxy.client().await, proxy.client().await);
+    assert_eq!(
+        server_pid(&a).await,
+        server_pid(&b).await,
+        "one shared backend"
+    );
+    let s = a.prepare("SELECT 42").await.unwrap();
+    assert_eq!(a.query_one(&s, &[]).await.unwrap().get::<_, i32>(0), 42);
+    // B, on the backend right after A: A's name for it is not there, only
+    // the pooler-wide statement.
+    assert_eq!(
+        server_statements(&b, "NOT LIKE", "").await,
+        "0",
+        "a client's statement name reached the server"
+    );
+    assert_eq!(
+        server_statements(&b, "LIKE", "AND statement = 'SELECT 42'").await,
+        "1",
+        "A's statement under its pooler-wide name"
+    );
+
+    // Nor do SQL-level names outlive A's transactions.
+    a.batch_execute("PREPARE mine_sql AS SELECT 7")
+        .await
+        .unwrap();
+    assert_eq!(first_row(&a, "EXECUTE mine_sql").await[0], "7");
+    assert_eq!(
+        server_statements(&b, "NOT LIKE", "").await,
+        "0",
+        "A's PREPARE stayed on the server"
+    );
+    // ...while the shared statement stays, for everyone.
+    assert_eq!(
+        server_statements(&b, "LIKE", "AND statement = 'SELECT 42'").await,
+        "1",
+        "the shared statement was dropped with A's SQL-level one"
+    );
+    // A still has both.
+    assert_eq!(a.query_one(&s, &[]).await.unwrap().get::<_, i32>(0), 42);
+    assert_eq!(first_row(&a, "EXECUTE mine_sql").await[0], "7");
+    drop((s, a, b));
+    proxy.stop().await;
+}
+
+/// Describe of the unnamed portal.
+fn describe_portal() -> Vec<u8> {
+    wire(b'D', &[b"P", b"\0"])
+}
+
+/// Columns in the first RowDescription.
+fn columns(msgs: &[(u8, Vec<u8>)]) -> i16 {
+    let (_, body) = msgs
+        .iter()
+        .find(|(t, _)| *t == b'T')
+        .expect("a RowDescription");
+    i16::from_be_bytes([body[0], body[1]])
+}
+
+/// "cached plan must not change result type" after a schema change: a
+/// client binding a statement it described before the change gets the
+/// error, as from Postgres; a client that prepares the statement now (and
+/// so expects today's columns) must not get it just because a server
+/// connection still holds the old plan under the shared name: the request
+/// runs again, once, with the statement parsed afresh.
+#[tokio::test]
+async fn stale_plans_are_replanned_only_when_the_client_cannot_tell() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let su = superuser().await;
+    su.batch_execute(
+        "DROP TABLE IF EXISTS prepared_stale; CREATE TABLE prepared_stale (a int);
+         INSERT INTO prepared_stale VALUES (1); GRANT ALL ON prepared_stale TO PUBLIC",
+    )
+    .await
+    .unwrap();
+    let sql = "SELECT * FROM prepared_stale";
+    let mut a = raw::login(proxy.addr, "postgres", "app").await;
+    let m = exchange(
+        &mut a,
+        &[
+            parse("a", sql),
+            bind("a", &[]),
+            describe_portal(),
+            execute(),
+            sync(),
+        ],
+    )
+    .await;
+    assert_eq!(tags(&m), "12TDCZ", "{:?}", error_code(&m));
+    assert_eq!(columns(&m), 1);
+
+    su.batch_execute("ALTER TABLE prepared_stale ADD COLUMN b int DEFAULT 7")
+        .await
+        .unwrap();
+    // A binds what it described before the change, without asking again:
+    // Postgres's own error.
+    let m = exchange(&mut a, &[bind("a", &[]), execute(), sync()]).await;
+    assert_eq!(tags(&m), "EZ");
+    assert_eq!(error_code(&m).as_deref(), Some("0A000"));
+    assert_eq!(
+        error_field(&m, b'M'),
+        "cached plan must not change result type"
+    );
+    assert_eq!(proxy.shared.metrics.prepared_replans.get(), 0);
+
+    // The connection now has the statement with two columns; change the
+    // table again, and a new client prepares the same text.
+    let m = exchange(
+        &mut a,
+        &[bind("a", &[]), describe_portal(), execute(), sync()],
+    )
+    .await;
+    assert_eq!(tags(&m), "2TDCZ", "{:?}", error_code(&m));
+    su.batch_execute("ALTER TABLE prepared_stale ADD COLUMN c int DEFAULT 8")
+        .await
+        .unwrap();
+    let mut b = raw::login(proxy.addr, "postgres", "app").await;
+    let m = exchange(
+        &mut b,
+        &[
+            parse("b", sql),
+            bind("b", &[]),
+            describe_portal(),
+            execute(),
+            sync(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        tags(&m),
+        "12TDCZ",
+        "replies exactly once: {:?}",
+        error_code(&m)
+    );
+    assert_eq!(columns(&m), 3);
+    assert_eq!(proxy.shared.metrics.prepared_replans.get(), 1);
+    // And it keeps working.
+    let m = exchange(
+        &mut b,
+        &[bind("b", &[]), describe_portal(), execute(), sync()],
+    )
+    .await;
+    assert_eq!(tags(&m), "2TDCZ", "{:?}", error_code(&m));
+    drop((a, b));
+    su.batch_execute("DROP TABLE prepared_stale").await.unwrap();
+    proxy.stop().await;
+}
