@@ -10,8 +10,12 @@
 #   IDLE_CLIENTS   idle client connections for the memory test (2000; 0 = skip)
 #   BENCH_SCALE    pgbench scale factor (10)
 #   BENCH_BUILD    1 = cargo build --release first (default); 0 = use the existing binary
+#   BENCH_ONLY     run only workloads whose name matches this grep -E pattern
 #   PGBOUNCER_PORT / PGSWITCH_PORT  listen ports (16432 / 16433)
 #   PGSWITCH_BIN   pgswitch binary (target/release/pgswitch)
+#   PGBOUNCER_BIN  PgBouncer binary; default: PgBouncer 1.24 from Debian trixie
+#                  (benches/pgbouncer-new.sh, for max_prepared_statements),
+#                  else the system's pgbouncer
 #
 # Targets: (a) direct 127.0.0.1:15432, (b) PgBouncer (transaction mode),
 # (c) target/release/pgswitch (transaction mode). A target whose binary is
@@ -122,10 +126,20 @@ else
 fi
 chmod 0700 "$PGB_DIR"
 
+# A PgBouncer with max_prepared_statements (>= 1.21) for the -M prepared
+# rows; Debian bookworm's is 1.18.
+if [ -n "${PGBOUNCER_BIN:-}" ]; then
+    PGBOUNCER="$PGBOUNCER_BIN"
+elif newer="$(bash "$REPO/benches/pgbouncer-new.sh" "$PGB_DIR/dist" | tail -n 1)" && [ -x "$newer" ]; then
+    PGBOUNCER="$newer"
+else
+    warn "could not fetch a newer PgBouncer; using $PGBOUNCER"
+fi
+
 pgb_version="$("$PGBOUNCER" --version | head -n 1 | awk '{print $2}')"
 prepared_line="; max_prepared_statements needs PgBouncer >= 1.21 (this is $pgb_version)"
 if [ "$(printf '%s\n1.21\n' "$pgb_version" | sort -V | head -n 1)" = 1.21 ]; then
-    prepared_line="max_prepared_statements = 0"
+    prepared_line="max_prepared_statements = 200"
 fi
 
 as_pg tee "$PGB_DIR/userlist.txt" >/dev/null <<'EOF'
@@ -211,6 +225,8 @@ WORKLOADS=(
     "select-only simple c=16|-S -n -M simple -c 16"
     "select-only simple c=256|-S -n -M simple -c 256"
     "select-only extended c=16|-S -n -M extended -c 16"
+    "select-only prepared c=16|-S -n -M prepared -c 16"
+    "select-only prepared c=256|-S -n -M prepared -c 256"
     "select-only simple c=16 reconnect (-C)|-C -S -n -M simple -c 16"
     "TPC-B-like c=16|-c 16"
 )
@@ -225,6 +241,9 @@ wi=0
 for w in "${WORKLOADS[@]}"; do
     wi=$(( wi + 1 ))
     wname="${w%%|*}"; read -r -a wargs <<<"${w#*|}"
+    if [ -n "${BENCH_ONLY:-}" ] && ! grep -qE -- "$BENCH_ONLY" <<<"$wname"; then
+        continue
+    fi
     direct_tps=""
     for t in "${TARGETS[@]}"; do
         IFS='|' read -r tname tport tpid <<<"$t"

@@ -102,3 +102,42 @@ async fn cancel_with_a_wrong_key_is_ignored() {
     assert!(r.is_ok(), "{r:?}");
     proxy.stop().await;
 }
+
+/// Transaction mode: a prepared statement's query, with another request
+/// pipelined behind it, is cancelled; only it fails, and the statement
+/// still works afterwards on whatever server connection comes next.
+#[tokio::test]
+async fn cancel_stops_a_prepared_pipelined_query() {
+    let proxy = Proxy::mode(PoolMode::Transaction, 2).await;
+    let c = std::sync::Arc::new(proxy.client().await);
+    let token = c.cancel_token();
+    let tag = "cancel-prepared";
+    let sleep = c
+        .prepare(&format!("SELECT pg_sleep($1::float8)::text /* {tag} */"))
+        .await
+        .unwrap();
+    let add = c.prepare("SELECT $1::int + 1").await.unwrap();
+    let (c1, c2, s1, a1) = (c.clone(), c.clone(), sleep.clone(), add.clone());
+    // Both requests are written before the first is answered: a pipeline.
+    let running = tokio::spawn(async move {
+        let slow = c1.query_one(&s1, &[&30f64]);
+        let quick = c2.query_one(&a1, &[&41i32]);
+        futures_util::future::join(slow, quick).await
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            active_with(tag).await == 1
+        })
+        .await
+    );
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (slow, quick) = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("cancelled within 10s")
+        .unwrap();
+    assert_eq!(sqlstate(&slow.unwrap_err()), "57014");
+    assert_eq!(quick.unwrap().get::<_, i32>(0), 42, "the pipelined request");
+    let row = c.query_one(&sleep, &[&0f64]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "");
+    proxy.stop().await;
+}

@@ -191,3 +191,45 @@ async fn client_leaving_mid_copy_leaves_nothing_open() {
         .unwrap();
     proxy.stop().await;
 }
+
+/// A client that vanishes mid-pipeline (a prepared statement's Execute
+/// sent, no Sync yet) leaves a server connection that is cancelled and
+/// closed, never handed to the next client in that state.
+#[tokio::test]
+async fn client_leaving_mid_pipeline_leaves_nothing_open() {
+    use tokio::io::AsyncWriteExt;
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let mut s = common::raw::login(proxy.addr, "postgres", "app").await;
+    let msg = |tag: u8, body: &[u8]| {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    };
+    let tag = "left-mid-pipeline";
+    let sql = format!("SELECT pg_sleep(30) /* {tag} */\0");
+    let pipeline = [
+        msg(b'P', &[b"napper\0", sql.as_bytes(), &[0, 0]].concat()),
+        msg(b'B', b"\0napper\0\0\0\0\0\0\0"),
+        msg(b'E', b"\0\0\0\0\0"),
+        msg(b'H', b""),
+    ]
+    .concat();
+    s.write_all(&pipeline).await.unwrap();
+    let su = superuser().await;
+    let running = || async {
+        let q = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()";
+        su.query(q, &[&tag]).await.unwrap().len()
+    };
+    assert!(eventually(Duration::from_secs(10), || async { running().await == 1 }).await);
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(10), || async { running().await == 0 }).await,
+        "the abandoned query is still running"
+    );
+    // The next client gets a clean server connection.
+    let b = proxy.client().await;
+    assert!(!in_transaction(&b).await);
+    assert_eq!(first_row(&b, "SELECT 1").await, ["1"]);
+    proxy.stop().await;
+}

@@ -159,3 +159,58 @@ async fn session_state_pins_the_client_and_is_wiped_after() {
     drop(clients);
     proxy.stop().await;
 }
+
+/// `session_state = "refuse"`: a statement that would create session state
+/// fails with 0A000 naming the feature and the setting, as a failed
+/// statement does (the transaction aborts), and the client goes on
+/// unpinned.
+#[tokio::test]
+async fn session_state_can_be_refused_instead() {
+    let config = cluster_config(
+        "pool_mode = \"transaction\"\npool_size = 1\nsession_state = \"refuse\"",
+        &[],
+    );
+    let proxy = Proxy::start(config).await;
+    let c = proxy.client().await;
+    let e = c.simple_query("LISTEN jobs").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "0A000");
+    assert_eq!(
+        message(&e),
+        "LISTEN is not supported in transaction pool mode"
+    );
+    let hint = e
+        .as_db_error()
+        .and_then(|d| d.hint())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(hint.contains("session_state"), "{hint}");
+    assert_eq!(first_row(&c, "SELECT 1").await, ["1"]);
+
+    // Inside a transaction it aborts the transaction, like any error.
+    c.batch_execute("BEGIN").await.unwrap();
+    let e = c
+        .simple_query("CREATE TEMP TABLE t (a int)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "0A000");
+    let e = c.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "25P02");
+    c.batch_execute("ROLLBACK").await.unwrap();
+
+    // The extended protocol too (refused at its Parse).
+    let e = c
+        .query("SELECT pg_advisory_lock($1)", &[&7i64])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "0A000");
+    assert_eq!(
+        message(&e),
+        "a session advisory lock is not supported in transaction pool mode"
+    );
+    assert_eq!(proxy.shared.metrics.pinned_clients.get(), 0);
+    // Not pinned: another client shares the one server connection.
+    let other = proxy.client().await;
+    assert_eq!(first_row(&other, "SELECT 2").await, ["2"]);
+    assert_eq!(first_row(&c, "SELECT 3").await, ["3"]);
+    proxy.stop().await;
+}

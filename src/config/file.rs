@@ -63,6 +63,7 @@ pub struct GeneralFile {
     pub query_stats_size: Option<usize>,
     pub max_prepared_statements: Option<usize>,
     pub max_client_prepared_statements: Option<usize>,
+    pub session_state: Option<super::SessionState>,
     #[serde(default, with = "humantime_serde")]
     pub slow_query_threshold: Option<Duration>,
 }

@@ -76,6 +76,18 @@ pub enum PrimaryReads {
     Always,
 }
 
+/// Transaction and statement modes: what happens to a client that creates
+/// session state a shared connection cannot carry (LISTEN, a temporary
+/// table, a session advisory lock, a WITH HOLD cursor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// It keeps its server connection for the rest of its session.
+    Pin,
+    /// The statement fails (0A000) naming the feature and this setting.
+    Refuse,
+}
+
 /// How a read picks among the servers in rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -160,6 +172,8 @@ pub struct General {
     pub max_prepared_statements: usize,
     /// Named prepared statements one client may have.
     pub max_client_prepared_statements: usize,
+    /// Pin or refuse clients that create session state.
+    pub session_state: SessionState,
     /// Statements at least this slow are logged (`None`: off).
     pub slow_query_threshold: Option<Duration>,
 }

@@ -273,6 +273,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         query_stats_size: g.query_stats_size.unwrap_or(1000),
         max_prepared_statements: g.max_prepared_statements.unwrap_or(200),
         max_client_prepared_statements: g.max_client_prepared_statements.unwrap_or(1000),
+        session_state: g.session_state.unwrap_or(super::SessionState::Pin),
         slow_query_threshold: nonzero(g.slow_query_threshold, None),
     }
 }

@@ -165,7 +165,9 @@ impl Expect {
             Fate::Forward => Action::Forward,
             Fate::Swallow if tag == b'E' => Action::Forward,
             Fate::Swallow => Action::Drop,
-            Fate::Replace(e) if error => Action::Replace(e.clone()),
+            Fate::Replace(e) if tag == b'E' => Action::Replace(e.clone()),
+            // A refused Query still ends in its ReadyForQuery.
+            Fate::Replace(_) if tag == b'Z' => Action::Forward,
             Fate::Replace(_) => Action::Drop,
         };
         if last {

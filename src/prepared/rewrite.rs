@@ -257,6 +257,33 @@ impl Rewriter<'_> {
         self.expect.sent(Kind::Parse, fate, Some(undo));
     }
 
+    /// Refuses a Query or Parse whose statement would create session state
+    /// (`session_state = "refuse"`): it fails, naming the feature and the
+    /// setting, and the transaction aborts as after any error.
+    pub fn refuse_feature(
+        &mut self,
+        tag: u8,
+        feature: &str,
+        mode: crate::config::PoolMode,
+        out: &mut BytesMut,
+    ) -> bool {
+        let message = format!("{feature} is not supported in {mode} pool mode");
+        let hint = "set session_state = \"pin\" to keep such clients on one server connection, or use pool_mode = \"session\" for this database";
+        if tag != b'Q' {
+            self.refuse(out, "0A000", &message, Some(hint));
+            return false;
+        }
+        let mut error = BytesMut::new();
+        messages::error_response(&mut error, Severity::Error, "0A000", &message, Some(hint));
+        // A Query sure to fail in its place (no such function), so the
+        // server aborts the transaction as Postgres would; its error is
+        // replaced by ours.
+        put_message(out, b'Q', &[b"SELECT pgswitch.refused()\0"]);
+        let fate = Fate::Replace(error.to_vec().into_boxed_slice());
+        self.expect.sent(Kind::Sync, fate, None);
+        false
+    }
+
     /// Refuses a client message the way the server would: a message that
     /// is sure to fail goes in its place (so the server skips to the Sync
     /// and aborts the transaction), and its error is replaced by ours.

@@ -23,7 +23,7 @@ use super::settings::{self, Change, Settings};
 use super::SessionError;
 use super::{LoggedIn, Session};
 use crate::app::Shared;
-use crate::config::PoolMode;
+use crate::config::{PoolMode, SessionState};
 use crate::pool::replicas::Fence;
 use crate::pool::{ConnState, ParamSet, PoolSet, Server, Which};
 use crate::prepared::{ClientStatements, Expect, Replies};
@@ -406,6 +406,8 @@ impl<'a> Forwarder<'a> {
                     continue;
                 }
             };
+            // A statement refused instead of pinning (`session_state`).
+            let mut refused = None;
             // Terminate is ours to handle; the server connection lives on.
             if tag == b'X' {
                 flow = Flow::Terminate;
@@ -432,12 +434,17 @@ impl<'a> Forwarder<'a> {
                         link.change.get_or_insert_with(Box::default).merge(change);
                     }
                     if let Some(feature) = text.and_then(pinning::pins) {
-                        // From now on the client keeps this connection,
-                        // as in session mode.
-                        tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
-                        self.mode = PoolMode::Session;
-                        self.shared.metrics.pinned_clients.inc();
-                        self.route.get_or_insert_with(Box::default).pinned = true;
+                        let general = &self.shared.config.load().general;
+                        if general.session_state == SessionState::Refuse && track {
+                            refused = Some(feature);
+                        } else {
+                            // From now on the client keeps this connection,
+                            // as in session mode.
+                            tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
+                            self.mode = PoolMode::Session;
+                            self.shared.metrics.pinned_clients.inc();
+                            self.route.get_or_insert_with(Box::default).pinned = true;
+                        }
                     }
                 }
             }
@@ -451,7 +458,18 @@ impl<'a> Forwarder<'a> {
                     .general
                     .max_client_prepared_statements;
                 let mut rw = statements::rewriter(statements, link, cap, false);
-                if !rw.message(tag, whole.then_some(body).flatten(), &mut rewritten.made) {
+                let sent = match refused.take() {
+                    Some(feature) => {
+                        self.shared
+                            .metrics
+                            .requests_refused
+                            .with_label_values(&["0A000"])
+                            .inc();
+                        rw.refuse_feature(tag, feature, self.mode, &mut rewritten.made)
+                    }
+                    None => rw.message(tag, whole.then_some(body).flatten(), &mut rewritten.made),
+                };
+                if !sent {
                     rewritten.replace(&self.cbuf, pos, n);
                 }
                 statements::count(&self.shared.metrics, &rw);
