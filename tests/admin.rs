@@ -139,6 +139,26 @@ async fn show_commands_report_live_state() {
     proxy.stop().await;
 }
 
+/// A client pinned by session state shows as `pinned`.
+#[tokio::test]
+async fn show_clients_marks_pinned_clients() {
+    let proxy = Proxy::start(admin_config(&[])).await;
+    let admin = connect(&proxy.url_as("app", "app-secret", "pgswitch"))
+        .await
+        .unwrap();
+    let c = proxy.client().await;
+    c.batch_execute("LISTEN admin_pinned").await.unwrap();
+    let clients = rows(&admin, "SHOW CLIENTS").await;
+    let states: Vec<_> = clients
+        .iter()
+        .filter(|r| r["pool"] == "app/app")
+        .map(|r| r["state"].as_str())
+        .collect();
+    assert_eq!(states, ["pinned"], "{clients:?}");
+    drop(c);
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn only_admins_open_the_console() {
     let proxy = Proxy::start(admin_config(&[])).await;
@@ -218,6 +238,13 @@ async fn pause_waits_for_transactions_and_holds_new_ones() {
     })
     .await;
     assert!(waiting, "the client should be waiting");
+    let clients = rows(&admin, "SHOW CLIENTS").await;
+    let states: Vec<_> = clients
+        .iter()
+        .filter(|r| r["pool"] == "app/app")
+        .map(|r| r["state"].as_str())
+        .collect();
+    assert_eq!(states, ["waiting"], "{clients:?}");
     resumed.store(true, Ordering::SeqCst);
     admin.simple_query("RESUME app").await.unwrap();
     held.await.unwrap();

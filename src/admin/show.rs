@@ -94,12 +94,21 @@ fn clients(shared: &Shared) -> Table {
     let now = Instant::now();
     for c in shared.cancels.clients() {
         let server = c.current();
+        let state = if c.waiting.load(std::sync::atomic::Ordering::Relaxed) {
+            "waiting"
+        } else if c.pinned.load(std::sync::atomic::Ordering::Relaxed) {
+            "pinned"
+        } else if server.is_some() {
+            "active"
+        } else {
+            "idle"
+        };
         t.row([
             c.pid.to_string(),
             c.pool.to_string(),
             c.peer.to_string(),
             format!("{:.1}", now.duration_since(c.since).as_secs_f64()),
-            if server.is_some() { "active" } else { "idle" }.to_owned(),
+            state.to_owned(),
             server.as_ref().map_or(String::new(), |s| s.0.to_string()),
             server
                 .as_ref()

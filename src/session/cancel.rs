@@ -22,6 +22,9 @@ pub struct ClientSlot {
     pub peer: std::net::SocketAddr,
     pub since: std::time::Instant,
     server: Mutex<Option<ServerKey>>,
+    /// Waiting for a server connection; pinned to one (SHOW CLIENTS).
+    pub waiting: std::sync::atomic::AtomicBool,
+    pub pinned: std::sync::atomic::AtomicBool,
 }
 
 impl ClientSlot {
@@ -94,6 +97,8 @@ impl CancelRegistry {
             peer,
             since: std::time::Instant::now(),
             server: Mutex::new(None),
+            waiting: Default::default(),
+            pinned: Default::default(),
         });
         clients.insert(pid, slot.clone());
         Registration {

@@ -85,7 +85,7 @@ impl Forwarder<'_> {
                 };
             }
         };
-        let waiting = Waiting::start(&self.shared.metrics.clients_waiting);
+        let waiting = Waiting::start(&self.shared.metrics.clients_waiting, self.slot());
         let checked_out = tokio::select! {
             r = checkout => r,
             _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
@@ -238,18 +238,25 @@ impl Forwarder<'_> {
     }
 }
 
-/// A client counted as waiting for a server connection until `end` or
-/// drop (a refused or abandoned wait).
+/// A client counted (and shown in SHOW CLIENTS) as waiting for a server
+/// connection until `end` or drop (a refused or abandoned wait).
 pub(super) struct Waiting<'a> {
     gauge: &'a prometheus::IntGauge,
+    slot: &'a crate::session::cancel::ClientSlot,
     since: std::time::Instant,
 }
 
 impl<'a> Waiting<'a> {
-    pub(super) fn start(gauge: &'a prometheus::IntGauge) -> Self {
+    pub(super) fn start(
+        gauge: &'a prometheus::IntGauge,
+        slot: &'a crate::session::cancel::ClientSlot,
+    ) -> Self {
         gauge.inc();
+        slot.waiting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Waiting {
             gauge,
+            slot,
             since: std::time::Instant::now(),
         }
     }
@@ -262,5 +269,8 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.gauge.dec();
+        self.slot
+            .waiting
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -93,7 +93,8 @@ impl Forwarder<'_> {
     /// PAUSE: the request waits (counted as waiting) until RESUME; a
     /// shutdown ends the wait.
     async fn wait_while_paused(&mut self) -> Result<(), SessionError> {
-        let _waiting = super::link::Waiting::start(&self.shared.metrics.clients_waiting);
+        let _waiting =
+            super::link::Waiting::start(&self.shared.metrics.clients_waiting, self.slot());
         // Waiting here, the client holds no server: a shutdown ends it as
         // it ends idle clients.
         tokio::select! {

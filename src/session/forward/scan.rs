@@ -1,0 +1,258 @@
+//! Walking the bytes of one read, message by message, with no I/O: what
+//! each client message means (statistics, settings, pinning, named
+//! statements rewritten) and what each server reply means (end of a turn,
+//! parameters, errors, rows, replies changed for named statements). The
+//! session state machine in `mod.rs` then writes what these return.
+
+use super::requests::{request_text, track_request};
+use super::statements::{self, Rewritten};
+use super::{Flow, Forwarder, SessionError};
+use crate::config::{PoolMode, SessionState};
+use crate::pool::{ConnState, Which};
+use crate::prepared::Replies;
+use crate::protocol::frame::{Item, HEADER_LEN};
+use crate::protocol::messages;
+use crate::session::{pinning, settings};
+
+impl Forwarder<'_> {
+    /// Walks the client's complete messages at hand: statistics, settings,
+    /// pinning and reply bookkeeping noted, named statements rewritten.
+    /// Returns how many bytes were walked and whether the client
+    /// terminated; what the server gets instead of those bytes, if
+    /// anything changed, is left in `link.rewritten`.
+    pub(super) fn scan_client(&mut self) -> Result<(usize, Flow), SessionError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok((0, Flow::Continue));
+        };
+        let track = self.track;
+        let mut rewritten = Rewritten::default();
+        let mut pos = 0;
+        let mut flow = Flow::Continue;
+        let want = |t| track && matches!(t, b'P' | b'B' | b'D' | b'C' | b'Q');
+        while let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], want)? {
+            let (tag, body, whole) = match item {
+                Item::Header { tag, body_len } => {
+                    let body = self.cbuf.get(pos + HEADER_LEN..pos + HEADER_LEN + body_len);
+                    (tag, body, false)
+                }
+                Item::Whole { tag, body } => (tag, Some(body), true),
+                Item::Body => {
+                    pos += n;
+                    continue;
+                }
+            };
+            // A statement refused instead of pinning (`session_state`).
+            let mut refused = None;
+            // Terminate is ours to handle; the server connection lives on.
+            if tag == b'X' {
+                flow = Flow::Terminate;
+                break;
+            }
+            if tag == b'B' && self.shared.queries.enabled() && link.parsed.is_none() {
+                // A named statement prepared in an earlier batch.
+                if let Some(text) = statements::bound_text(self.statements.as_deref(), body) {
+                    let reason = self.route.as_ref().map_or("", |r| r.reason);
+                    link.parsed = Some(self.shared.queries.begin(text, reason));
+                }
+            }
+            if matches!(tag, b'Q' | b'S' | b'F' | b'P') {
+                if tag != b'P' {
+                    self.pool.stats.requests.inc();
+                }
+                if self.shared.queries.enabled() {
+                    let reason = self.route.as_ref().map_or("", |r| r.reason);
+                    track_request(&self.shared.queries, link, tag, body, reason);
+                }
+                if self.mode != PoolMode::Session {
+                    let text = request_text(tag, body);
+                    if let Some(change) = text.and_then(settings::changes) {
+                        link.change.get_or_insert_with(Box::default).merge(change);
+                    }
+                    if let Some(feature) = text.and_then(pinning::pins) {
+                        let general = &self.shared.config.load().general;
+                        if general.session_state == SessionState::Refuse && track {
+                            refused = Some(feature);
+                        } else {
+                            // From now on the client keeps this connection,
+                            // as in session mode.
+                            tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
+                            self.mode = PoolMode::Session;
+                            self.shared.metrics.pinned_clients.inc();
+                            self.login
+                                .registration
+                                .slot
+                                .pinned
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                            self.route.get_or_insert_with(Box::default).pinned = true;
+                        }
+                    }
+                }
+            }
+            if track {
+                let statements = self.statements.get_or_insert_with(Box::default);
+                let before = (statements.len(), statements.bytes());
+                let cap = self
+                    .shared
+                    .config
+                    .load()
+                    .general
+                    .max_client_prepared_statements;
+                let mut rw = statements::rewriter(statements, link, cap, false);
+                let sent = match refused.take() {
+                    Some(feature) => {
+                        self.shared
+                            .metrics
+                            .requests_refused
+                            .with_label_values(&["0A000"])
+                            .inc();
+                        rw.refuse_feature(tag, feature, self.mode, &mut rewritten.made)
+                    }
+                    None => rw.message(tag, whole.then_some(body).flatten(), &mut rewritten.made),
+                };
+                if !sent {
+                    rewritten.replace(&self.cbuf, pos, n);
+                }
+                statements::count(&self.shared.metrics, &rw);
+                let (wiped, sql_prepared) = (rw.wiped, rw.sql_prepared);
+                link.wiped |= wiped;
+                link.sql_prepared |= sql_prepared;
+                statements::gauge(&self.shared.metrics, before, statements);
+            }
+            link.started.get_or_insert_with(std::time::Instant::now);
+            link.pending.client(tag);
+            link.server.state = ConnState::Busy;
+            pos += n;
+        }
+        link.rewritten = rewritten.finish(&self.cbuf[..pos]);
+        Ok((pos, flow))
+    }
+
+    /// Walks the server bytes at hand up to the end of the client's turn:
+    /// replies noted (ReadyForQuery, ParameterStatus, errors, rows), and
+    /// changed where named statements call for it. Returns how many bytes
+    /// were walked, whether statement mode refuses a transaction block
+    /// (its ReadyForQuery not included); what the client gets instead of
+    /// those bytes, if anything changed, is left in `link.rewritten`.
+    pub(super) fn scan_server(&mut self) -> Result<(usize, bool), SessionError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok((0, false));
+        };
+        let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
+        let conn: &mut crate::pool::ServerConn = &mut link.server;
+        let mut pos = 0;
+        let mut refused_block = false;
+        // Replies changed on the way (named statements, see `prepared`).
+        let mut replies = self.track.then(Replies::default);
+        loop {
+            let step = match link
+                .split
+                .next(&conn.buf[pos..], |t| matches!(t, b'Z' | b'S' | b'E'))
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    conn.state = ConnState::Broken;
+                    return Err(SessionError::Protocol(format!(
+                        "server {} sent {e}",
+                        conn.addr
+                    )));
+                }
+            };
+            let Some((item, n)) = step else { break };
+            if let Some(r) = replies.as_mut() {
+                let client = self.statements.as_deref();
+                match item {
+                    Item::Whole { tag, body } => r.message(
+                        &mut link.expect,
+                        client,
+                        &conn.buf,
+                        (pos, n),
+                        tag,
+                        Some(body),
+                    ),
+                    Item::Header { tag, .. } => {
+                        r.message(&mut link.expect, client, &conn.buf, (pos, n), tag, None)
+                    }
+                    Item::Body => r.body(&conn.buf, (pos, n)),
+                }
+            }
+            match item {
+                Item::Whole { tag: b'Z', body } => {
+                    link.pending.server(b'Z');
+                    if let Some(r) = link.running.pop_front() {
+                        let slow = self.shared.config.load().general.slow_query_threshold;
+                        let replica = matches!(link.which, Which::Replica(_));
+                        if let Some((took, text)) = self.shared.queries.end(&r, replica, slow) {
+                            tracing::warn!(pool = %self.pool.name, server = %conn.addr, ms = took.as_millis() as u64, fingerprint = %text, "slow statement");
+                        }
+                    }
+                    let status = body.first().copied().unwrap_or(b'I');
+                    let quiet = link.pending.quiet();
+                    if quiet && status == b'I' {
+                        if let Some(t) = link.started.take() {
+                            self.pool.stats.transactions.inc();
+                            let stats = &self.pool.stats;
+                            stats.transaction_seconds.observe(t.elapsed().as_secs_f64());
+                        }
+                    }
+                    conn.state = if quiet {
+                        ConnState::Ready(status)
+                    } else {
+                        ConnState::Busy
+                    };
+                    if self.mode == PoolMode::Statement && status != b'I' && quiet {
+                        // Swallow this ReadyForQuery; answer after the rollback.
+                        refused_block = true;
+                        break;
+                    }
+                    if pooled && quiet && status == b'I' {
+                        // The client's turn ends here. Whatever the server
+                        // sent after it (e.g. a FATAL as it shuts down) is
+                        // not this client's: it stays with the connection.
+                        pos += n;
+                        break;
+                    }
+                }
+                Item::Whole { tag: b'S', body } => {
+                    if let Some((k, v)) = messages::parse_parameter_status(body) {
+                        self.params.set(k, v);
+                        conn.params.set(k, v);
+                    }
+                }
+                Item::Whole { tag: b'E', body } => {
+                    link.pending.server(b'E');
+                    if let Some(r) = link.running.front_mut() {
+                        r.error = true;
+                    }
+                    if let Some((_, code)) = messages::error_fields(body).find(|(f, _)| *f == b'C')
+                    {
+                        self.pool.stats.server_error(code);
+                        // A plan gone stale under a schema change: parse
+                        // every statement afresh on this connection.
+                        link.wiped |= code == "0A000" && self.track;
+                    }
+                }
+                Item::Header { tag, .. } => {
+                    if tag == b'D' {
+                        if let Some(r) = link.running.front_mut() {
+                            r.rows += 1;
+                        }
+                    }
+                    link.pending.server(tag)
+                }
+                _ => {}
+            }
+            pos += n;
+        }
+        let changed = match replies.as_mut() {
+            Some(r) => {
+                let out = r.finish(&mut link.expect, &conn.buf, pos);
+                let undo = std::mem::take(&mut r.undo);
+                statements::undo(undo, &mut self.statements, conn, &self.shared.metrics);
+                out
+            }
+            None => None,
+        };
+        link.rewritten = changed;
+        Ok((pos, refused_block))
+    }
+}
