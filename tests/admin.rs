@@ -139,6 +139,16 @@ async fn show_commands_report_live_state() {
     proxy.stop().await;
 }
 
+/// The `state` of each app/app client in SHOW CLIENTS.
+async fn client_states(admin: &tokio_postgres::Client) -> Vec<String> {
+    rows(admin, "SHOW CLIENTS")
+        .await
+        .into_iter()
+        .filter(|r| r["pool"] == "app/app")
+        .map(|r| r["state"].clone())
+        .collect()
+}
+
 /// A client pinned by session state shows as `pinned`.
 #[tokio::test]
 async fn show_clients_marks_pinned_clients() {
@@ -148,13 +158,7 @@ async fn show_clients_marks_pinned_clients() {
         .unwrap();
     let c = proxy.client().await;
     c.batch_execute("LISTEN admin_pinned").await.unwrap();
-    let clients = rows(&admin, "SHOW CLIENTS").await;
-    let states: Vec<_> = clients
-        .iter()
-        .filter(|r| r["pool"] == "app/app")
-        .map(|r| r["state"].as_str())
-        .collect();
-    assert_eq!(states, ["pinned"], "{clients:?}");
+    assert_eq!(client_states(&admin).await, ["pinned"]);
     drop(c);
     proxy.stop().await;
 }
@@ -238,13 +242,7 @@ async fn pause_waits_for_transactions_and_holds_new_ones() {
     })
     .await;
     assert!(waiting, "the client should be waiting");
-    let clients = rows(&admin, "SHOW CLIENTS").await;
-    let states: Vec<_> = clients
-        .iter()
-        .filter(|r| r["pool"] == "app/app")
-        .map(|r| r["state"].as_str())
-        .collect();
-    assert_eq!(states, ["waiting"], "{clients:?}");
+    assert_eq!(client_states(&admin).await, ["waiting"]);
     resumed.store(true, Ordering::SeqCst);
     admin.simple_query("RESUME app").await.unwrap();
     held.await.unwrap();

@@ -100,11 +100,7 @@ impl ClientStatements {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stmt(sql: &str) -> Arc<Statement> {
-        let body = [b"x\0".as_slice(), sql.as_bytes(), b"\0\0\0"].concat();
-        Arc::new(Statement::from_parse(&body).unwrap().1)
-    }
+    use crate::prepared::statement::tests::stmt;
 
     #[test]
     fn bytes_follow_inserts_and_removals() {

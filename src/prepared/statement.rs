@@ -79,8 +79,15 @@ fn put_name(buf: &mut BytesMut, hash: u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// A statement with text `sql` and no parameter types.
+    pub(crate) fn stmt(sql: &str) -> Arc<Statement> {
+        let body = [b"x\0".as_slice(), sql.as_bytes(), b"\0\0\0"].concat();
+        Arc::new(Statement::from_parse(&body).unwrap().1)
+    }
     use crate::protocol::frame::whole_messages;
 
     fn parse_body(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {

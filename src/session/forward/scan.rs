@@ -91,13 +91,7 @@ impl Forwarder<'_> {
             if track {
                 let statements = self.statements.get_or_insert_with(Box::default);
                 let before = (statements.len(), statements.bytes());
-                let cap = self
-                    .shared
-                    .config
-                    .load()
-                    .general
-                    .max_client_prepared_statements;
-                let mut rw = statements::rewriter(statements, link, cap, false);
+                let mut rw = statements::rewriter(self.shared, statements, link, false);
                 let sent = match refused.take() {
                     Some(feature) => {
                         self.shared

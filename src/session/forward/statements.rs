@@ -45,16 +45,16 @@ impl Rewritten {
 
 /// A rewriter over the client's statements and the link's server.
 pub(super) fn rewriter<'b>(
+    shared: &crate::app::Shared,
     client: &'b mut ClientStatements,
     link: &'b mut Link,
-    client_cap: usize,
     rerun: bool,
 ) -> Rewriter<'b> {
     Rewriter {
         client,
         server: &mut link.server.statements,
         expect: &mut link.expect,
-        client_cap,
+        client_cap: shared.config.load().general.max_client_prepared_statements,
         rerun,
         parsed: 0,
         reused: 0,
@@ -222,14 +222,8 @@ impl Forwarder<'_> {
             out.extend_from_slice(request);
             return out;
         };
-        let cap = self
-            .shared
-            .config
-            .load()
-            .general
-            .max_client_prepared_statements;
         let statements = self.statements.get_or_insert_with(Box::default);
-        let mut rw = rewriter(statements, link, cap, true);
+        let mut rw = rewriter(self.shared, statements, link, true);
         let mut pos = 0;
         for (tag, body) in whole_messages(request) {
             let len = HEADER_LEN + body.len();
