@@ -669,3 +669,22 @@ async fn stale_plans_are_replanned_only_when_the_client_cannot_tell() {
     su.batch_execute("DROP TABLE prepared_stale").await.unwrap();
     proxy.stop().await;
 }
+
+/// Queries over 1 MiB are not held back whole (they stream through as
+/// before); they still work, next to named statements.
+#[tokio::test]
+async fn huge_queries_pass_beside_named_statements() {
+    let proxy = Proxy::start(transaction_mode(1, "")).await;
+    let c = proxy.client().await;
+    let s = c.prepare("SELECT $1::int * 3").await.unwrap();
+    let big = "x".repeat(3 << 20);
+    let sql = format!("SELECT length('{big}')");
+    for _ in 0..2 {
+        assert_eq!(first_row(&c, &sql).await, [(3 << 20).to_string()]);
+        assert_eq!(
+            c.query_one(&s, &[&5i32]).await.unwrap().get::<_, i32>(0),
+            15
+        );
+    }
+    proxy.stop().await;
+}

@@ -10,7 +10,11 @@ use super::{Flow, Forwarder, SessionError};
 use crate::config::{PoolMode, SessionState};
 use crate::pool::{ConnState, Which};
 use crate::prepared::Replies;
-use crate::protocol::frame::{Item, HEADER_LEN};
+use crate::protocol::frame::{peek_header, Item, HEADER_LEN};
+
+/// Queries longer than this are not held back whole to be scanned for
+/// SQL-level prepared statements.
+const MAX_WHOLE_QUERY: usize = 1 << 20;
 use crate::protocol::messages;
 use crate::session::{pinning, settings};
 
@@ -28,8 +32,16 @@ impl Forwarder<'_> {
         let mut rewritten = Rewritten::default();
         let mut pos = 0;
         let mut flow = Flow::Continue;
-        let want = |t| track && matches!(t, b'P' | b'B' | b'D' | b'C' | b'Q');
-        while let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], want)? {
+        loop {
+            // Queries are looked at whole for PREPARE and DEALLOCATE, unless
+            // huge (a bulk INSERT streams through as before).
+            let huge = self.csplit.at_boundary()
+                && matches!(peek_header(&self.cbuf[pos..]), Ok(Some((b'Q', len))) if len > MAX_WHOLE_QUERY);
+            let want =
+                |t| track && matches!(t, b'P' | b'B' | b'D' | b'C' | b'Q') && !(huge && t == b'Q');
+            let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], want)? else {
+                break;
+            };
             let (tag, body, whole) = match item {
                 Item::Header { tag, body_len } => {
                     let body = self.cbuf.get(pos + HEADER_LEN..pos + HEADER_LEN + body_len);
