@@ -37,6 +37,8 @@ pub struct Shared {
     pub pause: PauseControl,
     /// Per-query statistics.
     pub queries: QueryStats,
+    /// Named prepared statements, one copy each for every client.
+    pub statements: crate::prepared::Interner,
 }
 
 pub struct App {
@@ -65,9 +67,10 @@ impl App {
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             hard_shutdown: CancellationToken::new(),
-            metrics,
             pause: PauseControl::default(),
             queries,
+            statements: crate::prepared::Interner::new(metrics.prepared_bytes.clone()),
+            metrics,
         });
         shared.pools.prepare(&shared.config.load());
         let ops = match shared.config.load().general.metrics_listen {

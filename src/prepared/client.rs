@@ -39,15 +39,14 @@ impl ClientStatements {
 
     /// Adds `name`; the caller has checked it is new.
     pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>) {
-        self.bytes += name.len() + stmt.size();
-        if let Some(old) = self.by_name.insert(name.into(), stmt) {
-            self.bytes -= name.len() + old.size();
+        if self.by_name.insert(name.into(), stmt).is_none() {
+            self.bytes += entry_size(name);
         }
     }
 
     pub fn remove(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
         let old = self.by_name.remove(name)?;
-        self.bytes -= name.len() + old.size();
+        self.bytes -= entry_size(name);
         Some(old)
     }
 
@@ -95,6 +94,12 @@ impl ClientStatements {
             self.remove_sql(&n);
         }
     }
+}
+
+/// What one name costs a client: the name and its map entry. The
+/// statement itself is shared (see `Interner`) and counted there.
+fn entry_size(name: &[u8]) -> usize {
+    name.len() + std::mem::size_of::<(Box<[u8]>, Arc<Statement>)>() + 8
 }
 
 #[cfg(test)]

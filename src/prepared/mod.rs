@@ -11,6 +11,7 @@
 
 mod client;
 pub mod expect;
+mod interner;
 mod replies;
 mod rewrite;
 mod server;
@@ -19,6 +20,7 @@ mod statement;
 
 pub use client::ClientStatements;
 pub use expect::Expect;
+pub use interner::Interner;
 pub use replies::Replies;
 pub use rewrite::{client_error, undo, Rewriter};
 pub use server::ServerStatements;

@@ -16,6 +16,8 @@ pub struct Rewriter<'a> {
     pub client: &'a mut ClientStatements,
     pub server: &'a mut ServerStatements,
     pub expect: &'a mut Expect,
+    /// The pooler's one copy of each statement.
+    pub interner: &'a super::Interner,
     /// `max_client_prepared_statements`.
     pub client_cap: usize,
     /// Re-sending a request on another server (the replica safety net):
@@ -146,7 +148,7 @@ impl Rewriter<'_> {
             }
             None => {}
         }
-        let stmt = Arc::new(stmt);
+        let stmt = self.interner.intern(stmt);
         tracing::trace!(client_name = %shown, statement = stmt.name(), cached = self.server.touch(&stmt), "Parse");
         self.client.insert(name, stmt.clone());
         let forget: Box<[u8]> = name.into();

@@ -11,12 +11,30 @@ pub const PREFIX: &str = "pgswitch_";
 
 /// A statement shared by every client that prepared the same text with the
 /// same parameter types.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Statement {
     /// Hash of the Parse body after the name (text, type count, types).
     pub hash: u64,
     /// The whole Parse message, with the pooler-wide name.
     pub parse: Bytes,
+    /// The memory gauge this statement is counted in while it lives.
+    gauge: Option<prometheus::IntGauge>,
+}
+
+impl PartialEq for Statement {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.parse == other.parse
+    }
+}
+
+impl Eq for Statement {}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        if let Some(g) = &self.gauge {
+            g.sub(self.size() as i64);
+        }
+    }
 }
 
 impl Statement {
@@ -40,6 +58,7 @@ impl Statement {
             Statement {
                 hash,
                 parse: parse.freeze(),
+                gauge: None,
             },
         ))
     }
@@ -62,9 +81,16 @@ impl Statement {
         std::str::from_utf8(&rest[..end]).unwrap_or("")
     }
 
-    /// Bytes this statement costs a client that tracks it.
+    /// Bytes this statement holds.
     pub fn size(&self) -> usize {
         self.parse.len() + std::mem::size_of::<Statement>()
+    }
+
+    /// This statement, counted in `gauge` until it is dropped.
+    pub fn counted(mut self, gauge: prometheus::IntGauge) -> Self {
+        gauge.add(self.size() as i64);
+        self.gauge = Some(gauge);
+        self
     }
 }
 

@@ -45,7 +45,7 @@ impl Rewritten {
 
 /// A rewriter over the client's statements and the link's server.
 pub(super) fn rewriter<'b>(
-    shared: &crate::app::Shared,
+    shared: &'b crate::app::Shared,
     client: &'b mut ClientStatements,
     link: &'b mut Link,
     rerun: bool,
@@ -54,6 +54,7 @@ pub(super) fn rewriter<'b>(
         client,
         server: &mut link.server.statements,
         expect: &mut link.expect,
+        interner: &shared.statements,
         client_cap: shared.config.load().general.max_client_prepared_statements,
         rerun,
         parsed: 0,
