@@ -692,3 +692,135 @@ async fn huge_queries_pass_beside_named_statements() {
     }
     proxy.stop().await;
 }
+
+/// Random extended-protocol batches (named and unnamed Parse, Bind,
+/// Describe, Execute, Close, errors of every kind, transactions,
+/// DEALLOCATE) sent to Postgres directly and through pgswitch, whose one
+/// server connection another client keeps using in between: every reply,
+/// error code and message must be the same. Seeded, so a failure repeats.
+#[tokio::test]
+async fn random_batches_get_the_replies_of_a_direct_connection() {
+    use rand::{Rng, SeedableRng};
+    // A tiny per-connection cap, so statements are closed and parsed again.
+    let proxy = Proxy::start(trust_config(
+        PoolMode::Transaction,
+        1,
+        "max_prepared_statements = 2",
+    ))
+    .await;
+    let primary: std::net::SocketAddr = {
+        let url = primary_url();
+        let host_port = url.rsplit('@').next().unwrap().split('/').next().unwrap();
+        host_port.parse().unwrap()
+    };
+    let mut direct = raw::login(primary, "postgres", "app").await;
+    let mut through = raw::login(proxy.addr, "postgres", "app").await;
+    let mut other = raw::login(proxy.addr, "postgres", "app").await;
+    const NAMES: [&str; 4] = ["a", "b", "c", ""];
+    const SQL: [&str; 5] = [
+        "SELECT 1",
+        "SELECT $1::int",
+        "SELECT 'x' || $1::text",
+        "SELEC oops",
+        "SELECT 1/0",
+    ];
+    // PGSWITCH_TEST_SEED and PGSWITCH_TEST_ROUNDS explore further.
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let seed = env("PGSWITCH_TEST_SEED", 20261128);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut in_transaction, mut failed, mut unnamed) = (false, false, false);
+    for round in 0..env("PGSWITCH_TEST_ROUNDS", 400) {
+        let mut batch = Vec::new();
+        if rng.gen_ratio(1, 8) {
+            let q = match rng.gen_range(0..11) {
+                0 => "BEGIN",
+                1 => "COMMIT",
+                2 => "ROLLBACK",
+                3 => "DEALLOCATE a",
+                4 if !in_transaction => "DEALLOCATE ALL",
+                5 if !in_transaction => "DISCARD ALL",
+                6 => "PREPARE p1 AS SELECT 5",
+                7 => "EXECUTE p1",
+                8 => "DEALLOCATE p1",
+                9 => "DEALLOCATE PREPARE b",
+                _ => "SELECT 1",
+            };
+            batch.push(raw::query(q));
+        } else {
+            for _ in 0..rng.gen_range(1..6) {
+                let mut name = NAMES[rng.gen_range(0..NAMES.len())];
+                let kind = rng.gen_range(0..6);
+                // In transaction mode the unnamed statement lasts only as
+                // long as the client holds its server connection (as with
+                // any pooler): use it only after parsing it in this turn.
+                if name.is_empty() && kind != 0 && !unnamed {
+                    name = "a";
+                }
+                let other_name = if rng.gen_ratio(1, 6) { "zz" } else { name };
+                batch.push(match kind {
+                    0 => {
+                        unnamed |= name.is_empty();
+                        parse(name, SQL[rng.gen_range(0..SQL.len())])
+                    }
+                    // In a failed transaction Postgres checks a Bind's
+                    // parameter count before refusing it; on a connection
+                    // that lacks the statement pgswitch can only answer that
+                    // the transaction is aborted (see the README): no Binds
+                    // there.
+                    1 | 2 if !failed => {
+                        let params: &[&str] = if rng.gen_bool(0.5) { &["7"] } else { &[] };
+                        [bind(other_name, params), execute()].concat()
+                    }
+                    3 => wire(b'D', &[b"S", other_name.as_bytes(), b"\0"]),
+                    4 => describe_portal(),
+                    _ => close(other_name),
+                });
+            }
+            batch.push(sync());
+        }
+        let want = exchange(&mut direct, &batch).await;
+        let got = exchange(&mut through, &batch).await;
+        let summary = |m: &[(u8, Vec<u8>)]| {
+            m.iter()
+                .map(|(t, b)| match t {
+                    // Severity, code, message, detail, hint; not the
+                    // server's source file, line and routine.
+                    b'E' => {
+                        let fields: Vec<_> = b
+                            .split(|&c| c == 0)
+                            .filter(|f| matches!(f.first(), Some(b'S' | b'C' | b'M' | b'D' | b'H')))
+                            .map(|f| String::from_utf8_lossy(f).into_owned())
+                            .collect();
+                        format!("E[{}]", fields.join("|"))
+                    }
+                    t => (*t as char).to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            summary(&got),
+            summary(&want),
+            "round {round} (seed {seed}): batch tags {:?}",
+            batch.iter().map(|m| m[0] as char).collect::<String>()
+        );
+        let status = want.last().and_then(|(_, b)| b.first().copied());
+        in_transaction = status != Some(b'I');
+        failed = status == Some(b'E');
+        unnamed &= in_transaction;
+        // Between turns, another client uses the same server connection,
+        // with the same statement names for other texts.
+        if !in_transaction && rng.gen_ratio(1, 3) {
+            let name = NAMES[rng.gen_range(0..3)];
+            let m = exchange(&mut other, &[close(name), parse(name, "SELECT 2"), sync()]).await;
+            assert_eq!(tags(&m), "31Z", "{:?}", error_code(&m));
+        }
+    }
+    drop((direct, through, other));
+    proxy.stop().await;
+}

@@ -9,7 +9,7 @@ use super::Statement;
 /// The statements one client has prepared, by the client's names.
 #[derive(Debug, Default)]
 pub struct ClientStatements {
-    by_name: HashMap<Box<[u8]>, Arc<Statement>>,
+    by_name: HashMap<Arc<[u8]>, Arc<Statement>>,
     /// SQL-level `PREPARE`s: name and the statement that recreates it.
     sql: Vec<(String, String)>,
     /// Bytes held, for the memory gauge.
@@ -19,6 +19,11 @@ pub struct ClientStatements {
 impl ClientStatements {
     pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
         self.by_name.get(name)
+    }
+
+    /// The client's name (shared, for error messages) and its statement.
+    pub fn entry(&self, name: &[u8]) -> Option<(&Arc<[u8]>, &Arc<Statement>)> {
+        self.by_name.get_key_value(name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Arc<Statement>)> {
@@ -99,7 +104,7 @@ impl ClientStatements {
 /// What one name costs a client: the name and its map entry. The
 /// statement itself is shared (see `Interner`) and counted there.
 fn entry_size(name: &[u8]) -> usize {
-    name.len() + std::mem::size_of::<(Box<[u8]>, Arc<Statement>)>() + 8
+    name.len() + std::mem::size_of::<(Arc<[u8]>, Arc<Statement>)>() + 24
 }
 
 #[cfg(test)]

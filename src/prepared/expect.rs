@@ -39,8 +39,15 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {
     Forward,
+    /// A message naming the client's statement (the name, then the shared
+    /// statement it stands for): forwarded, and an error that names the
+    /// shared statement names the client's instead.
+    Named(Arc<[u8]>, Arc<Statement>),
     /// Added by pgswitch: success is dropped, an error goes to the client.
     Swallow,
+    /// Added by pgswitch ahead of a message that fails the same way if
+    /// this does: every reply is dropped.
+    Silent,
     /// Stands in for a client message pgswitch refused: it fails on the
     /// server (so the server skips to the Sync, as it would have), and the
     /// client gets this ErrorResponse instead.
@@ -61,6 +68,9 @@ pub enum Undo {
     Parsed(Box<[u8]>, u64),
     /// The server did not close this statement.
     ServerRestore(Arc<Statement>),
+    /// A client's `DEALLOCATE name` failed: the name is back, and the
+    /// connection still has the statement if it had it before.
+    Deallocated(Box<[u8]>, Arc<Statement>, bool),
 }
 
 #[derive(Debug)]
@@ -82,6 +92,8 @@ pub enum Action {
     Forward,
     Drop,
     Replace(Box<[u8]>),
+    /// Forward this error with the client's name for the statement.
+    Rename(Arc<[u8]>, Arc<Statement>),
 }
 
 /// The replies one server connection owes, oldest first.
@@ -98,6 +110,11 @@ pub struct Expect {
 impl Expect {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// Some message sent is still unanswered.
+    pub fn replies_owed(&self) -> bool {
+        self.queue.iter().any(|e| matches!(e, Entry::Reply { .. }))
     }
 
     /// A message sent to the server.
@@ -161,15 +178,25 @@ impl Expect {
                 Kind::Execute => matches!(tag, b'C' | b'I' | b's'),
                 Kind::Sync => tag == b'Z',
             };
+        // A Query that fails did nothing (pgswitch only tracks one-statement
+        // Queries this way).
+        let failed_query = tag == b'E' && kind == Kind::Sync;
         let action = match fate {
             Fate::Forward => Action::Forward,
+            Fate::Named(name, stmt) if tag == b'E' => Action::Rename(name.clone(), stmt.clone()),
+            Fate::Named(..) => Action::Forward,
             Fate::Swallow if tag == b'E' => Action::Forward,
-            Fate::Swallow => Action::Drop,
+            Fate::Swallow | Fate::Silent => Action::Drop,
             Fate::Replace(e) if tag == b'E' => Action::Replace(e.clone()),
             // A refused Query still ends in its ReadyForQuery.
             Fate::Replace(_) if tag == b'Z' => Action::Forward,
             Fate::Replace(_) => Action::Drop,
         };
+        if failed_query {
+            if let Some(Entry::Reply { undo: u, .. }) = self.queue.front_mut() {
+                undo.extend(u.take());
+            }
+        }
         if last {
             if let Some(Entry::Reply { undo: u, .. }) = self.queue.pop_front() {
                 if error {
@@ -238,6 +265,7 @@ mod tests {
                 Action::Forward => out.push(t),
                 Action::Drop => {}
                 Action::Replace(_) => out.push(b'!'),
+                Action::Rename(..) => out.push(b'R'),
             }
         }
         e.due(&mut out, &mut undo);
@@ -296,6 +324,31 @@ mod tests {
         e.sent(Kind::Sync, Fate::Forward, None);
         let (out, _) = replies(&mut e, b"EZ");
         assert_eq!(out, b"!Z");
+    }
+
+    #[test]
+    fn errors_of_named_messages_are_renamed_and_failed_queries_undone() {
+        use crate::prepared::statement::tests::stmt;
+        let mut e = Expect::default();
+        let name: Arc<[u8]> = b"mine"[..].into();
+        e.sent(Kind::Bind, Fate::Named(name, stmt("SELECT 1")), None);
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let (out, _) = replies(&mut e, b"EZ");
+        assert_eq!(out, b"RZ");
+        // A Query that fails gives back what it would have done.
+        let undo = Undo::ClientForget(b"x"[..].into());
+        e.sent(Kind::Sync, Fate::Forward, Some(undo.clone()));
+        let (out, undone) = replies(&mut e, b"EZ");
+        assert_eq!((out, undone), (b"EZ".to_vec(), vec![undo.clone()]));
+        e.sent(Kind::Sync, Fate::Forward, Some(undo));
+        let (_, undone) = replies(&mut e, b"CZ");
+        assert!(undone.is_empty(), "a Query that worked keeps its effect");
+        // Added ahead of a message that fails the same way: all dropped.
+        e.sent(Kind::Parse, Fate::Silent, None);
+        e.sent(Kind::Sync, Fate::Silent, None);
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let (out, _) = replies(&mut e, b"EZEZ");
+        assert_eq!(out, b"EZ");
     }
 
     #[test]

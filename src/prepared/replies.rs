@@ -40,17 +40,21 @@ impl Replies {
         expect.due(&mut self.made, &mut self.undo);
         let action = expect.received(tag, &mut self.undo);
         let renamed = match (&action, tag, body, client) {
-            (Action::Forward, b'E', Some(body), Some(c)) => client_error(body, c),
+            (Action::Forward, b'E', Some(body), Some(c)) => client_error(body, None, c),
+            (Action::Rename(name, stmt), b'E', Some(body), Some(c)) => {
+                client_error(body, Some((name, stmt)), c)
+            }
             _ => None,
         };
-        if self.made.is_empty() && action == Action::Forward && renamed.is_none() {
+        let forward = matches!(action, Action::Forward | Action::Rename(..));
+        if self.made.is_empty() && forward && renamed.is_none() {
             return;
         }
         let made = std::mem::take(&mut self.made);
         let out = self.flush(buf, pos);
         out.extend_from_slice(&made);
         match action {
-            Action::Forward => match renamed {
+            Action::Forward | Action::Rename(..) => match renamed {
                 Some(r) => out.extend_from_slice(&r),
                 None => out.extend_from_slice(&buf[pos..pos + n]),
             },

@@ -16,6 +16,8 @@ pub struct Rewriter<'a> {
     pub client: &'a mut ClientStatements,
     pub server: &'a mut ServerStatements,
     pub expect: &'a mut Expect,
+    /// The transaction status of the server's latest ReadyForQuery.
+    pub status: u8,
     /// The pooler's one copy of each statement.
     pub interner: &'a super::Interner,
     /// `max_client_prepared_statements`.
@@ -31,6 +33,9 @@ pub struct Rewriter<'a> {
     /// `DISCARD ALL`), or sent an SQL-level `PREPARE`.
     pub wiped: bool,
     pub sql_prepared: bool,
+    /// Syncs added ahead of the client's message: each owes a
+    /// ReadyForQuery the connection must wait for.
+    pub added_syncs: u32,
 }
 
 impl Rewriter<'_> {
@@ -54,7 +59,7 @@ impl Rewriter<'_> {
             }
             (b'B', Some(body)) => self.bind(body, out),
             (b'D', Some(body)) => self.describe(body, out),
-            (b'C', Some(body)) => self.close(body),
+            (b'C', Some(body)) => self.close(body, out),
             _ => {
                 match tag {
                     b'E' => self.expect.sent(Kind::Execute, Fate::Forward, None),
@@ -87,7 +92,10 @@ impl Rewriter<'_> {
                     self.sql_prepared = true;
                 }
                 Command::Deallocate(name) => {
-                    if self.client.remove_sql(&name) {
+                    if self.client.sql().iter().any(|(n, _)| *n == name) {
+                        // On the server for this turn; whether the
+                        // DEALLOCATE worked is read back when it ends.
+                        self.sql_prepared = true;
                         continue;
                     }
                     let Some(stmt) = self.client.remove(name.as_bytes()) else {
@@ -96,18 +104,22 @@ impl Rewriter<'_> {
                     if !alone {
                         continue;
                     }
-                    if !self.server.touch(&stmt) {
+                    let cached = self.server.touch(&stmt);
+                    if !cached {
                         // Parse it here first, and Sync so that a failure
-                        // cannot make the server skip the Query.
+                        // cannot make the server skip the Query (which then
+                        // fails the same way and says so).
                         out.extend_from_slice(&stmt.parse);
-                        self.expect.sent(Kind::Parse, Fate::Swallow, None);
+                        self.expect.sent(Kind::Parse, Fate::Silent, None);
                         put_message(out, b'S', &[]);
-                        self.expect.sent(Kind::Sync, Fate::Swallow, None);
+                        self.expect.sent(Kind::Sync, Fate::Silent, None);
+                        self.added_syncs += 1;
                     }
                     self.server.forget(stmt.hash);
                     let sql = format!("DEALLOCATE {}", quote_ident(stmt.name()));
                     put_message(out, b'Q', &[sql.as_bytes(), b"\0"]);
-                    self.expect.sent(Kind::Sync, Fate::Forward, None);
+                    let undo = Undo::Deallocated(name.as_bytes().into(), stmt, cached);
+                    self.expect.sent(Kind::Sync, Fate::Forward, Some(undo));
                     return false;
                 }
             }
@@ -126,6 +138,15 @@ impl Rewriter<'_> {
         match self.client.get(name) {
             Some(old) if self.rerun && old.parse == stmt.parse => {}
             Some(_) => {
+                // Postgres reports a statement's own errors (syntax, unknown
+                // table) before the duplicate name: parse it under a name of
+                // ours first, which either fails as the client's would, or
+                // is closed again before the refusal.
+                let rest = &body[name.len() + 1..];
+                put_message(out, b'P', &[b"pgswitch_duplicate\0", rest]);
+                self.expect.sent(Kind::Parse, Fate::Swallow, None);
+                put_message(out, b'C', &[b"Spgswitch_duplicate\0"]);
+                self.expect.sent(Kind::Close, Fate::Swallow, None);
                 self.refuse(
                     out,
                     "42P05",
@@ -152,9 +173,18 @@ impl Rewriter<'_> {
         tracing::trace!(client_name = %shown, statement = stmt.name(), cached = self.server.touch(&stmt), "Parse");
         self.client.insert(name, stmt.clone());
         let forget: Box<[u8]> = name.into();
-        if self.server.touch(&stmt) {
+        if self.server.touch(&stmt) && self.state_known() {
             self.reused += 1;
             self.expect.emit(b'1', Some(Undo::ClientForget(forget)));
+        } else if self.server.touch(&stmt) {
+            // The server may be in a failed transaction, where a Parse
+            // fails: parse it under a name of ours, which fails (or not)
+            // as the client's would, and close that again.
+            put_message(out, b'P', &[b"pgswitch_reparse\0", &body[name.len() + 1..]]);
+            let undo = Some(Undo::ClientForget(forget));
+            self.expect.sent(Kind::Parse, Fate::Forward, undo);
+            put_message(out, b'C', &[b"Spgswitch_reparse\0"]);
+            self.expect.sent(Kind::Close, Fate::Swallow, None);
         } else {
             self.put_parse(&stmt, Fate::Forward, Some(forget), out);
         }
@@ -166,7 +196,7 @@ impl Rewriter<'_> {
             return self.pass(Kind::Bind);
         };
         let rest = &body[portal_end + 1..];
-        let Some(stmt) = self.statement(rest) else {
+        let Some((client_name, stmt)) = self.statement(rest) else {
             return self.pass(Kind::Bind);
         };
         let name_len = rest.iter().position(|&b| b == 0).unwrap_or(0);
@@ -174,7 +204,8 @@ impl Rewriter<'_> {
         let name = stmt.name_z();
         let tail = &rest[name_len + 1..];
         put_message(out, b'B', &[&body[..=portal_end], name, tail]);
-        self.expect.sent(Kind::Bind, Fate::Forward, None);
+        self.expect
+            .sent(Kind::Bind, Fate::Named(client_name, stmt), None);
         false
     }
 
@@ -187,38 +218,53 @@ impl Rewriter<'_> {
             Kind::DescribeStatement => self.statement(&body[1..]),
             _ => None,
         };
-        let Some(stmt) = stmt else {
+        let Some((client_name, stmt)) = stmt else {
             return self.pass(kind);
         };
         self.ensure(&stmt, out);
         put_message(out, b'D', &[b"S", stmt.name_z()]);
-        self.expect.sent(kind, Fate::Forward, None);
+        self.expect.sent(kind, Fate::Named(client_name, stmt), None);
         false
     }
 
-    fn close(&mut self, body: &[u8]) -> bool {
+    /// Nothing is owed by the server and it is not in a failed
+    /// transaction, so a reply pgswitch makes is the one it would send.
+    fn state_known(&self) -> bool {
+        self.status != b'E' && !self.expect.replies_owed()
+    }
+
+    fn close(&mut self, body: &[u8], out: &mut BytesMut) -> bool {
         let name = body.get(1..).map_or(&b""[..], until_nul);
         if body.first() != Some(&b'S') || name.is_empty() {
             return self.pass(Kind::Close);
         }
         // Closing a name that does not exist is no error in Postgres either.
+        let known = self.state_known();
         let undo = self
             .client
             .remove(name)
             .map(|s| Undo::ClientRestore(name.into(), s));
-        self.expect.emit(b'3', undo);
+        if known {
+            self.expect.emit(b'3', undo);
+        } else {
+            // The server may be in a failed transaction: a Close of a name
+            // it lacks gets the reply the client's would.
+            put_message(out, b'C', &[b"Spgswitch_none\0"]);
+            self.expect.sent(Kind::Close, Fate::Forward, undo);
+        }
         false
     }
 
     /// The client's statement named at the start of `rest` (`name\0...`),
     /// if it is a named one this client prepared. Unknown names go to the
     /// server as they are, which answers as Postgres does.
-    fn statement(&self, rest: &[u8]) -> Option<Arc<Statement>> {
+    fn statement(&self, rest: &[u8]) -> Option<(Arc<[u8]>, Arc<Statement>)> {
         let name = until_nul(rest);
         if name.is_empty() {
             return None;
         }
-        self.client.get(name).cloned()
+        let (name, stmt) = self.client.entry(name)?;
+        Some((name.clone(), stmt.clone()))
     }
 
     fn pass(&mut self, kind: Kind) -> bool {
@@ -315,22 +361,36 @@ pub fn undo(undo: Vec<Undo>, client: &mut ClientStatements, server: &mut ServerS
                 server.forget(hash);
             }
             Undo::ServerRestore(stmt) => server.restore(stmt),
+            Undo::Deallocated(name, stmt, cached) => {
+                if cached {
+                    server.restore(stmt.clone());
+                }
+                client.insert(&name, stmt);
+            }
         }
     }
 }
 
 /// An ErrorResponse (`body`) naming pooler-wide statements, rewritten to
-/// name the client's statements instead: the whole message, or `None`
-/// when it names none.
-pub fn client_error(body: &[u8], client: &ClientStatements) -> Option<BytesMut> {
+/// name the client's statements instead: `named` is the client's name for
+/// the statement the failed message used, if known; other pooler-wide
+/// names get one of the client's names for them. The whole message, or
+/// `None` when it names none.
+pub fn client_error(
+    body: &[u8],
+    named: Option<(&[u8], &Statement)>,
+    client: &ClientStatements,
+) -> Option<BytesMut> {
     let prefix = PREFIX.as_bytes();
     if !body.windows(prefix.len()).any(|w| w == prefix) {
         return None;
     }
     let mut text = String::from_utf8_lossy(body).into_owned();
-    for (name, stmt) in client.iter() {
-        let shown = String::from_utf8_lossy(name);
-        text = text.replace(stmt.name(), &shown);
+    let names = named
+        .into_iter()
+        .chain(client.iter().map(|(n, s)| (n, &**s)));
+    for (name, stmt) in names {
+        text = text.replace(stmt.name(), &String::from_utf8_lossy(name));
     }
     let mut out = BytesMut::new();
     put_message(&mut out, b'E', &[text.as_bytes()]);

@@ -171,6 +171,7 @@ impl Forwarder<'_> {
             rewritten: None,
             wiped: false,
             sql_prepared,
+            last_status: if begun { b'T' } else { b'I' },
         }));
         Ok(())
     }

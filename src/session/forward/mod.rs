@@ -60,6 +60,8 @@ struct Link {
     /// SQL-level statements are on it (see `statements::end_turn`).
     wiped: bool,
     sql_prepared: bool,
+    /// The transaction status of the latest ReadyForQuery (or at attach).
+    last_status: u8,
 }
 
 impl Link {

@@ -120,6 +120,9 @@ impl Forwarder<'_> {
                 }
                 statements::count(&self.shared.metrics, &rw);
                 let (wiped, sql_prepared) = (rw.wiped, rw.sql_prepared);
+                for _ in 0..rw.added_syncs {
+                    link.pending.client(b'S');
+                }
                 link.wiped |= wiped;
                 link.sql_prepared |= sql_prepared;
                 statements::gauge(&self.shared.metrics, before, statements);
@@ -184,6 +187,7 @@ impl Forwarder<'_> {
             match item {
                 Item::Whole { tag: b'Z', body } => {
                     link.pending.server(b'Z');
+                    link.last_status = body.first().copied().unwrap_or(b'I');
                     if let Some(r) = link.running.pop_front() {
                         let slow = self.shared.config.load().general.slow_query_threshold;
                         let replica = matches!(link.which, Which::Replica(_));

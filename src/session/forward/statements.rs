@@ -53,6 +53,7 @@ pub(super) fn rewriter<'b>(
     Rewriter {
         client,
         server: &mut link.server.statements,
+        status: link.last_status,
         expect: &mut link.expect,
         interner: &shared.statements,
         client_cap: shared.config.load().general.max_client_prepared_statements,
@@ -61,6 +62,7 @@ pub(super) fn rewriter<'b>(
         reused: 0,
         wiped: false,
         sql_prepared: false,
+        added_syncs: 0,
     }
 }
 
@@ -234,6 +236,10 @@ impl Forwarder<'_> {
             pos += len;
         }
         count(&self.shared.metrics, &rw);
+        let added = rw.added_syncs;
+        for _ in 0..added {
+            link.pending.client(b'S');
+        }
         out
     }
 
