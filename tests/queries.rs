@@ -31,6 +31,11 @@ async fn statements_are_aggregated_by_fingerprint() {
             .await
             .unwrap();
     }
+    // Prepared once, executed in 7 later batches: its own entry.
+    let prepared = c.prepare("SELECT $1::int * 7 AS seven").await.unwrap();
+    for i in 0..7i32 {
+        c.query_one(&prepared, &[&i]).await.unwrap();
+    }
     for _ in 0..3 {
         assert!(c.simple_query("SELECT 1/0").await.is_err());
     }
@@ -46,6 +51,12 @@ async fn statements_are_aggregated_by_fingerprint() {
             .unwrap_or_else(|| panic!("no fingerprint {fp} in {rows:#?}"))
             .clone()
     };
+    // The prepare (Parse, Describe, Sync) is a request too: 1 + 7 calls.
+    let seven = find("select ?::int * ? as seven");
+    assert_eq!(
+        (seven["calls"].as_str(), seven["rows"].as_str()),
+        ("8", "7")
+    );
     let series = find("select ? as v, g from generate_series(?) g");
     assert_eq!(
         (

@@ -17,6 +17,8 @@ pub struct Statement {
     pub hash: u64,
     /// The whole Parse message, with the pooler-wide name.
     pub parse: Bytes,
+    /// The text's fingerprint (per-query statistics), computed once.
+    pub fingerprint: u64,
     /// The memory gauge this statement is counted in while it lives.
     gauge: Option<prometheus::IntGauge>,
 }
@@ -53,11 +55,14 @@ impl Statement {
         parse.put_slice(rest);
         let len = (parse.len() - 1) as u32;
         parse[1..5].copy_from_slice(&len.to_be_bytes());
+        let text = rest.split(|&b| b == 0).next().unwrap_or_default();
+        let fingerprint = crate::stats::fingerprint::key(&String::from_utf8_lossy(text));
         Some((
             name,
             Statement {
                 hash,
                 parse: parse.freeze(),
+                fingerprint,
                 gauge: None,
             },
         ))

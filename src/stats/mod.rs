@@ -74,7 +74,11 @@ impl QueryStats {
     /// A request with statement text `sql` starts: its key, with an entry
     /// made for a new fingerprint (the text is normalized only then).
     pub fn begin(&self, sql: &str, reason: &'static str) -> u64 {
-        let key = fingerprint::key(sql);
+        self.begin_keyed(fingerprint::key(sql), sql, reason)
+    }
+
+    /// `begin` with the fingerprint already known (a prepared statement's).
+    pub fn begin_keyed(&self, key: u64, sql: &str, reason: &'static str) -> u64 {
         let mut entries = self.lock();
         if let Some(e) = entries.get_mut(&key) {
             e.last_reason = reason;

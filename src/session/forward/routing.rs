@@ -63,7 +63,7 @@ impl Forwarder<'_> {
             // A client's named statement, prepared in an earlier batch:
             // its text decides, wherever it will be parsed.
             b'B' if self.track => {
-                super::statements::bound_text(self.statements.as_deref(), Some(body))
+                super::statements::bound(self.statements.as_deref(), Some(body)).map(|s| s.text())
             }
             b'B' => None,
             b'P' if parts.next().is_some_and(|name| !name.is_empty()) && !self.track => {

@@ -62,9 +62,10 @@ impl Forwarder<'_> {
             }
             if tag == b'B' && self.shared.queries.enabled() && link.parsed.is_none() {
                 // A named statement prepared in an earlier batch.
-                if let Some(text) = statements::bound_text(self.statements.as_deref(), body) {
+                if let Some(s) = statements::bound(self.statements.as_deref(), body) {
                     let reason = self.route.as_ref().map_or("", |r| r.reason);
-                    link.parsed = Some(self.shared.queries.begin(text, reason));
+                    let key = s.fingerprint;
+                    link.parsed = Some(self.shared.queries.begin_keyed(key, s.text(), reason));
                 }
             }
             if matches!(tag, b'Q' | b'S' | b'F' | b'P') {

@@ -122,11 +122,11 @@ pub(super) fn replannable(buf: &[u8]) -> bool {
     binds && learns
 }
 
-/// The text of the client's statement a Bind body names, if known.
-pub(super) fn bound_text<'b>(
+/// The client's statement a Bind body names, if known.
+pub(super) fn bound<'b>(
     client: Option<&'b ClientStatements>,
     body: Option<&[u8]>,
-) -> Option<&'b str> {
+) -> Option<&'b crate::prepared::Statement> {
     let body = body?;
     let portal_end = body.iter().position(|&b| b == 0)?;
     let rest = &body[portal_end + 1..];
@@ -134,7 +134,7 @@ pub(super) fn bound_text<'b>(
     if name.is_empty() {
         return None;
     }
-    Some(client?.get(name)?.text())
+    client?.get(name).map(|s| &**s)
 }
 
 impl Forwarder<'_> {
