@@ -254,25 +254,18 @@ for w in "${WORKLOADS[@]}"; do
         "$PGBENCH" -h 127.0.0.1 -p "$tport" -U app -j 2 -T "$BENCH_SECONDS" "${wargs[@]}" bench \
             >"$out" 2>&1 || rc=$?
         after=""; [ -n "$tpid" ] && after="$(cpu_ticks "$tpid")"
-        tps="$(awk '/^tps = / {print $3; exit}' "$out")"
-        tx="$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out")"
-        if [ "$rc" -ne 0 ] || [ -z "$tps" ] || [ -z "$tx" ] || [ "$tx" = 0 ]; then
-            warn "pgbench failed against $tname (exit $rc); output:"
-            tail -n 15 "$out" >&2
+        if ! pgbench_figures "$out" "$rc" "$tname"; then
             FAILED=1
             ROWS+=("| $wname | $tname | FAILED | - | - |")
             continue
         fi
-        if grep -q 'number of failed transactions: [1-9]' "$out"; then
-            warn "$tname: $(grep 'number of failed transactions' "$out")"
-        fi
+        tps="$TPS" tx="$TX"
         [ "$tname" = direct ] && direct_tps="$tps"
         ratio="-"
-        [ -n "$direct_tps" ] && ratio="$(awk -v a="$tps" -v b="$direct_tps" 'BEGIN {printf "%.2f", a / b}')"
+        [ -n "$direct_tps" ] && ratio="$(ratio_of "$tps" "$direct_tps")"
         cpu="-"
         if [ -n "$tpid" ]; then
-            cpu="$(awk -v d="$(( after - before ))" -v hz="$CLK_TCK" -v n="$tx" \
-                'BEGIN {printf "%.1f", d * 1e6 / hz / n}')"
+            cpu="$(cpu_per_tx "$before" "$after" "$tx")"
         fi
         tps_fmt="$(awk -v a="$tps" 'BEGIN {printf "%.0f", a}')"
         # Connecting (SCRAM) many clients can eat much of a short run; flag it.

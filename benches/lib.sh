@@ -47,3 +47,28 @@ cpu_ticks() {  # utime + stime (fields 14, 15) of PID, all threads
     echo $(( ${12} + ${13} ))
 }
 
+
+# pgbench_figures OUT RC NAME: sets TPS and TX from the pgbench output in
+# OUT; warns (with the output's tail) and returns 1 when the run failed.
+pgbench_figures() {
+    local out="$1" rc="$2" name="$3"
+    TPS="$(awk '/^tps = / {print $3; exit}' "$out")"
+    TX="$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out")"
+    if [ "$rc" -ne 0 ] || [ -z "$TPS" ] || [ -z "$TX" ] || [ "$TX" = 0 ]; then
+        warn "pgbench failed against $name (exit $rc); output:"
+        tail -n 15 "$out" >&2
+        return 1
+    fi
+    if grep -q 'number of failed transactions: [1-9]' "$out"; then
+        warn "$name: $(grep 'number of failed transactions' "$out")"
+    fi
+}
+
+# ratio_of A B: A / B with two decimals.
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+
+# cpu_per_tx BEFORE AFTER TX: CPU microseconds per transaction from two
+# cpu_ticks readings (needs CLK_TCK).
+cpu_per_tx() {
+    awk -v d="$(( $2 - $1 ))" -v hz="$CLK_TCK" -v n="$3" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}'
+}

@@ -342,25 +342,18 @@ for mode in simple extended; do
         wait_bench_idle
         s2="$(snapshot)"
 
-        tps="$(awk '/^tps = / {print $3; exit}' "$out")"
-        tx="$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out")"
-        if [ "$rc" -ne 0 ] || [ -z "$tps" ] || [ -z "$tx" ] || [ "$tx" = 0 ]; then
-            warn "pgbench failed against $tname (exit $rc); output:"
-            tail -n 15 "$out" >&2
+        if ! pgbench_figures "$out" "$rc" "$tname"; then
             FAILED=1
             ROWS+=("$fail_row")
             continue
         fi
-        if grep -q 'number of failed transactions: [1-9]' "$out"; then
-            warn "$tname: $(grep 'number of failed transactions' "$out")"
-        fi
+        tps="$TPS" tx="$TX"
         [ "$tname" = direct ] && direct_tps="$tps"
         ratio="-"
-        [ -n "$direct_tps" ] && ratio="$(awk -v a="$tps" -v b="$direct_tps" 'BEGIN {printf "%.2f", a / b}')"
+        [ -n "$direct_tps" ] && ratio="$(ratio_of "$tps" "$direct_tps")"
         cpu="-"
         if [ -n "$before" ] && [ -n "$after" ]; then
-            cpu="$(awk -v d="$(( after - before ))" -v hz="$CLK_TCK" -v n="$tx" \
-                'BEGIN {printf "%.1f", d * 1e6 / hz / n}')"
+            cpu="$(cpu_per_tx "$before" "$after" "$tx")"
         fi
         # Per server: run delta minus (idle rate x pgswitch lifetime), floored at 0.
         read -r share p r1 r2 <<<"$(awk -v r="$rate" -v s1="$s1" -v s2="$s2" -v t0="$t0" -v t1="$t1" 'BEGIN {

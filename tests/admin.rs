@@ -186,10 +186,7 @@ async fn shutdown_from_the_console() {
         .await
         .unwrap();
     admin.simple_query("SHUTDOWN").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), proxy.task)
-        .await
-        .expect("pgswitch stopped after SHUTDOWN")
-        .unwrap();
+    proxy.ends("SHUTDOWN").await;
 }
 
 #[tokio::test]

@@ -120,10 +120,7 @@ async fn health_and_readiness() {
     assert!(body.contains("draining"), "{body}");
     assert_eq!(http_get(ops, "/healthz").await.0, 200);
     c.batch_execute("COMMIT").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), proxy.task)
-        .await
-        .expect("drained after the transaction ended")
-        .unwrap();
+    proxy.ends("the transaction ended (draining)").await;
 }
 
 #[tokio::test]

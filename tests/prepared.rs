@@ -585,6 +585,14 @@ fn columns(msgs: &[(u8, Vec<u8>)]) -> i16 {
     i16::from_be_bytes([body[0], body[1]])
 }
 
+/// Bind `name` (parsed from `sql` first, if given), describe the portal,
+/// execute it, Sync.
+fn described_run(name: &str, sql: Option<&str>) -> Vec<Vec<u8>> {
+    let mut msgs: Vec<Vec<u8>> = sql.map(|sql| parse(name, sql)).into_iter().collect();
+    msgs.extend([bind(name, &[]), describe_portal(), execute(), sync()]);
+    msgs
+}
+
 /// "cached plan must not change result type" after a schema change: a
 /// client binding a statement it described before the change gets the
 /// error, as from Postgres; a client that prepares the statement now (and
@@ -603,17 +611,7 @@ async fn stale_plans_are_replanned_only_when_the_client_cannot_tell() {
     .unwrap();
     let sql = "SELECT * FROM prepared_stale";
     let mut a = raw::login(proxy.addr, "postgres", "app").await;
-    let m = exchange(
-        &mut a,
-        &[
-            parse("a", sql),
-            bind("a", &[]),
-            describe_portal(),
-            execute(),
-            sync(),
-        ],
-    )
-    .await;
+    let m = exchange(&mut a, &described_run("a", Some(sql))).await;
     assert_eq!(tags(&m), "12TDCZ", "{:?}", error_code(&m));
     assert_eq!(columns(&m), 1);
 
@@ -633,27 +631,13 @@ async fn stale_plans_are_replanned_only_when_the_client_cannot_tell() {
 
     // The connection now has the statement with two columns; change the
     // table again, and a new client prepares the same text.
-    let m = exchange(
-        &mut a,
-        &[bind("a", &[]), describe_portal(), execute(), sync()],
-    )
-    .await;
+    let m = exchange(&mut a, &described_run("a", None)).await;
     assert_eq!(tags(&m), "2TDCZ", "{:?}", error_code(&m));
     su.batch_execute("ALTER TABLE prepared_stale ADD COLUMN c int DEFAULT 8")
         .await
         .unwrap();
     let mut b = raw::login(proxy.addr, "postgres", "app").await;
-    let m = exchange(
-        &mut b,
-        &[
-            parse("b", sql),
-            bind("b", &[]),
-            describe_portal(),
-            execute(),
-            sync(),
-        ],
-    )
-    .await;
+    let m = exchange(&mut b, &described_run("b", Some(sql))).await;
     assert_eq!(
         tags(&m),
         "12TDCZ",
@@ -663,11 +647,7 @@ async fn stale_plans_are_replanned_only_when_the_client_cannot_tell() {
     assert_eq!(columns(&m), 3);
     assert_eq!(proxy.shared.metrics.prepared_replans.get(), 1);
     // And it keeps working.
-    let m = exchange(
-        &mut b,
-        &[bind("b", &[]), describe_portal(), execute(), sync()],
-    )
-    .await;
+    let m = exchange(&mut b, &described_run("b", None)).await;
     assert_eq!(tags(&m), "2TDCZ", "{:?}", error_code(&m));
     drop((a, b));
     su.batch_execute("DROP TABLE prepared_stale").await.unwrap();

@@ -128,25 +128,21 @@ impl Rewriter<'_> {
     }
 
     fn parse(&mut self, body: &[u8], out: &mut BytesMut) -> bool {
+        // Unnamed statements pass as they are, without building anything.
+        if body.first().is_none_or(|&b| b == 0) {
+            return self.pass(Kind::Parse);
+        }
         let Some((name, stmt)) = Statement::from_parse(body) else {
             return self.pass(Kind::Parse);
         };
-        if name.is_empty() {
-            return self.pass(Kind::Parse);
-        }
+        let rest = &body[name.len() + 1..];
         let shown = String::from_utf8_lossy(name);
         match self.client.get(name) {
             Some(old) if self.rerun && old.parse == stmt.parse => {}
             Some(_) => {
                 // Postgres reports a statement's own errors (syntax, unknown
-                // table) before the duplicate name: parse it under a name of
-                // ours first, which either fails as the client's would, or
-                // is closed again before the refusal.
-                let rest = &body[name.len() + 1..];
-                put_message(out, b'P', &[b"pgswitch_duplicate\0", rest]);
-                self.expect.sent(Kind::Parse, Fate::Swallow, None);
-                put_message(out, b'C', &[b"Spgswitch_duplicate\0"]);
-                self.expect.sent(Kind::Close, Fate::Swallow, None);
+                // table) before the duplicate name.
+                self.parse_aside(rest, Fate::Swallow, None, out);
                 self.refuse(
                     out,
                     "42P05",
@@ -170,25 +166,33 @@ impl Rewriter<'_> {
             None => {}
         }
         let stmt = self.interner.intern(stmt);
-        tracing::trace!(client_name = %shown, statement = stmt.name(), cached = self.server.touch(&stmt), "Parse");
+        let cached = self.server.touch(&stmt);
+        tracing::trace!(client_name = %shown, statement = stmt.name(), cached, "Parse");
         self.client.insert(name, stmt.clone());
-        let forget: Box<[u8]> = name.into();
-        if self.server.touch(&stmt) && self.state_known() {
+        if !cached {
+            self.put_parse(&stmt, Fate::Forward, Some(name.into()), out);
+            return false;
+        }
+        let undo = Some(Undo::ClientForget(name.into()));
+        if self.state_known() {
             self.reused += 1;
-            self.expect.emit(b'1', Some(Undo::ClientForget(forget)));
-        } else if self.server.touch(&stmt) {
-            // The server may be in a failed transaction, where a Parse
-            // fails: parse it under a name of ours, which fails (or not)
-            // as the client's would, and close that again.
-            put_message(out, b'P', &[b"pgswitch_reparse\0", &body[name.len() + 1..]]);
-            let undo = Some(Undo::ClientForget(forget));
-            self.expect.sent(Kind::Parse, Fate::Forward, undo);
-            put_message(out, b'C', &[b"Spgswitch_reparse\0"]);
-            self.expect.sent(Kind::Close, Fate::Swallow, None);
+            self.expect.emit(b'1', undo);
         } else {
-            self.put_parse(&stmt, Fate::Forward, Some(forget), out);
+            // The server may be in a failed transaction, where a Parse
+            // fails: it gets the reply the client's Parse would.
+            self.parse_aside(rest, Fate::Forward, undo, out);
         }
         false
+    }
+
+    /// Parses `rest` (a Parse body after the name) under a name of ours
+    /// and closes it again: the server answers as it would the client's
+    /// Parse (an error, or ParseComplete), and keeps nothing.
+    fn parse_aside(&mut self, rest: &[u8], fate: Fate, undo: Option<Undo>, out: &mut BytesMut) {
+        put_message(out, b'P', &[b"pgswitch_aside\0", rest]);
+        self.expect.sent(Kind::Parse, fate, undo);
+        put_message(out, b'C', &[b"Spgswitch_aside\0"]);
+        self.expect.sent(Kind::Close, Fate::Swallow, None);
     }
 
     fn bind(&mut self, body: &[u8], out: &mut BytesMut) -> bool {

@@ -106,6 +106,15 @@ impl Proxy {
             .expect("connect through pgswitch")
     }
 
+    /// Waits (up to 10 s) for pgswitch to stop by itself; `why` names what
+    /// should have stopped it.
+    pub async fn ends(self, why: &str) {
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap_or_else(|_| panic!("pgswitch still running 10 s after {why}"))
+            .expect("pgswitch task panicked");
+    }
+
     /// Graceful shutdown; waits for every task to end.
     pub async fn stop(self) {
         self.shutdown.cancel();
