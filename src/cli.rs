@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// 127.0.0.1:9930 [default: off].
     #[arg(long, env = "PGSWITCH_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Replicas further behind the primary than this are out of rotation
+    /// ("500ms", "2s"; "0s" turns the limit off) [default: 1s].
+    #[arg(long, env = "PGSWITCH_MAX_REPLICA_LAG", value_parser = humantime::parse_duration)]
+    pub max_replica_lag: Option<std::time::Duration>,
     /// TOML config file (see config/pgswitch.example.toml).
     #[arg(long, env = "PGSWITCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -82,6 +86,7 @@ impl RunArgs {
             pool_size: self.pool_size,
             workers: self.workers,
             metrics_listen: self.metrics_listen.clone(),
+            max_replica_lag: self.max_replica_lag,
         }
     }
 }

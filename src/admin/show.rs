@@ -347,6 +347,17 @@ fn config(shared: &Shared) -> Table {
             format!("{:?}", r.health_check_interval),
         ),
         ("admin_users", g.admin_users.join(", ")),
+        ("query_stats_size", g.query_stats_size.to_string()),
+        ("slow_query_threshold", opt(g.slow_query_threshold)),
+        (
+            "max_prepared_statements",
+            g.max_prepared_statements.to_string(),
+        ),
+        (
+            "max_client_prepared_statements",
+            g.max_client_prepared_statements.to_string(),
+        ),
+        ("session_state", spelled(g.session_state)),
     ];
     for (k, v) in rows {
         t.row([k.to_owned(), v]);

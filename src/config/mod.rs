@@ -281,4 +281,5 @@ pub struct Overrides {
     pub pool_size: Option<usize>,
     pub workers: Option<usize>,
     pub metrics_listen: Option<String>,
+    pub max_replica_lag: Option<Duration>,
 }

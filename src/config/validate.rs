@@ -263,7 +263,11 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
             primary_reads: g.primary_reads.unwrap_or(PrimaryReads::Fallback),
             load_balancing: g.load_balancing.unwrap_or(LoadBalancing::LeastOutstanding),
             max_replica_lag_bytes: g.max_replica_lag_bytes.unwrap_or(16 << 20),
-            max_replica_lag: nonzero(g.max_replica_lag, Some(Duration::from_secs(10))),
+            // A replica a second behind is stale for an app's reads.
+            max_replica_lag: nonzero(
+                ov.max_replica_lag.or(g.max_replica_lag),
+                Some(Duration::from_secs(1)),
+            ),
             read_your_writes_timeout: g.read_your_writes_timeout.unwrap_or(Duration::ZERO),
             read_only_functions: read_only_functions(c, g.read_only_functions.as_deref()),
             health_check_interval,

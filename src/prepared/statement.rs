@@ -19,6 +19,10 @@ pub struct Statement {
     pub parse: Bytes,
     /// The text's fingerprint (per-query statistics), computed once.
     pub fingerprint: u64,
+    /// The session settings the statement changes each time it runs
+    /// (`SET ...`, `set_config(..., false)`), read back after every turn
+    /// that binds it; see `session::effects`.
+    pub change: Option<Box<crate::session::settings::Change>>,
     /// The memory gauge this statement is counted in while it lives.
     gauge: Option<prometheus::IntGauge>,
 }
@@ -56,13 +60,18 @@ impl Statement {
         let len = (parse.len() - 1) as u32;
         parse[1..5].copy_from_slice(&len.to_be_bytes());
         let text = rest.split(|&b| b == 0).next().unwrap_or_default();
-        let fingerprint = crate::stats::fingerprint::key(&String::from_utf8_lossy(text));
+        let text = String::from_utf8_lossy(text);
+        let fingerprint = crate::stats::fingerprint::key(&text);
+        let change = crate::session::effects::effects(&text, false)
+            .change
+            .map(Box::new);
         Some((
             name,
             Statement {
                 hash,
                 parse: parse.freeze(),
                 fingerprint,
+                change,
                 gauge: None,
             },
         ))

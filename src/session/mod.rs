@@ -5,13 +5,16 @@
 //!   its server connection and decides when that connection goes back.
 //! - [`cancel`]: pgswitch-issued cancel keys and where they point right now.
 //! - [`error`]: every way a session can fail, mapped to a SQLSTATE.
+//! - [`effects`] (on `lexer`): what a statement text does to the session:
+//!   settings to carry, or state that pins the client.
 
 pub mod cancel;
+pub mod effects;
 mod error;
 mod forward;
+mod lexer;
 mod login;
 mod pending;
-pub mod pinning;
 mod refusal;
 mod replay;
 pub mod settings;

@@ -8,14 +8,8 @@
 //! anyone else. Startup `options=-c name=value` settings are applied the
 //! same way, in every pool mode.
 //!
-//! What counts as a change: a statement in a simple Query or a Parse that
-//! is a `SET` (not `SET LOCAL`), `RESET` or `DISCARD`, also inside a
-//! multi-statement Query (`BEGIN; SET ...; COMMIT`) that sqlparser can
-//! parse.
-
-use sqlparser::ast::{ContextModifier, Set, Statement};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
+//! What counts as a change is decided in `effects` (`SET`, `RESET`,
+//! `DISCARD ALL`, `set_config(..., false)`, in any statement of a text).
 
 /// The settings a client has made, as the server reported them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,102 +133,16 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Whether a statement in `sql` (at its start, or after a `;`) begins with
-/// one of the keywords that change settings; cheap enough for every
-/// statement. (A `;` inside a literal only costs a parse.)
-fn may_change(sql: &str) -> bool {
-    sql.split(';').any(|part| {
-        let part = part.trim_start().as_bytes();
-        let len = part
-            .iter()
-            .position(|c| !c.is_ascii_alphabetic())
-            .unwrap_or(part.len());
-        let word = &part[..len];
-        [&b"set"[..], b"reset", b"discard"]
-            .iter()
-            .any(|k| word.eq_ignore_ascii_case(k))
-    })
-}
-
-/// The settings a client statement text changes, if any.
-pub fn changes(sql: &str) -> Option<Change> {
-    if !may_change(sql) {
-        return None;
-    }
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    let mut change = Change::default();
-    for st in statements {
-        match st {
-            Statement::Set(Set::SingleAssignment {
-                scope, variable, ..
-            }) => {
-                let local = matches!(scope, Some(ContextModifier::Local));
-                let name = variable.to_string().to_ascii_lowercase();
-                if !local && name != "pgswitch.route" {
-                    change.merge(Change {
-                        names: vec![name],
-                        reset_all: false,
-                    });
-                }
-            }
-            Statement::Set(Set::SetTimeZone { local: false, .. }) => change.merge(Change {
-                names: vec!["timezone".into()],
-                reset_all: false,
-            }),
-            Statement::Set(Set::SetNames { .. }) => change.merge(Change {
-                names: vec!["client_encoding".into()],
-                reset_all: false,
-            }),
-            Statement::Reset(r) => {
-                let text = r.to_string().to_ascii_lowercase();
-                match text.strip_prefix("reset ").map(str::trim) {
-                    Some("all") | None => change.merge(Change {
-                        names: Vec::new(),
-                        reset_all: true,
-                    }),
-                    Some(name) => change.merge(Change {
-                        names: vec![name.to_owned()],
-                        reset_all: false,
-                    }),
-                }
-            }
-            Statement::Discard { .. } => change.merge(Change {
-                names: Vec::new(),
-                reset_all: true,
-            }),
-            _ => {}
-        }
-    }
-    (change.reset_all || !change.names.is_empty()).then_some(change)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statements_that_change_settings() {
-        let c = changes("SET search_path = app, public").unwrap();
-        assert_eq!(c.names, ["search_path"]);
-        let c = changes("set statement_timeout to '5s'; SET work_mem = '64MB'").unwrap();
-        assert_eq!(c.names, ["statement_timeout", "work_mem"]);
-        assert_eq!(changes("SET TIME ZONE 'UTC'").unwrap().names, ["timezone"]);
-        assert!(changes("SET LOCAL statement_timeout = '1s'").is_none());
-        assert!(changes("SET pgswitch.route = replica").is_none());
-        assert!(changes("RESET ALL").unwrap().reset_all);
-        assert!(changes("DISCARD ALL").unwrap().reset_all);
-        assert_eq!(changes("RESET work_mem").unwrap().names, ["work_mem"]);
-        assert!(changes("SELECT 1").is_none());
-        assert!(changes("UPDATE t SET a = 1").is_none());
-        assert!(changes("SET garbage garbage").is_none());
-        let c = changes("BEGIN; SET work_mem = '6MB'; COMMIT").unwrap();
-        assert_eq!(c.names, ["work_mem"]);
-    }
+    use crate::session::effects::effects;
 
     #[test]
     fn settings_round_trip() {
         let mut s = Settings::default();
-        let c = changes("SET search_path = 'it''s'; SET work_mem = '64MB'").unwrap();
+        let fx = effects("SET search_path = 'it''s'; SET work_mem = '64MB'", false);
+        let c = fx.change.unwrap();
         s.apply(&c, vec![Some("\"it's\"".into()), Some("64MB".into())]);
         assert_eq!(
             s.apply_sql().unwrap(),
@@ -244,7 +152,7 @@ mod tests {
             c.read_back_sql().unwrap(),
             "SELECT current_setting('search_path', true), current_setting('work_mem', true)"
         );
-        s.apply(&changes("RESET ALL").unwrap(), vec![]);
+        s.apply(&effects("RESET ALL", false).change.unwrap(), vec![]);
         assert!(s.is_empty());
     }
 

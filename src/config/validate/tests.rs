@@ -20,6 +20,20 @@ fn primary_url_alone_is_a_full_config() {
     assert_eq!(u.server_password.as_deref(), Some("pw"));
     assert_eq!(c.general.pool_mode, PoolMode::Session);
     assert_eq!(c.general.listen.port(), 6432);
+    assert_eq!(
+        c.general.routing.max_replica_lag,
+        Some(std::time::Duration::from_secs(1)),
+        "a replica a second behind is out of rotation by default"
+    );
+    let ov = Overrides {
+        max_replica_lag: Some(std::time::Duration::from_millis(250)),
+        ..ov
+    };
+    let c = Config::load(None, &ov).unwrap();
+    assert_eq!(
+        c.general.routing.max_replica_lag,
+        Some(std::time::Duration::from_millis(250))
+    );
 }
 
 #[test]

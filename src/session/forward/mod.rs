@@ -93,7 +93,7 @@ struct RouteState {
     reason: &'static str,
     /// Session settings to carry from one server connection to the next.
     settings: Settings,
-    /// Pinned to its server connection (see `pinning`).
+    /// Pinned to its server connection (see `session::effects`).
     pinned: bool,
 }
 

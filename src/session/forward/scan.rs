@@ -4,7 +4,7 @@
 //! parameters, errors, rows, replies changed for named statements). The
 //! session state machine in `mod.rs` then writes what these return.
 
-use super::requests::{request_text, track_request};
+use super::requests::track_request;
 use super::statements::{self, Rewritten};
 use super::{Flow, Forwarder, SessionError};
 use crate::config::{PoolMode, SessionState};
@@ -16,7 +16,7 @@ use crate::protocol::frame::{peek_header, Item, HEADER_LEN};
 /// SQL-level prepared statements.
 const MAX_WHOLE_QUERY: usize = 1 << 20;
 use crate::protocol::messages;
-use crate::session::{pinning, settings};
+use crate::session::effects::{effects, Effects};
 
 impl Forwarder<'_> {
     /// Walks the client's complete messages at hand: statistics, settings,
@@ -37,8 +37,15 @@ impl Forwarder<'_> {
             // huge (a bulk INSERT streams through as before).
             let huge = self.csplit.at_boundary()
                 && matches!(peek_header(&self.cbuf[pos..]), Ok(Some((b'Q', len))) if len > MAX_WHOLE_QUERY);
-            let want =
-                |t| track && matches!(t, b'P' | b'B' | b'D' | b'C' | b'Q') && !(huge && t == b'Q');
+            // Outside session mode every Query and Parse is read whole for
+            // what it does to the session (see `effects`).
+            let pooled = self.mode != PoolMode::Session;
+            let want = |t| match t {
+                b'Q' => pooled || (track && !huge),
+                b'P' | b'F' => pooled || track,
+                b'B' | b'D' | b'C' => track,
+                _ => false,
+            };
             let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], want)? else {
                 break;
             };
@@ -60,12 +67,18 @@ impl Forwarder<'_> {
                 flow = Flow::Terminate;
                 break;
             }
-            if tag == b'B' && self.shared.queries.enabled() && link.parsed.is_none() {
-                // A named statement prepared in an earlier batch.
+            if tag == b'B' && track {
+                // A named statement, maybe prepared in an earlier batch.
                 if let Some(s) = statements::bound(self.statements.as_deref(), body) {
-                    let reason = self.route.as_ref().map_or("", |r| r.reason);
-                    let key = s.fingerprint;
-                    link.parsed = Some(self.shared.queries.begin_keyed(key, s.text(), reason));
+                    if let (Some(change), false) = (&s.change, self.mode == PoolMode::Session) {
+                        let c = link.change.get_or_insert_with(Box::default);
+                        c.merge((**change).clone());
+                    }
+                    if self.shared.queries.enabled() && link.parsed.is_none() {
+                        let reason = self.route.as_ref().map_or("", |r| r.reason);
+                        let key = s.fingerprint;
+                        link.parsed = Some(self.shared.queries.begin_keyed(key, s.text(), reason));
+                    }
                 }
             }
             if matches!(tag, b'Q' | b'S' | b'F' | b'P') {
@@ -76,12 +89,12 @@ impl Forwarder<'_> {
                     let reason = self.route.as_ref().map_or("", |r| r.reason);
                     track_request(&self.shared.queries, link, tag, body, reason);
                 }
-                if self.mode != PoolMode::Session {
-                    let text = request_text(tag, body);
-                    if let Some(change) = text.and_then(settings::changes) {
+                if self.mode != PoolMode::Session && tag != b'S' {
+                    let fx = session_effects(tag, body, track);
+                    if let Some(change) = fx.change {
                         link.change.get_or_insert_with(Box::default).merge(change);
                     }
-                    if let Some(feature) = text.and_then(pinning::pins) {
+                    if let Some(feature) = fx.pin {
                         let general = &self.shared.config.load().general;
                         if general.session_state == SessionState::Refuse && track {
                             refused = Some(feature);
@@ -265,5 +278,43 @@ impl Forwarder<'_> {
         };
         link.rewritten = changed;
         Ok((pos, refused_block))
+    }
+}
+
+/// What a Query's, Parse's or FunctionCall's text does to the session.
+/// Texts that are not UTF-8 (another client_encoding) are read with the
+/// bytes that are not replaced: every keyword that matters is ASCII. With
+/// named statements tracked (`track`), a named one's settings are read
+/// back after each turn that binds it; otherwise it pins.
+fn session_effects(tag: u8, body: Option<&[u8]>, track: bool) -> Effects {
+    let Some(body) = body else {
+        return Effects::default();
+    };
+    let (named, text) = match tag {
+        b'P' => {
+            let name_end = body.iter().position(|&c| c == 0).unwrap_or(body.len());
+            (
+                name_end > 0 && !track,
+                body.get(name_end + 1..).unwrap_or_default(),
+            )
+        }
+        b'Q' => (false, body),
+        b'F' => {
+            // FunctionCall by OID: set_config and the session advisory locks.
+            let oid = body
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let pins = oid.is_some_and(|o| o == 2078 || (2880..=2889).contains(&o));
+            return Effects {
+                change: None,
+                pin: pins.then_some("a FunctionCall that changes the session"),
+            };
+        }
+        _ => return Effects::default(),
+    };
+    let text = &text[..text.iter().position(|&c| c == 0).unwrap_or(text.len())];
+    match std::str::from_utf8(text) {
+        Ok(sql) => effects(sql, named),
+        Err(_) => effects(&String::from_utf8_lossy(text), named),
     }
 }
