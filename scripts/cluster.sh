@@ -7,6 +7,13 @@
 #   scripts/cluster.sh status   show each node's state
 #   scripts/cluster.sh env      print `export PGSWITCH_TEST_...=` lines: eval "$(scripts/cluster.sh env)"
 #   scripts/cluster.sh reset    down + delete the data directory
+#   scripts/cluster.sh stop NODE [fast|immediate]
+#                               stop one node (primary, replica1, replica2); `immediate`
+#                               is `pg_ctl -m immediate` (SIGQUIT: no shutdown checkpoint,
+#                               backends exit at once, the next start runs crash recovery)
+#   scripts/cluster.sh start NODE
+#                               start one node; waits until it accepts connections and,
+#                               for a replica, until it streams from the primary again
 #
 # Environment:
 #   PGSWITCH_PRIMARY_PORT / PGSWITCH_REPLICA1_PORT / PGSWITCH_REPLICA2_PORT  (15432/15433/15434)
@@ -126,12 +133,13 @@ start_node() {
     fi
 }
 
+# stop_node NODE [MODE]: MODE is a pg_ctl shutdown mode, fast by default.
 stop_node() {
-    local n="$1" rc=0
+    local n="$1" mode="${2:-fast}" rc=0
     node_state "$n" || rc=$?
     case "$rc" in
-        0) log "stopping $n"
-           as_pg "$PG_BIN/pg_ctl" -D "$(datadir "$n")" -m fast -w -t "$WAIT_SECONDS" stop >/dev/null ;;
+        0) log "stopping $n ($mode)"
+           as_pg "$PG_BIN/pg_ctl" -D "$(datadir "$n")" -m "$mode" -w -t "$WAIT_SECONDS" stop >/dev/null ;;
         4) log "$n: not initialised" ;;
         *) log "$n already stopped" ;;
     esac
@@ -156,6 +164,10 @@ streaming_is_2() {
         "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" = 2 ]
 }
 in_recovery() { [ "$(su_psql "${PORT[$1]}" -d postgres -tAc 'SELECT pg_is_in_recovery()')" = t ]; }
+receiver_streaming() {
+    [ "$(su_psql "${PORT[$1]}" -d postgres -tAc \
+        "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')")" = streaming ]
+}
 
 # ---------------------------------------------------------------- creation
 
@@ -403,17 +415,28 @@ cmd_reset() {
     fi
 }
 
-# stop NODE / start NODE: one node at a time (used by the restart test).
+# stop NODE [MODE] / start NODE: one node at a time (used by the restart and
+# replica crash tests).
 check_node() {
     case "${1:-}" in
         primary|replica1|replica2) ;;
         *) die "unknown node '${1:-}': use primary, replica1 or replica2" ;;
     esac
 }
-cmd_stop_node() { check_node "${1:-}"; need_pg; stop_node "$1"; }
+cmd_stop_node() {
+    check_node "${1:-}"
+    case "${2:-fast}" in
+        fast|immediate) ;;
+        *) die "unknown stop mode '${2:-}': use fast or immediate" ;;
+    esac
+    need_pg
+    stop_node "$1" "${2:-fast}"
+}
 cmd_start_node() {
     check_node "${1:-}"
     need_pg
+    # Also after a crash (a backend killed with SIGKILL), while the postmaster
+    # restarts by itself: start_node sees it running, the waits below hold.
     start_node "$1"
     wait_for "$1 accepts connections" accepts_connections "$1" \
         || die "$1 did not accept connections within ${WAIT_SECONDS}s"
@@ -421,6 +444,11 @@ cmd_start_node() {
         # Leave the cluster as found: both replicas streaming again.
         wait_for "both replicas streaming" streaming_is_2 \
             || die "replicas did not resume streaming within ${WAIT_SECONDS}s"
+    elif is_running primary; then
+        # The same for a replica (after an immediate stop it replays WAL
+        # first); a stopped primary is left for its own start to wait on.
+        wait_for "$1 streaming" receiver_streaming "$1" \
+            || die "$1 did not resume streaming within ${WAIT_SECONDS}s"
     fi
 }
 
@@ -436,7 +464,7 @@ case "${1:-}" in
     status) cmd_status ;;
     env)    cmd_env ;;
     reset)  cmd_reset ;;
-    stop)   cmd_stop_node "${2:-}" ;;
+    stop)   cmd_stop_node "${2:-}" "${3:-fast}" ;;
     start)  cmd_start_node "${2:-}" ;;
-    *)      echo "usage: $0 up|down|status|env|reset|stop NODE|start NODE" >&2; exit 2 ;;
+    *)      echo "usage: $0 up|down|status|env|reset|stop NODE [fast|immediate]|start NODE" >&2; exit 2 ;;
 esac

@@ -39,6 +39,8 @@ pub struct Shared {
     pub queries: QueryStats,
     /// Named prepared statements, one copy each for every client.
     pub statements: crate::prepared::Interner,
+    /// Server problems, logged at start, in summaries and at the end.
+    pub incidents: Arc<crate::incidents::Incidents>,
 }
 
 pub struct App {
@@ -70,6 +72,7 @@ impl App {
             pause: PauseControl::default(),
             queries,
             statements: crate::prepared::Interner::new(metrics.prepared_bytes.clone()),
+            incidents: Default::default(),
             metrics,
         });
         shared.pools.prepare(&shared.config.load());
@@ -164,7 +167,7 @@ async fn maintain(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = tick.tick() => shared.pools.maintain(&shared.config.load_full()).await,
+            _ = tick.tick() => shared.pools.maintain(&shared.config.load_full(), &shared.incidents).await,
             _ = shared.shutdown.cancelled() => return,
         }
     }

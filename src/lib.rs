@@ -17,6 +17,7 @@
 //! - [`admin`]: the admin console (database `pgswitch`).
 //! - [`reload`]: SIGHUP / RELOAD: re-read, validate, swap, resize.
 //! - [`stats`]: per-query statistics by fingerprint.
+//! - [`incidents`]: server problems logged at start, in summaries, at end.
 //!
 //! The life of a query is told in `docs/architecture.md`.
 #![deny(clippy::unwrap_used)]
@@ -27,6 +28,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod incidents;
 pub mod metrics;
 pub mod ops;
 pub mod pool;

@@ -350,6 +350,10 @@ fn config(shared: &Shared) -> Table {
         ("query_stats_size", g.query_stats_size.to_string()),
         ("slow_query_threshold", opt(g.slow_query_threshold)),
         (
+            "log_repeat_interval",
+            format!("{:?}", g.log_repeat_interval),
+        ),
+        (
             "max_prepared_statements",
             g.max_prepared_statements.to_string(),
         ),

@@ -66,6 +66,8 @@ pub struct GeneralFile {
     pub session_state: Option<super::SessionState>,
     #[serde(default, with = "humantime_serde")]
     pub slow_query_threshold: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub log_repeat_interval: Option<Duration>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.

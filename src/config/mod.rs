@@ -176,6 +176,9 @@ pub struct General {
     pub session_state: SessionState,
     /// Statements at least this slow are logged (`None`: off).
     pub slow_query_threshold: Option<Duration>,
+    /// While a server problem lasts, at most one summary line per this
+    /// (see `incidents`).
+    pub log_repeat_interval: Duration,
 }
 
 /// A database clients can name, and the servers behind it.

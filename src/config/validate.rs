@@ -208,6 +208,12 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
     let five = Duration::from_secs(5);
     let server_reset_timeout = positive(c, "server_reset_timeout", g.server_reset_timeout, five);
     let connect_timeout = positive(c, "connect_timeout", g.connect_timeout, five);
+    let log_repeat_interval = positive(
+        c,
+        "log_repeat_interval",
+        g.log_repeat_interval,
+        Duration::from_secs(60),
+    );
     let health_check_interval = positive(
         c,
         "health_check_interval",
@@ -279,6 +285,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         max_client_prepared_statements: g.max_client_prepared_statements.unwrap_or(1000),
         session_state: g.session_state.unwrap_or(super::SessionState::Pin),
         slow_query_threshold: nonzero(g.slow_query_threshold, None),
+        log_repeat_interval,
     }
 }
 

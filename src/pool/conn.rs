@@ -52,6 +52,22 @@ pub enum ServerError {
     Timeout { addr: String, timeout: Duration },
 }
 
+impl ServerError {
+    /// The server concerned, as `host:port`.
+    pub fn addr(&self) -> &str {
+        match self {
+            ServerError::Connect { addr, .. }
+            | ServerError::ConnectTimeout { addr, .. }
+            | ServerError::Rejected { addr, .. }
+            | ServerError::NoPassword { addr, .. }
+            | ServerError::Protocol(_, addr)
+            | ServerError::Io { addr, .. }
+            | ServerError::Query { addr, .. }
+            | ServerError::Timeout { addr, .. } => addr,
+        }
+    }
+}
+
 /// Where a connection stands, as pgswitch last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {

@@ -169,13 +169,14 @@ impl PoolSet {
     }
 
     /// Drops idle connections past their idle timeout or lifetime, then tops
-    /// the pool up to `min_idle`.
+    /// the pool up to `min_idle`. Whether it opened connections, or the
+    /// warm-up's error.
     async fn maintain(
         &self,
         idle_timeout: Option<Duration>,
         lifetime: Option<Duration>,
         min_idle: usize,
-    ) {
+    ) -> Result<bool, CheckoutError> {
         let keep = |m: &deadpool::managed::Metrics| {
             idle_timeout.is_none_or(|t| m.last_used() < t) && lifetime.is_none_or(|l| m.age() < l)
         };
@@ -191,12 +192,10 @@ impl PoolSet {
         for _ in 0..missing {
             match self.checkout().await {
                 Ok(s) => held.push(s),
-                Err(e) => {
-                    tracing::warn!(pool = %self.name, error = %e, "min_idle warm-up failed");
-                    break;
-                }
+                Err(e) => return Err(e),
             }
         }
+        Ok(missing > 0)
     }
 }
 
@@ -322,11 +321,22 @@ impl Pools {
         }
     }
 
-    pub async fn maintain(&self, cfg: &Config) {
+    pub async fn maintain(&self, cfg: &Config, incidents: &crate::incidents::Incidents) {
         let g = &cfg.general;
         for set in self.all() {
-            set.maintain(g.server_idle_timeout, g.server_lifetime, g.min_idle)
+            let warmed = set
+                .maintain(g.server_idle_timeout, g.server_lifetime, g.min_idle)
                 .await;
+            match warmed {
+                Ok(true) => {
+                    incidents.resolve(&set.name);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let what = "min_idle warm-up failed";
+                    incidents.report(&set.name, what, &e, g.log_repeat_interval);
+                }
+            }
         }
     }
 
@@ -352,8 +362,10 @@ pub enum Release {
 
 /// The one door back into the pool. Rolls back an open transaction, resets
 /// session state when asked, and discards the connection if it is broken,
-/// mid-request, or the cleanup fails or times out.
-pub async fn release(mut server: Server, how: Release, timeout: Duration) {
+/// mid-request, or the cleanup fails or times out. Returns the cleanup's
+/// error, for the caller to log (see `incidents`).
+#[must_use]
+pub async fn release(mut server: Server, how: Release, timeout: Duration) -> Option<ServerError> {
     let cleanup: &[&str] = match (server.state, how) {
         (ConnState::Ready(b'I'), Release::Idle) => &[],
         (ConnState::Ready(b'I'), Release::EndSession) => &["DISCARD ALL"],
@@ -365,14 +377,17 @@ pub async fn release(mut server: Server, how: Release, timeout: Duration) {
             // Postgres roll back.
             cancel(&server.addr, server.key).await;
             discard(server);
-            return;
+            return None;
         }
-        (ConnState::Broken, _) => return discard(server),
+        (ConnState::Broken, _) => {
+            discard(server);
+            return None;
+        }
     };
     for sql in cleanup {
         if let Err(e) = server.run(sql, timeout).await {
-            tracing::warn!(server = %server.addr, error = %e, "reset failed; discarding server connection");
-            return discard(server);
+            discard(server);
+            return Some(e);
         }
     }
     if how == Release::EndSession {
@@ -382,6 +397,7 @@ pub async fn release(mut server: Server, how: Release, timeout: Duration) {
     if server.state != ConnState::Ready(b'I') {
         discard(server);
     }
+    None
 }
 
 fn discard(server: Server) {

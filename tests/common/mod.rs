@@ -3,7 +3,11 @@
 //! the script's defaults).
 #![allow(dead_code)]
 
+pub mod outage;
 pub mod raw;
+
+#[allow(unused_imports)]
+pub use outage::{port_of, Node, ReadLoad, Restart, StopMode, OUTAGE};
 
 use std::net::SocketAddr;
 use std::time::Duration;

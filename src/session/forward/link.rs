@@ -18,6 +18,9 @@ use crate::protocol::frame::Splitter;
 use crate::protocol::messages;
 use crate::session::pending::Pending;
 
+/// The log line of a connection whose cleanup failed (see `incidents`).
+const RESET_FAILED: &str = "reset failed; discarding server connection";
+
 impl Forwarder<'_> {
     /// The server connection's way back at the end of the session; boxed,
     /// so the session's own state does not have to make room for it.
@@ -33,8 +36,16 @@ impl Forwarder<'_> {
             PoolMode::Session => Release::EndSession,
             _ => Release::Idle,
         };
-        let timeout = self.shared.config.load().general.server_reset_timeout;
-        Some(Box::pin(pool::release(link.server, how, timeout)))
+        let (timeout, repeat) = {
+            let g = &self.shared.config.load().general;
+            (g.server_reset_timeout, g.log_repeat_interval)
+        };
+        let incidents = self.shared.incidents.clone();
+        Some(Box::pin(async move {
+            if let Some(e) = pool::release(link.server, how, timeout).await {
+                incidents.event(&e.addr(), RESET_FAILED, &e, repeat);
+            }
+        }))
     }
 
     /// Takes a server from the pool and brings its parameters in line with
@@ -73,7 +84,9 @@ impl Forwarder<'_> {
                 };
                 // A replica that can't be reached (down, restarting) costs
                 // the read nothing: the next one serves it, else the primary.
-                tracing::warn!(pool = %self.pool.name, error = %e, "replica unavailable; trying the next server");
+                let repeat = self.shared.config.load().general.log_repeat_interval;
+                let what = "replica unavailable; its reads go to the next server";
+                self.shared.incidents.report(&e.addr(), what, e, repeat);
                 tried |= 1 << i;
                 which = match replicas.pick(&mut fence, &self.pool.primary, tried) {
                     Pick::Server(w) => w,
@@ -96,6 +109,9 @@ impl Forwarder<'_> {
             .wait_seconds
             .observe(waiting.end().as_secs_f64());
         let (mut server, synced) = checked_out?;
+        // Any outage of this server (or refusals in this pool) is over.
+        self.shared.incidents.resolve(&server.addr);
+        self.shared.incidents.resolve(&self.pool.name);
         if fence != Fence::None {
             self.route_state().fence = fence;
         }
@@ -207,7 +223,12 @@ impl Forwarder<'_> {
             }
             let timeout = self.shared.config.load().general.server_reset_timeout;
             // Rare and large: boxed so it doesn't grow every session's state.
-            Box::pin(pool::release(link.server, Release::Idle, timeout)).await;
+            if let Some(e) = Box::pin(pool::release(link.server, Release::Idle, timeout)).await {
+                let repeat = self.shared.config.load().general.log_repeat_interval;
+                self.shared
+                    .incidents
+                    .event(&e.addr(), RESET_FAILED, &e, repeat);
+            }
         }
     }
 
@@ -217,13 +238,20 @@ impl Forwarder<'_> {
     /// connection before anyone else gets it. A connection where that fails
     /// is discarded.
     async fn settle_settings(&mut self, link: &mut Link) {
-        let timeout = self.shared.config.load().general.server_reset_timeout;
+        let (timeout, repeat) = {
+            let g = &self.shared.config.load().general;
+            (g.server_reset_timeout, g.log_repeat_interval)
+        };
         if let Some(change) = link.change.take() {
             if let Some(sql) = change.read_back_sql() {
                 match link.server.query_row(&sql, timeout).await {
                     Ok(values) => self.route_state().settings.apply(&change, values),
                     Err(e) => {
-                        tracing::warn!(server = %link.server.addr, error = %e, "could not read back a client's settings");
+                        let what =
+                            "could not read back a client's settings; discarding server connection";
+                        self.shared
+                            .incidents
+                            .event(&link.server.addr, what, &e, repeat);
                         link.server.state = ConnState::Broken;
                         return;
                     }
@@ -233,7 +261,10 @@ impl Forwarder<'_> {
             }
         }
         if let Err(e) = link.server.run("RESET ALL", timeout).await {
-            tracing::warn!(server = %link.server.addr, error = %e, "reset failed; discarding server connection");
+            let what = RESET_FAILED;
+            self.shared
+                .incidents
+                .event(&link.server.addr, what, &e, repeat);
             link.server.state = ConnState::Broken;
         }
     }

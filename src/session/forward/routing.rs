@@ -132,7 +132,10 @@ impl Forwarder<'_> {
         if let Some(r) = &self.pool.replicas {
             if r.primary_in_recovery() {
                 let addr = self.pool.primary.manager().target.addr.to_string();
-                tracing::error!(pool = %self.pool.name, primary = %addr, "refusing a write: the primary reports it is in recovery");
+                let repeat = self.shared.config.load().general.log_repeat_interval;
+                let what = "refusing writes: the primary reports it is in recovery";
+                let e = "pg_is_in_recovery() is true";
+                self.shared.incidents.report(&addr, what, &e, repeat);
                 return Err(SessionError::PrimaryInRecovery(addr));
             }
         }
@@ -231,6 +234,7 @@ impl Forwarder<'_> {
         request: Bytes,
         lost: bool,
     ) -> Result<(), SessionError> {
+        let repeat = self.shared.config.load().general.log_repeat_interval;
         if let Some(mut link) = self.link.take() {
             self.slot().detach();
             link.server.state = if lost {
@@ -238,9 +242,22 @@ impl Forwarder<'_> {
             } else {
                 ConnState::Ready(b'I')
             };
+            let addr = &link.server.addr;
+            if lost {
+                let what = "a replica went away under reads; they ran again on the primary";
+                self.shared
+                    .incidents
+                    .report(addr, what, &"connection lost", repeat);
+            } else {
+                let what =
+                    "a replica refused reads as writes (25006); they ran again on the primary";
+                let why = "a function or view that writes, seen as a read";
+                self.shared
+                    .incidents
+                    .event(&self.pool.name, what, &why, repeat);
+            }
         }
         let cause = if lost { "replica_lost" } else { "read_only" };
-        tracing::info!(pool = %self.pool.name, cause, "a replica failed a read before answering; running it on the primary");
         self.shared
             .metrics
             .replica_reruns

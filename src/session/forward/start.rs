@@ -53,7 +53,11 @@ impl Forwarder<'_> {
                 match attached {
                     Ok(()) => return Ok(None),
                     Err(e) if Refusal::applies_to(&e) => {
-                        tracing::warn!(pool = %self.pool.name, error = %e, "request refused");
+                        let repeat = self.shared.config.load().general.log_repeat_interval;
+                        let what = "requests refused (no server connection could be had)";
+                        self.shared
+                            .incidents
+                            .report(&self.pool.name, what, &e, repeat);
                         self.shared
                             .metrics
                             .requests_refused

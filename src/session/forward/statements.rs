@@ -265,9 +265,26 @@ impl Forwarder<'_> {
             .prepared_evictions
             .inc_by(evicted.len() as u64);
         if let Err(e) = link.server.exchange(&msgs, timeout).await {
-            tracing::warn!(server = %link.server.addr, error = %e, "closing prepared statements failed; discarding server connection");
+            self.log_event(
+                &link.server.addr,
+                "closing prepared statements failed; discarding server connection",
+                &e,
+            );
             link.server.state = crate::pool::ConnState::Broken;
         }
+    }
+}
+
+impl Forwarder<'_> {
+    /// A server problem met on the way, logged as `incidents` says.
+    fn log_event(
+        &self,
+        server: &dyn std::fmt::Display,
+        what: &'static str,
+        e: &dyn std::fmt::Display,
+    ) {
+        let repeat = self.shared.config.load().general.log_repeat_interval;
+        self.shared.incidents.event(server, what, e, repeat);
     }
 }
 
@@ -292,7 +309,11 @@ impl Forwarder<'_> {
             let names = match link.server.query_column(sql, timeout).await {
                 Ok(names) => names,
                 Err(e) => {
-                    tracing::warn!(server = %link.server.addr, error = %e, "could not list prepared statements; discarding server connection");
+                    self.log_event(
+                        &link.server.addr,
+                        "could not list prepared statements; discarding server connection",
+                        &e,
+                    );
                     link.server.state = crate::pool::ConnState::Broken;
                     return;
                 }
@@ -309,7 +330,11 @@ impl Forwarder<'_> {
                     .map(|n| format!("DEALLOCATE {}", prepared::sql::quote_ident(n)))
                     .collect();
                 if let Err(e) = link.server.run(&drop.join(";"), timeout).await {
-                    tracing::warn!(server = %link.server.addr, error = %e, "DEALLOCATE failed; discarding server connection");
+                    self.log_event(
+                        &link.server.addr,
+                        "DEALLOCATE failed; discarding server connection",
+                        &e,
+                    );
                     link.server.state = crate::pool::ConnState::Broken;
                     return;
                 }
@@ -320,7 +345,11 @@ impl Forwarder<'_> {
             // A failed DEALLOCATE ALL (or a stale plan) must not leave
             // statements we think are gone, or the reverse.
             if let Err(e) = link.server.run("DEALLOCATE ALL", timeout).await {
-                tracing::warn!(server = %link.server.addr, error = %e, "DEALLOCATE ALL failed; discarding server connection");
+                self.log_event(
+                    &link.server.addr,
+                    "DEALLOCATE ALL failed; discarding server connection",
+                    &e,
+                );
                 link.server.state = crate::pool::ConnState::Broken;
                 return;
             }
@@ -359,7 +388,10 @@ impl Forwarder<'_> {
             match Box::pin(server.run(&text, timeout)).await {
                 Ok(()) => kept.push(name),
                 Err(e) if server.state == crate::pool::ConnState::Ready(b'I') => {
-                    tracing::warn!(id = self.login.registration.slot.pid, statement = %name, error = %e, "a prepared statement could not be recreated; the client no longer has it");
+                    let what =
+                        "a prepared statement could not be recreated; its client no longer has it";
+                    let repeat = self.shared.config.load().general.log_repeat_interval;
+                    self.shared.incidents.event(&server.addr, what, &e, repeat);
                 }
                 Err(e) => return Err(e.into()),
             }
