@@ -117,6 +117,19 @@ impl Expect {
         self.queue.iter().any(|e| matches!(e, Entry::Reply { .. }))
     }
 
+    /// The server is gone: nothing still owed will be answered, so none of
+    /// it took effect. Everything to undo, to be applied last first.
+    pub fn abandon(&mut self) -> Vec<Undo> {
+        let mut undo = Vec::new();
+        for e in self.queue.drain(..) {
+            if let Entry::Reply { undo: u, .. } | Entry::Emit { undo: u, .. } = e {
+                undo.extend(u);
+            }
+        }
+        (self.skipping, self.copy_in) = (false, false);
+        undo
+    }
+
     /// A message sent to the server.
     pub fn sent(&mut self, kind: Kind, fate: Fate, undo: Option<Undo>) {
         if kind == Kind::Sync && self.copy_in {

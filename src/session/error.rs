@@ -44,6 +44,15 @@ pub enum SessionError {
     NoReplica(&'static str),
     #[error("user \"{0}\" may not open the pgswitch admin console")]
     NotAdmin(String),
+    /// A server connection failed under a request that had started to
+    /// answer (or could not be run elsewhere); the client stays.
+    #[error("{cause}; {}", if *.in_transaction { "the transaction was rolled back" } else { "the request may not have completed" })]
+    ServerLost {
+        cause: ServerError,
+        in_transaction: bool,
+    },
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    TransactionAborted,
 }
 
 impl SessionError {
@@ -70,6 +79,8 @@ impl SessionError {
             SessionError::PrimaryInRecovery(_) => "25006",
             SessionError::NoReplica(_) => "57P03",
             SessionError::NotAdmin(_) => "42501",
+            SessionError::ServerLost { .. } => "08006",
+            SessionError::TransactionAborted => "25P02",
         }
     }
 
@@ -88,6 +99,9 @@ impl SessionError {
             SessionError::PrimaryInRecovery(_) => Some("pgswitch refuses writes until that server is promoted, or until the config names the new primary; reads still work"),
             SessionError::NotAdmin(_) => Some("list the user in admin_users in the pgswitch config"),
             SessionError::NoReplica(_) => Some("retry when a replica is back in rotation, or set primary_reads = \"fallback\" to let the primary serve reads"),
+            SessionError::ServerLost { in_transaction: false, .. } => Some("you are still connected: retry the request; pgswitch takes another server connection"),
+            SessionError::ServerLost { in_transaction: true, .. } => Some("you are still connected: run ROLLBACK, then retry the transaction"),
+            SessionError::TransactionAborted => Some("the server under this transaction went away; run ROLLBACK"),
             _ => None,
         }
     }

@@ -69,6 +69,16 @@ impl Pending {
         }
     }
 
+    /// ReadyForQuery replies still due.
+    pub fn owed(&self) -> u32 {
+        self.owed
+    }
+
+    /// Extended-protocol messages sent and no Sync after them yet.
+    pub fn unsynced(&self) -> bool {
+        self.unsynced
+    }
+
     /// Every request answered.
     pub fn quiet(&self) -> bool {
         self.owed == 0 && !self.unsynced && !self.copy_in

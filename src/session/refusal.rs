@@ -15,6 +15,9 @@ pub struct Refusal {
     error: Option<SessionError>,
     /// The request's last message has been seen.
     finished: bool,
+    /// The transaction status its ReadyForQuery reports: 'I', or 'E' in a
+    /// transaction that failed (the client must end it).
+    status: u8,
 }
 
 impl Refusal {
@@ -22,6 +25,37 @@ impl Refusal {
         Refusal {
             error: Some(error),
             finished: false,
+            status: b'I',
+        }
+    }
+
+    /// The rest of a request whose error the client already has: its
+    /// messages are dropped up to the Sync, answered with ReadyForQuery
+    /// `status`.
+    pub fn until_sync(status: u8) -> Self {
+        Refusal {
+            error: None,
+            finished: false,
+            status,
+        }
+    }
+
+    /// The rest of a message already answered (its body is skipped).
+    pub fn rest_of_message() -> Self {
+        Refusal {
+            error: None,
+            finished: true,
+            status: b'I',
+        }
+    }
+
+    /// A request inside a transaction that failed when its server went
+    /// away: 25P02 until the client ends the transaction, as in Postgres.
+    pub fn aborted() -> Self {
+        Refusal {
+            error: Some(SessionError::TransactionAborted),
+            finished: false,
+            status: b'E',
         }
     }
 
@@ -45,7 +79,7 @@ impl Refusal {
             messages::error_response(out, Severity::Error, e.sqlstate(), &e.to_string(), e.hint());
         }
         if matches!(tag, b'Q' | b'F' | b'S') {
-            messages::ready_for_query(out, b'I');
+            messages::ready_for_query(out, self.status);
             self.finished = true;
         }
     }

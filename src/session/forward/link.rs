@@ -140,19 +140,37 @@ impl Forwarder<'_> {
         }
         // The client's own settings, from its earlier transactions or its
         // startup options.
+        // A server that fails any of these is treated as unreachable: the
+        // request is refused and the client stays (see `Refusal`).
         let applied = match self.route.as_ref().and_then(|r| r.settings.apply_sql()) {
             Some(sql) => {
-                Box::pin(server.run(&sql, timeout)).await?;
+                if let Err(e) = Box::pin(server.run(&sql, timeout)).await {
+                    server.state = ConnState::Broken;
+                    return Err(CheckoutError::Server(e).into());
+                }
                 true
             }
             None => false,
         };
         // The client's SQL-level PREPAREs (see `statements`).
-        let sql_prepared = self.replay_sql_statements(&mut server).await?;
+        let sql_prepared = match self.replay_sql_statements(&mut server).await {
+            Ok(p) => p,
+            Err(SessionError::Server(e)) => {
+                server.state = ConnState::Broken;
+                return Err(CheckoutError::Server(e).into());
+            }
+            Err(e) => return Err(e),
+        };
         // After the parameter sync, which must not be undone by a rollback.
-        let begun = match self.route.as_mut().and_then(|r| r.deferred_begin.take()) {
+        let begun = match self.route.as_ref().and_then(|r| r.deferred_begin.clone()) {
             Some(sql) => {
-                Box::pin(server.run(&sql, timeout)).await?;
+                if let Err(e) = Box::pin(server.run(&sql, timeout)).await {
+                    server.state = ConnState::Broken;
+                    return Err(CheckoutError::Server(e).into());
+                }
+                if let Some(r) = self.route.as_mut() {
+                    r.deferred_begin = None;
+                }
                 true
             }
             None => false,
@@ -188,6 +206,7 @@ impl Forwarder<'_> {
             wiped: false,
             sql_prepared,
             last_status: if begun { b'T' } else { b'I' },
+            fatal: None,
         }));
         Ok(())
     }

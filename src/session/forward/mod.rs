@@ -62,6 +62,9 @@ struct Link {
     sql_prepared: bool,
     /// The transaction status of the latest ReadyForQuery (or at attach).
     last_status: u8,
+    /// A FATAL error the server sent (it is going away), held back from
+    /// the client (see `lost`).
+    fatal: Option<Box<crate::protocol::messages::BackendError>>,
 }
 
 impl Link {
@@ -95,6 +98,9 @@ struct RouteState {
     settings: Settings,
     /// Pinned to its server connection (see `session::effects`).
     pinned: bool,
+    /// The server under the client's transaction went away: statements get
+    /// 25P02 until the client ends it (see `lost`).
+    aborted: bool,
 }
 
 /// What the client is doing, for timers and shutdown.
@@ -108,6 +114,7 @@ enum Phase {
 }
 
 mod link;
+mod lost;
 mod requests;
 mod routing;
 mod scan;
@@ -308,19 +315,20 @@ impl<'a> Forwarder<'a> {
                     // Decided before any await, so that no error value
                     // widens the loop's state.
                     let filled = match link.server.try_fill() {
-                        Ok(Some(_)) => Ok(true),
-                        Ok(None) => Ok(false),
+                        Ok(Some(_)) => Filled::Bytes,
+                        Ok(None) => Filled::Nothing,
                         // A replica that closes before answering a request
                         // it could not have run costs the client nothing.
                         Err(e) => match std::mem::replace(&mut link.replay, Replay::Off) {
-                            Replay::Sent(request) => Err(request),
-                            _ => return Err(e.into()),
+                            Replay::Sent(request) => Filled::Rerun(request),
+                            _ => Filled::Lost(Box::new(e)),
                         },
                     };
                     match filled {
-                        Ok(true) => self.on_server_bytes().await?,
-                        Ok(false) => {}
-                        Err(request) => Box::pin(self.rerun_on_primary(request, true)).await?,
+                        Filled::Bytes => self.on_server_bytes().await?,
+                        Filled::Nothing => {}
+                        // Boxed, and the match holds nothing across it.
+                        failed => Box::pin(self.recover(failed)).await?,
                     }
                 }
             }
@@ -357,27 +365,40 @@ impl<'a> Forwarder<'a> {
             Replay::Armed(q) if q[..] == self.cbuf[..pos] => Replay::Sent(q),
             _ => Replay::Off,
         };
-        let rerun = if link.rewritten.is_some() {
+        let next = if link.rewritten.is_some() {
             // Boxed: it should not widen every session's state.
-            Box::pin(self.send_rewritten()).await?
+            match Box::pin(self.send_rewritten()).await? {
+                Some(request) => Filled::Rerun(request),
+                None => Filled::Nothing,
+            }
         } else {
             // Matched at once: a named result would keep its room in the
             // session's state across the await below.
             match link.server.write(&self.cbuf[..pos]).await {
-                Ok(()) => None,
+                Ok(()) => Filled::Nothing,
                 // A replica that died under an armed request: the request
                 // never ran, so it can run on the primary instead.
                 Err(e) => match link.replay.take_sent() {
-                    Some(request) => Some(request),
-                    None => return Err(e.into()),
+                    Some(request) => Filled::Rerun(request),
+                    None => Filled::Lost(Box::new(e)),
                 },
             }
         };
         self.cbuf.advance(pos);
-        if let Some(request) = rerun {
-            Box::pin(self.rerun_on_primary(request, true)).await?;
+        if !matches!(next, Filled::Nothing) {
+            Box::pin(self.recover(next)).await?;
         }
         Ok(flow)
+    }
+
+    /// A server that went away under a request: run it elsewhere if the
+    /// safety net holds it, else answer the client (see `lost`).
+    async fn recover(&mut self, failed: Filled) -> Result<(), SessionError> {
+        match failed {
+            Filled::Rerun(request) => self.rerun_on_primary(request, true).await,
+            Filled::Lost(e) => self.server_lost(*e).await,
+            Filled::Bytes | Filled::Nothing => Ok(()),
+        }
     }
 
     /// Forwards server output to the client, noting ReadyForQuery and
@@ -431,6 +452,14 @@ impl<'a> Forwarder<'a> {
             conn.buf.advance(pos);
             self.pool.stats.bytes_out.inc_by(pos as u64);
         }
+        if let Some(fatal) = link.fatal.take() {
+            let addr = link.server.addr.to_string();
+            let e = crate::pool::ServerError::Query {
+                addr,
+                error: *fatal,
+            };
+            return Box::pin(self.server_lost(e)).await;
+        }
         if refused_block {
             return Box::pin(self.refuse_transaction_block()).await;
         }
@@ -476,6 +505,16 @@ enum Wake {
     Timeout,
     Client(std::io::Result<()>),
     Server,
+}
+
+/// What a read from the server brought.
+enum Filled {
+    Bytes,
+    Nothing,
+    /// The server went away under a request the safety net holds.
+    Rerun(bytes::Bytes),
+    /// The server went away (see `lost`).
+    Lost(Box<crate::pool::ServerError>),
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -6,12 +6,12 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use super::{ConnState, Forwarder, PoolMode, SessionError, Which};
+use super::{ConnState, Forwarder, PoolMode, Refusal, SessionError, Which};
 use crate::config::{Consistency, PrimaryReads, TransactionRouting};
 use crate::metrics::Fallback;
 use crate::pool::replicas::Pick;
 use crate::protocol::frame::{peek_header, whole_messages, HEADER_LEN};
-use crate::protocol::messages;
+use crate::protocol::messages::{self, Severity};
 use crate::router::{Reason, Route, RouteHint};
 
 /// First statements longer than this are not parsed for routing: primary.
@@ -258,12 +258,33 @@ impl Forwarder<'_> {
             }
         }
         let cause = if lost { "replica_lost" } else { "read_only" };
+        let may_write = !lost; // a lost read is still a read
         self.shared
             .metrics
             .replica_reruns
             .with_label_values(&[cause])
             .inc();
-        self.attach((Which::Primary, true)).await?;
+        match self.attach((Which::Primary, may_write)).await {
+            Ok(()) => {}
+            Err(e) if Refusal::applies_to(&e) => {
+                // The request was whole and is consumed: answer it now.
+                let mut out = BytesMut::new();
+                messages::error_response(
+                    &mut out,
+                    Severity::Error,
+                    e.sqlstate(),
+                    &e.to_string(),
+                    e.hint(),
+                );
+                messages::ready_for_query(&mut out, b'I');
+                return self
+                    .client
+                    .write_all(&out)
+                    .await
+                    .map_err(SessionError::ClientGone);
+            }
+            Err(e) => return Err(e),
+        }
         let Some(link) = self.link.as_mut() else {
             return Ok(());
         };
@@ -274,7 +295,9 @@ impl Forwarder<'_> {
         link.server.state = ConnState::Busy;
         let out = self.rewrite_request(&request);
         if let Some(link) = self.link.as_mut() {
-            link.server.write(&out).await?;
+            if let Err(e) = link.server.write(&out).await {
+                return Box::pin(self.server_lost(e)).await;
+            }
         }
         Ok(())
     }

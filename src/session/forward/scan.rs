@@ -15,6 +15,8 @@ use crate::protocol::frame::{peek_header, Item, HEADER_LEN};
 /// Queries longer than this are not held back whole to be scanned for
 /// SQL-level prepared statements.
 const MAX_WHOLE_QUERY: usize = 1 << 20;
+/// Server messages up to this size reach the client whole (see `lost`).
+const HOLD_MAX: usize = 1 << 20;
 use crate::protocol::messages;
 use crate::session::effects::{effects, Effects};
 
@@ -167,6 +169,16 @@ impl Forwarder<'_> {
         // Replies changed on the way (named statements, see `prepared`).
         let mut replies = self.track.then(Replies::default);
         loop {
+            // The client gets whole messages only, so that an error can
+            // follow if the server goes away (see `lost`); a message larger
+            // than `HOLD_MAX` streams through.
+            if link.split.at_boundary() {
+                if let Ok(Some((_, len))) = peek_header(&conn.buf[pos..]) {
+                    if conn.buf.len() - pos < HEADER_LEN + len && len <= HOLD_MAX {
+                        break;
+                    }
+                }
+            }
             let step = match link
                 .split
                 .next(&conn.buf[pos..], |t| matches!(t, b'Z' | b'S' | b'E'))
@@ -181,6 +193,14 @@ impl Forwarder<'_> {
                 }
             };
             let Some((item, n)) = step else { break };
+            if let Item::Whole { tag: b'E', body } = item {
+                let e = messages::BackendError::parse(body);
+                if matches!(e.severity.as_str(), "FATAL" | "PANIC") {
+                    // The server is going away: held back (see `lost`).
+                    link.fatal = Some(Box::new(e));
+                    break;
+                }
+            }
             if let Some(r) = replies.as_mut() {
                 let client = self.statements.as_deref();
                 match item {

@@ -17,60 +17,77 @@ impl Forwarder<'_> {
                 match peek_header(&self.cbuf)? {
                     None => return Ok(Some(Flow::Continue)),
                     Some((b'X', _)) => return Ok(Some(Flow::Terminate)),
+                    // COPY data after the COPY failed (its server went
+                    // away): dropped, as Postgres drops it.
+                    Some((b'd' | b'c' | b'f', _)) => {
+                        self.refusal = Some(Box::new(Refusal::rest_of_message()));
+                    }
+                    Some((_, len)) if self.route.as_ref().is_some_and(|r| r.aborted) => {
+                        if self.cbuf.len() < 5 + len {
+                            return Ok(Some(Flow::Continue)); // Its text decides.
+                        }
+                        if self.ends_transaction() {
+                            self.route_state().aborted = false;
+                        } else {
+                            self.refusal = Some(Box::new(Refusal::aborted()));
+                        }
+                    }
                     Some(_) => {}
                 }
-                if self.pool.is_retired() {
-                    self.move_pool();
-                }
-                if self.shared.pause.is_paused(&self.pool.database) {
-                    self.wait_while_paused().await?;
-                }
-                let attached = match self.next_target() {
-                    Ok(None) => return Ok(Some(Flow::Continue)),
-                    Ok(Some(Next::Server(which, may_write))) => {
-                        self.attach((which, may_write)).await
+                if self.refusal.is_none() {
+                    if self.pool.is_retired() {
+                        self.move_pool();
                     }
-                    Ok(Some(Next::Read)) => match self.choose_reader().await {
-                        Ok(which) => self.attach((which, false)).await,
+                    if self.shared.pause.is_paused(&self.pool.database) {
+                        self.wait_while_paused().await?;
+                    }
+                    let attached = match self.next_target() {
+                        Ok(None) => return Ok(Some(Flow::Continue)),
+                        Ok(Some(Next::Server(which, may_write))) => {
+                            self.attach((which, may_write)).await
+                        }
+                        Ok(Some(Next::Read)) => match self.choose_reader().await {
+                            Ok(which) => self.attach((which, false)).await,
+                            Err(e) => Err(e),
+                        },
+                        Ok(Some(Next::SetRoute(hint, len))) => {
+                            self.set_route(hint, len).await?;
+                            if self.cbuf.is_empty() {
+                                return Ok(Some(Flow::Continue));
+                            }
+                            continue;
+                        }
+                        Ok(Some(Next::DeferBegin(len))) => {
+                            self.defer_begin(len).await?;
+                            if self.cbuf.is_empty() {
+                                return Ok(Some(Flow::Continue));
+                            }
+                            continue;
+                        }
                         Err(e) => Err(e),
-                    },
-                    Ok(Some(Next::SetRoute(hint, len))) => {
-                        self.set_route(hint, len).await?;
-                        if self.cbuf.is_empty() {
-                            return Ok(Some(Flow::Continue));
+                    };
+                    match attached {
+                        Ok(()) => return Ok(None),
+                        Err(e) if Refusal::applies_to(&e) => {
+                            let repeat = self.shared.config.load().general.log_repeat_interval;
+                            let what = "requests refused (no server connection could be had)";
+                            self.shared
+                                .incidents
+                                .report(&self.pool.name, what, &e, repeat);
+                            self.shared
+                                .metrics
+                                .requests_refused
+                                .with_label_values(&[e.sqlstate()])
+                                .inc();
+                            // The transaction the client opened never reached a
+                            // server; the refusal's ReadyForQuery ('I') says so.
+                            if let Some(r) = self.route.as_mut() {
+                                r.deferred_begin = None;
+                            }
+                            self.refusal = Some(Box::new(Refusal::new(e)));
                         }
-                        continue;
+                        Err(e) => return Err(e),
                     }
-                    Ok(Some(Next::DeferBegin(len))) => {
-                        self.defer_begin(len).await?;
-                        if self.cbuf.is_empty() {
-                            return Ok(Some(Flow::Continue));
-                        }
-                        continue;
-                    }
-                    Err(e) => Err(e),
-                };
-                match attached {
-                    Ok(()) => return Ok(None),
-                    Err(e) if Refusal::applies_to(&e) => {
-                        let repeat = self.shared.config.load().general.log_repeat_interval;
-                        let what = "requests refused (no server connection could be had)";
-                        self.shared
-                            .incidents
-                            .report(&self.pool.name, what, &e, repeat);
-                        self.shared
-                            .metrics
-                            .requests_refused
-                            .with_label_values(&[e.sqlstate()])
-                            .inc();
-                        // The transaction the client opened never reached a
-                        // server; the refusal's ReadyForQuery ('I') says so.
-                        if let Some(r) = self.route.as_mut() {
-                            r.deferred_begin = None;
-                        }
-                        self.refusal = Some(Box::new(Refusal::new(e)));
-                    }
-                    Err(e) => return Err(e),
                 }
             }
             match self.refuse().await? {

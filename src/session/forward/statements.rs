@@ -150,10 +150,11 @@ impl Forwarder<'_> {
         let out = link.rewritten.take().unwrap_or_default();
         if !out.is_empty() {
             if let Err(e) = link.server.write(&out).await {
-                return match link.replay.take_sent() {
-                    Some(request) => Ok(Some(request)),
-                    None => Err(e.into()),
-                };
+                if let Some(request) = link.replay.take_sent() {
+                    return Ok(Some(request));
+                }
+                Box::pin(self.server_lost(e)).await?;
+                return Ok(None);
             }
         }
         // Held while the safety net may still re-run the request: then the
