@@ -103,3 +103,63 @@ async fn client_mid_query_gets_a_clean_error() {
     other.query_one("SELECT 1", &[]).await.unwrap();
     proxy.stop().await;
 }
+
+/// Transaction mode: a backend terminated under a running query gives
+/// its client ERROR 08006 naming the server, and the client stays; one
+/// terminated while the client is inside a transaction leaves the
+/// transaction failed (25P02) until the client rolls it back, as on a
+/// direct connection, and then the client is served again.
+#[tokio::test]
+async fn transaction_mode_clients_stay_when_their_server_dies() {
+    let proxy = Proxy::mode(PoolMode::Transaction, 2).await;
+    let tag = format!("recovery-stay-{}", std::process::id());
+    let (c, closed) = connect_watched(&format!("{}?application_name={tag}", proxy.url())).await;
+    let c = std::sync::Arc::new(c);
+    let running = {
+        let c = c.clone();
+        tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await.err() })
+    };
+    let su = superuser().await;
+    let active = eventually(Duration::from_secs(10), || async {
+        let n: i64 = su
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", &[&tag])
+            .await
+            .unwrap()
+            .get(0);
+        n == 1
+    })
+    .await;
+    assert!(active);
+    terminate_app_backends(&tag).await;
+    let err = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("no hang")
+        .unwrap()
+        .expect("the query must fail");
+    assert_eq!(sqlstate(&err), "08006", "{err}");
+    let primary = format!("127.0.0.1:{}", port_of(&primary_url()));
+    assert!(message(&err).contains(&primary), "{}", message(&err));
+    assert_eq!(first_row(&c, "SELECT 1").await, ["1"]);
+
+    // Inside a transaction: the extended protocol this time.
+    c.batch_execute("BEGIN").await.unwrap();
+    c.query("SELECT 1", &[]).await.unwrap();
+    terminate_app_backends(&tag).await;
+    let failed = eventually(Duration::from_secs(10), || async {
+        matches!(c.query("SELECT 2", &[]).await, Err(e) if sqlstate(&e) == "25P02")
+    })
+    .await;
+    assert!(failed, "statements in the lost transaction must fail with 25P02");
+    let e = c.simple_query("SELECT 3").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "25P02");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(first_row(&c, "SELECT 4").await, ["4"]);
+    assert!(!in_transaction(&c).await);
+    drop(c);
+    let end = tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("closed")
+        .unwrap();
+    assert!(end.is_none(), "the client connection ended with an error: {end:?}");
+    proxy.stop().await;
+}
