@@ -235,6 +235,61 @@ impl ServerConn {
         }
     }
 
+    /// Writes as much of `bytes` as the socket takes now, without waiting.
+    pub fn write_now(&mut self, bytes: &[u8]) -> Result<usize, ServerError> {
+        let mut written = 0;
+        while written < bytes.len() {
+            match self.stream.try_write(&bytes[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Writes as much of `bytes` as the server takes, and while it takes
+    /// none, reads what it sends into `buf` (a server blocked on its full
+    /// output stops reading its input: waiting for it to read would
+    /// deadlock). Returns how much was written: all of it, or less once
+    /// `buf` holds `cap` bytes or more, for the caller to pass on first.
+    /// With `read` off, only waits for room to write.
+    pub async fn write_reading(
+        &mut self,
+        bytes: &[u8],
+        cap: usize,
+        read: bool,
+    ) -> Result<usize, ServerError> {
+        use tokio::io::Interest;
+        let mut written = 0;
+        while written < bytes.len() {
+            match self.stream.try_write(&bytes[written..]) {
+                Ok(n) => {
+                    written += n;
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(self.io(e)),
+            }
+            let reading = read && self.buf.len() < cap;
+            if !reading && read {
+                return Ok(written);
+            }
+            let interest = match reading {
+                true => Interest::WRITABLE | Interest::READABLE,
+                false => Interest::WRITABLE,
+            };
+            let ready = match self.stream.ready(interest).await {
+                Ok(r) => r,
+                Err(e) => return Err(self.io(e)),
+            };
+            if reading && ready.is_readable() {
+                self.try_fill()?;
+            }
+        }
+        Ok(written)
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
         match self.stream.write_all(bytes).await {
             Ok(()) => Ok(()),

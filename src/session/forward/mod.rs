@@ -118,6 +118,7 @@ mod lost;
 mod requests;
 mod routing;
 mod scan;
+mod send;
 mod start;
 mod statements;
 
@@ -374,8 +375,9 @@ impl<'a> Forwarder<'a> {
         } else {
             // Matched at once: a named result would keep its room in the
             // session's state across the await below.
-            match link.server.write(&self.cbuf[..pos]).await {
-                Ok(()) => Filled::Nothing,
+            match link.server.write_now(&self.cbuf[..pos]) {
+                Ok(n) if n == pos => Filled::Nothing,
+                Ok(n) => Filled::Partly(n),
                 // A replica that died under an armed request: the request
                 // never ran, so it can run on the primary instead.
                 Err(e) => match link.replay.take_sent() {
@@ -383,6 +385,11 @@ impl<'a> Forwarder<'a> {
                     None => Filled::Lost(Box::new(e)),
                 },
             }
+        };
+        let next = match next {
+            // The server would not read until its output was taken.
+            Filled::Partly(n) => Box::pin(self.send_rest(send::Outgoing::Client(pos), n)).await?,
+            other => other,
         };
         self.cbuf.advance(pos);
         if !matches!(next, Filled::Nothing) {
@@ -397,7 +404,7 @@ impl<'a> Forwarder<'a> {
         match failed {
             Filled::Rerun(request) => self.rerun_on_primary(request, true).await,
             Filled::Lost(e) => self.server_lost(*e).await,
-            Filled::Bytes | Filled::Nothing => Ok(()),
+            Filled::Bytes | Filled::Nothing | Filled::Partly(_) => Ok(()),
         }
     }
 
@@ -515,6 +522,8 @@ enum Filled {
     Rerun(bytes::Bytes),
     /// The server went away (see `lost`).
     Lost(Box<crate::pool::ServerError>),
+    /// Written up to here; the server stopped reading (see `send`).
+    Partly(usize),
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::{Forwarder, Link, Replay, SessionError};
+use super::send::Outgoing;
+use super::{Filled, Forwarder, Link, Replay, SessionError};
 use crate::metrics::Metrics;
 use crate::pool::ServerConn;
 use crate::prepared::expect::{Fate, Kind};
@@ -149,14 +150,30 @@ impl Forwarder<'_> {
         };
         let out = link.rewritten.take().unwrap_or_default();
         if !out.is_empty() {
-            if let Err(e) = link.server.write(&out).await {
-                if let Some(request) = link.replay.take_sent() {
-                    return Ok(Some(request));
+            let next = match link.server.write_now(&out) {
+                Ok(n) if n == out.len() => Filled::Nothing,
+                // The server would not read until its output was taken.
+                Ok(n) => Box::pin(self.send_rest(Outgoing::Owned(out), n)).await?,
+                Err(e) => match link.replay.take_sent() {
+                    Some(request) => Filled::Rerun(request),
+                    None => Filled::Lost(Box::new(e)),
+                },
+            };
+            match next {
+                Filled::Rerun(request) => return Ok(Some(request)),
+                Filled::Lost(e) => {
+                    Box::pin(self.server_lost(*e)).await?;
+                    return Ok(None);
                 }
-                Box::pin(self.server_lost(e)).await?;
+                _ => {}
+            }
+            if self.link.is_none() {
                 return Ok(None);
             }
         }
+        let Some(link) = self.link.as_mut() else {
+            return Ok(None);
+        };
         // Held while the safety net may still re-run the request: then the
         // client must have seen nothing of the first try.
         if !matches!(link.replay, Replay::Sent(_)) {
