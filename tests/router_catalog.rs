@@ -141,3 +141,125 @@ async fn ddl_through_the_proxy_refreshes_the_catalog() {
         .await
         .unwrap();
 }
+
+/// The metrics text of a running proxy.
+fn metrics(proxy: &Proxy) -> String {
+    proxy.shared.metrics.render()
+}
+
+/// The value of one exported sample (a metric name with its labels), or 0.
+fn sample(proxy: &Proxy, series: &str) -> u64 {
+    metrics(proxy)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn views_that_may_write_go_to_the_primary_the_first_time() {
+    let su = superuser().await;
+    let schema = format!("vw_{}", std::process::id());
+    su.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.audit (p int);
+         CREATE SEQUENCE {schema}.s;
+         CREATE FUNCTION {schema}.record() RETURNS int VOLATILE LANGUAGE sql
+           AS 'INSERT INTO {schema}.audit VALUES (inet_server_port()) RETURNING p';
+         CREATE FUNCTION {schema}.ready() RETURNS int STABLE LANGUAGE sql AS 'SELECT inet_server_port()';
+         CREATE VIEW {schema}.calls_writer AS SELECT {schema}.record() AS p;
+         CREATE VIEW {schema}.calls_nextval AS SELECT inet_server_port() AS p, nextval('{schema}.s') AS n;
+         CREATE VIEW {schema}.on_writer AS SELECT p FROM {schema}.calls_writer;
+         CREATE VIEW {schema}.reads AS
+           SELECT inet_server_port() AS p, random() AS r, pg_database_size(current_database()) AS size;
+         GRANT USAGE ON SCHEMA {schema} TO app; GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO app;
+         GRANT ALL ON SEQUENCE {schema}.s TO app;"
+    ))
+    .await
+    .unwrap();
+    let writers = [
+        format!("SELECT p FROM {schema}.calls_writer"),
+        format!("SELECT p, n FROM {schema}.calls_nextval"),
+        format!("SELECT p FROM {schema}.on_writer"),
+    ];
+    let reads = format!("SELECT p FROM {schema}.reads");
+    // The router, with the catalog as the primary has it: pg_depend names
+    // the user function, the definition's text shows nextval(), and a view
+    // of a writing view writes.
+    let mut policy = FunctionPolicy::new([]);
+    catalog::load(&su, &mut policy).await.unwrap();
+    for sql in &writers {
+        assert_eq!(route(sql, &policy).unwrap().route, Route::Primary, "{sql}");
+    }
+    for (sql, want) in [
+        (reads.clone(), Route::Replica),
+        (format!("TABLE {schema}.calls_writer"), Route::Primary),
+        // Plans only: nothing in the view runs.
+        (
+            format!("EXPLAIN SELECT * FROM {schema}.calls_writer"),
+            Route::Replica,
+        ),
+    ] {
+        assert_eq!(route(&sql, &policy).unwrap().route, want, "{sql}");
+    }
+    // The server agrees: a replica refuses each writer with 25006 and runs
+    // the reader.
+    let replica = connect(&replica_urls()[0]).await.unwrap();
+    let replayed = eventually(std::time::Duration::from_secs(10), || async {
+        replica.simple_query(&reads).await.is_ok()
+    })
+    .await;
+    assert!(replayed, "the views never reached the replica");
+    for sql in &writers {
+        let e = replica.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "25006", "{sql}");
+    }
+    // Through pgswitch, once its catalog is loaded: the primary, asked
+    // first (no replica refused them: no re-run), every time.
+    let primary = port_of(&primary_url()).to_string();
+    let proxy = Proxy::start(proxy_config("")).await;
+    let c = proxy.client().await;
+    let loaded = eventually(std::time::Duration::from_secs(15), || async {
+        port(&c, &format!("SELECT {schema}.ready()")).await != primary
+    })
+    .await;
+    assert!(loaded, "the catalog never loaded");
+    let reruns = "pgswitch_replica_reruns_total{cause=\"read_only\"}";
+    let by_view = "pgswitch_route_decisions_total{reason=\"view\",route=\"primary\"}";
+    let (reruns_before, by_view_before) = (sample(&proxy, reruns), sample(&proxy, by_view));
+    for sql in &writers {
+        for _ in 0..3 {
+            assert_eq!(port(&c, sql).await, primary, "{sql}");
+        }
+    }
+    assert_eq!(
+        sample(&proxy, reruns),
+        reruns_before,
+        "a replica was asked first: {}",
+        metrics(&proxy)
+    );
+    assert_eq!(
+        sample(&proxy, by_view),
+        by_view_before + 9,
+        "{}",
+        metrics(&proxy)
+    );
+    let audited = first_row(
+        &su,
+        &format!("SELECT count(*) FROM {schema}.audit WHERE p = {primary}"),
+    )
+    .await;
+    assert_eq!(
+        audited[0], "6",
+        "calls_writer and on_writer wrote on the primary"
+    );
+    // A view that only reads still reaches a replica.
+    let on_replica = eventually(std::time::Duration::from_secs(10), || async {
+        port(&c, &reads).await != primary
+    })
+    .await;
+    assert!(on_replica, "a read-only view stayed on the primary");
+    proxy.stop().await;
+    su.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}

@@ -135,4 +135,28 @@ mod tests {
             Route::Replica
         );
     }
+
+    #[test]
+    fn no_literal_decides_a_route() {
+        // Pairs that share a fingerprint must route alike, whichever is
+        // cached first.
+        let p = FunctionPolicy::new([]);
+        for (a, b) in [
+            (
+                "EXPLAIN (ANALYZE 0) DELETE FROM t",
+                "EXPLAIN (ANALYZE 1) DELETE FROM t",
+            ),
+            (
+                "EXPLAIN (ANALYZE 'off') DELETE FROM t",
+                "EXPLAIN (ANALYZE 'on') DELETE FROM t",
+            ),
+            (
+                "WITH RECURSIVE s AS (SELECT 1) CYCLE a SET c TO 1 DEFAULT 0 USING p SELECT 1",
+                "WITH RECURSIVE s AS (SELECT 1) CYCLE a SET c TO 'x' DEFAULT 'y' USING p SELECT 1",
+            ),
+        ] {
+            assert_eq!(key(a), key(b), "{a}");
+            assert_eq!(route(a, &p).unwrap(), route(b, &p).unwrap(), "{a}");
+        }
+    }
 }

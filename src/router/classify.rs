@@ -1,28 +1,35 @@
 //! Statement text -> [`Decision`], before any session context. Parsed with
-//! sqlparser's PostgreSQL dialect; the AST is walked for everything that can
-//! hide a write inside a read: row locks and writable CTEs at any depth,
-//! `SELECT INTO`, and every function call. What the walk cannot prove
-//! read-only goes to the primary.
+//! sqlparser's PostgreSQL dialect (with a second chance for syntax it
+//! lacks, see `rewrite.rs`); the AST is walked for everything that can hide
+//! a write inside a read: row locks and writable CTEs at any depth,
+//! `SELECT INTO`, every function call, and views that may write. What the
+//! walk cannot prove read-only goes to the primary.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     CopySource, Expr, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor,
-    TransactionAccessMode, TransactionIsolationLevel, TransactionMode, Visit, Visitor,
+    TransactionAccessMode, TransactionIsolationLevel, TransactionMode, UtilityOption, Value, Visit,
+    Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use super::builtins::SYNTAX_CALLS;
 use super::hints::RouteHint;
-use super::{Decision, FunctionPolicy, Reason, Route};
+use super::{rewrite, Decision, FunctionPolicy, Reason, Route};
 
 /// Classifies a query string; several statements go to the primary if any
 /// one must.
 pub fn classify(sql: &str, functions: &FunctionPolicy) -> Decision {
-    let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
-        if is_table_command(sql) {
-            return Decision::replica(Reason::Read);
-        }
+    let dialect = PostgreSqlDialect {};
+    let parsed = Parser::parse_sql(&dialect, sql).or_else(|e| match rewrite::rewrite(sql) {
+        Some(tokens) => Parser::new(&dialect)
+            .with_tokens_with_locations(tokens)
+            .parse_statements(),
+        None => Err(e),
+    });
+    let Ok(statements) = parsed else {
         return Decision::primary(Reason::Unparsed);
     };
     let mut combined: Option<Decision> = None;
@@ -37,23 +44,14 @@ pub fn classify(sql: &str, functions: &FunctionPolicy) -> Decision {
     combined.unwrap_or(Decision::any(Reason::SessionState))
 }
 
-/// `TABLE name`, Postgres's short form of `SELECT * FROM name`, which
-/// sqlparser does not parse.
-fn is_table_command(sql: &str) -> bool {
-    let mut words = sql.trim().trim_end_matches(';').split_whitespace();
-    let name_ok = |n: &str| {
-        n.chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '"'))
-    };
-    matches!((words.next(), words.next(), words.next()), (Some(t), Some(n), None) if t.eq_ignore_ascii_case("table") && name_ok(n))
-}
-
-/// Primary beats replica beats any.
+/// Primary beats replica beats any; among reads, one that needs a standby
+/// says so.
 fn combine(a: Decision, b: Decision) -> Decision {
-    let rank = |d: &Decision| match d.route {
-        Route::Primary => 2,
-        Route::Replica => 1,
-        Route::Any => 0,
+    let rank = |d: &Decision| match (d.route, &d.reason) {
+        (Route::Primary, _) => 3,
+        (Route::Replica, Reason::StandbyOnly(_)) => 2,
+        (Route::Replica, _) => 1,
+        (Route::Any, _) => 0,
     };
     if rank(&b) > rank(&a) {
         b
@@ -67,13 +65,20 @@ fn statement_decision(statement: &Statement, functions: &FunctionPolicy) -> Deci
         Statement::Query(_) => read_unless_hidden_write(statement, functions),
         Statement::Explain {
             analyze,
+            options,
             statement: inner,
             ..
         } => {
-            let d = statement_decision(inner, functions);
-            // Plain EXPLAIN runs nothing; EXPLAIN ANALYZE runs the statement.
-            if *analyze || d.route == Route::Primary {
-                d
+            // EXPLAIN ANALYZE runs the statement, so it goes where the
+            // statement goes; so does EXPLAIN EXECUTE, whose prepared
+            // statement lives in the client's session. Any other EXPLAIN
+            // only plans: a standby plans writes too (it refuses only to
+            // run them), so it is a read whatever it explains.
+            if *analyze
+                || analyze_option(options.as_deref())
+                || matches!(**inner, Statement::Execute { .. })
+            {
+                statement_decision(inner, functions)
             } else {
                 Decision::replica(Reason::Read)
             }
@@ -130,8 +135,26 @@ fn statement_decision(statement: &Statement, functions: &FunctionPolicy) -> Deci
     }
 }
 
-/// `SET pgswitch.route = ...` is pgswitch's own; any other SET is session
-/// state.
+/// True if an `EXPLAIN (...)` option list turns ANALYZE on. PostgreSQL
+/// takes a bare `ANALYZE` as true and accepts `true`/`false`, `on`/`off`
+/// and `1`/`0` (the last option wins). Only the words `false` and `off`
+/// count as off here: the route cache folds numbers and strings into one
+/// key (`stats::fingerprint`), so `ANALYZE 0` must route as `ANALYZE 1`
+/// does.
+fn analyze_option(options: Option<&[UtilityOption]>) -> bool {
+    let off = |arg: &Expr| match arg {
+        Expr::Value(v) => matches!(v.value, Value::Boolean(false)),
+        Expr::Identifier(i) => {
+            i.value.eq_ignore_ascii_case("false") || i.value.eq_ignore_ascii_case("off")
+        }
+        _ => false,
+    };
+    options
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o.name.value.eq_ignore_ascii_case("analyze") && !o.arg.as_ref().is_some_and(off))
+}
+
 /// (read only, serializable) of a transaction's modes. A hot standby
 /// refuses SERIALIZABLE ("cannot use serializable mode in a hot standby"),
 /// so such a transaction stays on the primary however it starts.
@@ -151,6 +174,8 @@ fn transaction_modes(modes: &[TransactionMode]) -> (bool, bool) {
     (read_only, serializable)
 }
 
+/// `SET pgswitch.route = ...` is pgswitch's own; any other SET is session
+/// state.
 fn set_decision(set: &sqlparser::ast::Set) -> Decision {
     // `SET TRANSACTION READ ONLY` as a transaction's first statement (after
     // a BEGIN held back by `transaction_routing = first_statement`) makes it
@@ -181,25 +206,51 @@ fn set_decision(set: &sqlparser::ast::Set) -> Decision {
 
 /// A query is a read unless the walk finds a write inside it.
 fn read_unless_hidden_write(statement: &Statement, functions: &FunctionPolicy) -> Decision {
-    let mut walk = Walk { functions };
+    let mut walk = Walk {
+        functions,
+        standby_only: None,
+    };
     match statement.visit(&mut walk) {
         ControlFlow::Break(reason) => Decision::primary(reason),
-        ControlFlow::Continue(()) => Decision::replica(Reason::Read),
+        ControlFlow::Continue(()) => match walk.standby_only {
+            Some(name) => Decision::replica(Reason::StandbyOnly(name)),
+            None => Decision::replica(Reason::Read),
+        },
     }
 }
 
 struct Walk<'a> {
     functions: &'a FunctionPolicy,
+    /// A call only a standby runs, if the walk saw one.
+    standby_only: Option<String>,
 }
 
 impl Walk<'_> {
-    fn call(&self, name: &ObjectName) -> ControlFlow<Reason> {
-        let parts = name_parts(name);
-        if self.functions.read_safe(&parts) {
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(Reason::Function(parts.join(".")))
+    fn call(&mut self, name: &ObjectName) -> ControlFlow<Reason> {
+        if syntax_call(name) {
+            return ControlFlow::Continue(());
         }
+        let parts = name_parts(name);
+        if !self.functions.read_safe(&parts) {
+            return ControlFlow::Break(Reason::Function(parts.join(".")));
+        }
+        if self.standby_only.is_none() && self.functions.standby_only(&parts) {
+            self.standby_only = Some(parts.join("."));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// SQL syntax that sqlparser presents as a function call (`ARRAY(SELECT
+/// ...)`, `ROW(...)`, ...): an unquoted one-part name from the list. The
+/// walk goes on into its arguments (the subquery of `ARRAY(...)`).
+/// Quoted, the name is a user's function (`"row"(1)`).
+fn syntax_call(name: &ObjectName) -> bool {
+    match name.0.as_slice() {
+        [ObjectNamePart::Identifier(i)] => {
+            i.quote_style.is_none() && SYNTAX_CALLS.contains(&i.value.to_lowercase().as_str())
+        }
+        _ => false,
     }
 }
 
@@ -219,6 +270,13 @@ impl Visitor for Walk<'_> {
         }
         if writes(&query.body) {
             return ControlFlow::Break(Reason::WritableCte);
+        }
+        // `... UNION TABLE v`: sqlparser keeps the name as plain text,
+        // which the relation visit below does not see.
+        for parts in table_commands(&query.body) {
+            if self.functions.view_writes(&parts) {
+                return ControlFlow::Break(Reason::View(parts.join(".")));
+            }
         }
         ControlFlow::Continue(())
     }
@@ -250,6 +308,16 @@ impl Visitor for Walk<'_> {
             _ => ControlFlow::Continue(()),
         }
     }
+
+    /// A view runs its definition: one that may write (learned from the
+    /// catalog) makes the query a write.
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<Reason> {
+        let parts = name_parts(relation);
+        if self.functions.view_writes(&parts) {
+            return ControlFlow::Break(Reason::View(parts.join(".")));
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// Data-modifying set expressions (INSERT/UPDATE/DELETE/MERGE in a CTE or
@@ -260,6 +328,25 @@ fn writes(body: &SetExpr) -> bool {
         SetExpr::Query(q) => writes(&q.body),
         SetExpr::SetOperation { left, right, .. } => writes(left) || writes(right),
         _ => false,
+    }
+}
+
+/// The names of the `TABLE name` commands among a query's set operations
+/// (nested queries are visited on their own).
+fn table_commands(body: &SetExpr) -> Vec<Vec<String>> {
+    match body {
+        SetExpr::Table(t) => vec![t
+            .schema_name
+            .iter()
+            .chain(&t.table_name)
+            .map(|i| i.value.clone())
+            .collect()],
+        SetExpr::SetOperation { left, right, .. } => {
+            let mut names = table_commands(left);
+            names.extend(table_commands(right));
+            names
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -2,22 +2,29 @@
 //! session context) to a [`Route`] with the [`Reason`] for it. Nothing here
 //! touches a socket; the session asks, the router answers.
 //!
-//! - [`classify`]: statement text -> context-free [`Class`] (sqlparser,
-//!   PostgreSQL dialect). Anything it cannot prove read-only is `Write`.
-//! - [`functions`]: which function calls are safe on a replica.
+//! - [`classify`]: statement text -> context-free [`Decision`] (sqlparser,
+//!   PostgreSQL dialect). Anything it cannot prove read-only goes to the
+//!   primary.
+//! - `rewrite`: a second chance for PostgreSQL syntax sqlparser lacks
+//!   (`GROUP BY DISTINCT`, `ROWS FROM`, ...), rewritten for classification.
+//! - [`functions`]: which function calls are safe on a replica, and which
+//!   views may write; `builtins` holds its reviewed lists of built-ins.
 //! - [`hints`]: `/* pgswitch:primary */` comments and `SET pgswitch.route`.
-//! - [`cache`]: an LRU of decisions keyed by statement text.
-//! - [`catalog`]: function volatility from the primary's `pg_proc`.
+//! - [`cache`]: an LRU of decisions keyed by statement shape.
+//! - [`catalog`]: function volatility and writing views from the primary's
+//!   catalog.
 //!
 //! The session (`session/forward/routing.rs`) asks at the start of each
 //! transaction and combines the answer with its own context: pool mode,
 //! `SET pgswitch.route`, read-your-writes and replica health.
 
+mod builtins;
 pub mod cache;
 pub mod catalog;
 pub mod classify;
 pub mod functions;
 pub mod hints;
+mod rewrite;
 
 pub use cache::RouteCache;
 pub use classify::classify;
@@ -50,6 +57,11 @@ pub enum Reason {
     SelectInto,
     /// A function that may write, or whose volatility is unknown.
     Function(String),
+    /// A view whose definition may write (learned from the catalog).
+    View(String),
+    /// A read that calls a function only a standby runs
+    /// (`pg_is_wal_replay_paused()`): a primary would fail it with 55000.
+    StandbyOnly(String),
     /// sqlparser could not parse it: never guess.
     Unparsed,
     /// Session state (SET, PREPARE, LISTEN, ...): stays on the client's
@@ -80,6 +92,8 @@ impl Reason {
             Reason::WritableCte => "writable_cte",
             Reason::SelectInto => "select_into",
             Reason::Function(_) => "function",
+            Reason::View(_) => "view",
+            Reason::StandbyOnly(_) => "standby_only",
             Reason::Unparsed => "unparsed",
             Reason::SessionState => "session_state",
             Reason::TransactionControl => "transaction_control",
