@@ -347,6 +347,10 @@ fn config(shared: &Shared) -> Table {
             format!("{:?}", r.health_check_interval),
         ),
         ("admin_users", g.admin_users.join(", ")),
+        (
+            "monitor_user",
+            g.monitor_user.clone().unwrap_or_else(|| "(default)".into()),
+        ),
         ("query_stats_size", g.query_stats_size.to_string()),
         ("slow_query_threshold", opt(g.slow_query_threshold)),
         (

@@ -60,6 +60,7 @@ pub struct GeneralFile {
     pub health_check_interval: Option<Duration>,
     pub metrics_listen: Option<String>,
     pub admin_users: Option<Vec<String>>,
+    pub monitor_user: Option<String>,
     pub query_stats_size: Option<usize>,
     pub max_prepared_statements: Option<usize>,
     pub max_client_prepared_statements: Option<usize>,

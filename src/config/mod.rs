@@ -164,6 +164,10 @@ pub struct General {
     pub metrics_listen: Option<SocketAddr>,
     /// Users who may open the admin console (database `pgswitch`).
     pub admin_users: Vec<String>,
+    /// The user whose server login the health monitor and the catalog
+    /// reader use (one each per database and server, whatever the number
+    /// of users); `None`: the `--primary` URL's user, else the first user.
+    pub monitor_user: Option<String>,
     /// Fingerprints kept by the per-query statistics (0: off).
     pub query_stats_size: usize,
     /// Pooler-wide prepared statements kept per server connection in

@@ -133,6 +133,16 @@ pub fn build(file: FileConfig, ov: &Overrides, path: Option<&Path>) -> Result<Co
         // Without a list, the --primary URL's user administers.
         None => url_admin.into_iter().collect(),
     };
+    if let Some(name) = &file.pgswitch.monitor_user {
+        if !users.iter().any(|u| &u.name == name) {
+            c.problem(
+                "pgswitch.monitor_user",
+                format!("'{name}' is not a configured user"),
+                "add it under [[users]] (its server login is used), or remove monitor_user",
+            );
+        }
+        general.monitor_user = Some(name.clone());
+    }
     if databases.is_empty() {
         c.problem(
             "databases",
@@ -280,6 +290,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         },
         metrics_listen,
         admin_users: Vec::new(),
+        monitor_user: None,
         query_stats_size: g.query_stats_size.unwrap_or(1000),
         max_prepared_statements: g.max_prepared_statements.unwrap_or(200),
         max_client_prepared_statements: g.max_client_prepared_statements.unwrap_or(1000),

@@ -15,6 +15,7 @@ pub mod manager;
 pub mod params;
 pub mod pause;
 pub mod replicas;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -78,7 +79,13 @@ pub enum Which {
 }
 
 impl PoolSet {
-    fn new(cfg: &Config, db: &Database, user: &User, metrics: &Metrics) -> Self {
+    fn new(
+        cfg: &Config,
+        db: &Database,
+        user: &User,
+        metrics: &Metrics,
+        watches: &watch::Watches,
+    ) -> Self {
         let g = &cfg.general;
         let size = cfg.pool_size(db, user);
         let target = |addr: &crate::config::ServerAddr| Target {
@@ -100,7 +107,10 @@ impl PoolSet {
                 .iter()
                 .map(|r| build_pool(target(&r.addr), cfg, size))
                 .collect();
-            replicas::Replicas::start(pools, &primary_target, &db.replicas, &g.routing)
+            let login = monitor_login(cfg, db);
+            let timeout = g.connect_timeout;
+            let w = watches.get(&db.primary, &db.replicas, login, timeout, &g.routing);
+            replicas::Replicas::new(pools, &db.replicas, &g.routing, w)
         });
         let name = format!("{}/{}", db.name, user.name);
         PoolSet {
@@ -218,6 +228,34 @@ fn spec(cfg: &Config, db: &Database, user: &User) -> String {
     )
 }
 
+/// The server login of a database's health monitor and catalog reader:
+/// `monitor_user`'s, else the `--primary` URL's, else the first user's.
+fn monitor_login(cfg: &Config, db: &Database) -> watch::Login {
+    let database = db.primary.dbname.clone().unwrap_or_else(|| db.name.clone());
+    let user = match &cfg.general.monitor_user {
+        Some(name) => cfg.user(name),
+        None => None,
+    };
+    let user = user.or_else(|| match &db.primary.user {
+        Some(u) => cfg.users.iter().find(|x| &x.server_user == u),
+        None => None,
+    });
+    match user.or(cfg.users.first()) {
+        Some(u) => {
+            let url_password = (db.primary.user.as_deref() == Some(u.server_user.as_str()))
+                .then(|| db.primary.password.clone())
+                .flatten();
+            let password = u.server_password.clone().or(url_password);
+            (u.server_user.clone(), password, database)
+        }
+        None => (
+            db.primary.user.clone().unwrap_or_default(),
+            db.primary.password.clone(),
+            database,
+        ),
+    }
+}
+
 /// A deadpool pool for one server.
 fn build_pool(target: Target, cfg: &Config, size: usize) -> Pool {
     let g = &cfg.general;
@@ -242,6 +280,8 @@ fn build_pool(target: Target, cfg: &Config, size: usize) -> Pool {
 pub struct Pools {
     sets: Mutex<HashMap<(String, String), Arc<PoolSet>>>,
     metrics: Arc<Metrics>,
+    /// Health monitors and catalogs, one per database and server set.
+    watches: watch::Watches,
 }
 
 impl Pools {
@@ -249,13 +289,14 @@ impl Pools {
         Pools {
             sets: Mutex::default(),
             metrics,
+            watches: watch::Watches::default(),
         }
     }
 
     pub fn get(&self, cfg: &Config, db: &Database, user: &User) -> Arc<PoolSet> {
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
         sets.entry((db.name.clone(), user.name.clone()))
-            .or_insert_with(|| Arc::new(PoolSet::new(cfg, db, user, &self.metrics)))
+            .or_insert_with(|| Arc::new(PoolSet::new(cfg, db, user, &self.metrics, &self.watches)))
             .clone()
     }
 
@@ -284,7 +325,10 @@ impl Pools {
             if old.spec != spec(cfg, db, user) {
                 old.retired
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                sets.insert(key, Arc::new(PoolSet::new(cfg, db, user, &self.metrics)));
+                sets.insert(
+                    key,
+                    Arc::new(PoolSet::new(cfg, db, user, &self.metrics, &self.watches)),
+                );
                 notes.push(format!(
                     "pool {} rebuilt (servers or settings changed)",
                     old.name
@@ -347,6 +391,7 @@ impl Pools {
                 r.close();
             }
         }
+        self.watches.close();
     }
 }
 

@@ -2,21 +2,14 @@
 //! monitor, and the choice of replica for a read.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use tokio::sync::{watch, Notify};
-use tokio_util::sync::CancellationToken;
-
-use super::health::{self, MonitorConfig, Snapshot};
-use super::{Pool, Target, Which};
-use crate::config::{LoadBalancing, PrimaryReads, Replica, Routing, ServerAddr};
-use crate::router::{catalog, Decision, FunctionPolicy, RouteCache, RouterError};
-
-/// How often the function catalog is re-read from the primary.
-const CATALOG_REFRESH: Duration = Duration::from_secs(60);
-/// How long after DDL went through the proxy the catalog is re-read.
-const AFTER_DDL: Duration = Duration::from_secs(1);
+use super::health::Snapshot;
+use super::watch::Watch;
+use super::{Pool, Which};
+use crate::config::{LoadBalancing, PrimaryReads, Replica, Routing};
+use crate::router::{Decision, RouterError};
 
 /// What a client's next read must see of its own writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,70 +42,37 @@ pub struct Replicas {
     primary_reads: PrimaryReads,
     /// Round-robin position (and the tie-breaker of least-outstanding).
     turn: AtomicUsize,
-    health: watch::Receiver<Snapshot>,
-    stop: CancellationToken,
-    functions: Arc<RwLock<FunctionPolicy>>,
-    cache: Arc<RouteCache>,
-    /// Wakes the catalog refresh early (DDL went through the proxy).
-    catalog_changed: Arc<Notify>,
+    /// The database's health monitor and catalog, shared with its other
+    /// pools (see `watch`).
+    watch: Arc<Watch>,
 }
 
 impl Replicas {
-    /// Starts the monitor for the primary and these replicas, logging in as
-    /// the pool's own server user.
-    pub fn start(pools: Vec<Pool>, primary: &Target, replicas: &[Replica], r: &Routing) -> Self {
-        let stop = CancellationToken::new();
-        let cfg = MonitorConfig {
-            primary: primary.addr.clone(),
-            replicas: replicas.iter().map(|r| r.addr.clone()).collect(),
-            login: (
-                primary.user.clone(),
-                primary.password.clone(),
-                primary.database.clone(),
-            ),
-            interval: r.health_check_interval,
-            connect_timeout: primary.connect_timeout,
-            max_lag_bytes: r.max_replica_lag_bytes,
-            max_lag_time: r.max_replica_lag,
-        };
-        let login = cfg.login.clone();
-        let (health, _task) = health::spawn(cfg, stop.clone());
-        let functions = Arc::new(RwLock::new(FunctionPolicy::new(
-            r.read_only_functions.iter().cloned(),
-        )));
-        let cache = Arc::new(RouteCache::new(10_000));
-        let catalog_changed = Arc::new(Notify::new());
-        tokio::spawn(refresh_catalog(
-            primary.addr.clone(),
-            login,
-            r.read_only_functions.clone(),
-            (functions.clone(), cache.clone()),
-            catalog_changed.clone(),
-            stop.clone(),
-        ));
+    /// The replica side of a pool, on the database's shared `watch`.
+    pub fn new(pools: Vec<Pool>, replicas: &[Replica], r: &Routing, watch: Arc<Watch>) -> Self {
         Replicas {
             pools,
             weights: replicas.iter().map(|r| r.weight.max(1)).collect(),
             balancing: r.load_balancing,
             primary_reads: r.primary_reads,
             turn: AtomicUsize::new(0),
-            health,
-            stop,
-            functions,
-            cache,
-            catalog_changed,
+            watch,
         }
     }
 
     /// The routing decision for a statement (cached by text).
     pub fn route(&self, sql: &str) -> Result<Decision, RouterError> {
-        let functions = self.functions.read().unwrap_or_else(|p| p.into_inner());
-        self.cache.route(sql, &functions)
+        let functions = self
+            .watch
+            .functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        self.watch.cache.route(sql, &functions)
     }
 
     /// DDL went through the proxy: re-read function volatility soon.
     pub fn catalog_changed(&self) {
-        self.catalog_changed.notify_one();
+        self.watch.catalog_changed.notify_one();
     }
 
     pub fn pool(&self, i: usize) -> Option<&Pool> {
@@ -125,17 +85,17 @@ impl Replicas {
 
     /// The latest health snapshot.
     pub fn snapshot(&self) -> Snapshot {
-        self.health.borrow().clone()
+        self.watch.health.borrow().clone()
     }
 
     /// The primary reports it is in recovery: writes must not go there.
     pub fn primary_in_recovery(&self) -> bool {
-        self.health.borrow().primary_in_recovery
+        self.watch.health.borrow().primary_in_recovery
     }
 
     /// Resolves at the monitor's next round.
     pub async fn next_round(&self) {
-        let mut rx = self.health.clone();
+        let mut rx = self.watch.health.clone();
         rx.borrow_and_update();
         let _ = rx.changed().await;
     }
@@ -145,7 +105,7 @@ impl Replicas {
     /// replica), the least busy for its weight or the next in turn. With
     /// `primary_reads = always` the primary competes too.
     pub fn pick(&self, fence: &mut Fence, primary: &Pool, tried: u64) -> Pick {
-        let snap = self.health.borrow();
+        let snap = self.watch.health.borrow();
         // Read-your-writes: the first primary WAL position read after the
         // client's write covers it; from then on that position is the fence.
         let mut fenced_out = false;
@@ -214,75 +174,8 @@ impl Replicas {
     }
 
     pub fn close(&self) {
-        self.cache.clear();
-        self.stop.cancel();
         for p in &self.pools {
             p.close();
-        }
-    }
-}
-
-impl Drop for Replicas {
-    /// A pool replaced by a RELOAD stops its monitor and catalog refresh
-    /// when its last session lets go of it.
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// Loads function volatility from the primary now and every
-/// `CATALOG_REFRESH`; until the first load, unknown functions go to the
-/// primary.
-async fn refresh_catalog(
-    addr: ServerAddr,
-    login: (String, Option<String>, String),
-    read_only: Vec<String>,
-    (functions, cache): (Arc<RwLock<FunctionPolicy>>, Arc<RouteCache>),
-    changed: Arc<Notify>,
-    stop: CancellationToken,
-) {
-    loop {
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(&addr.host)
-            .port(addr.port)
-            .user(&login.0)
-            .dbname(&login.2);
-        pg.application_name("pgswitch-catalog")
-            .connect_timeout(Duration::from_secs(5));
-        if let Some(p) = &login.1 {
-            pg.password(p);
-        }
-        match pg.connect(tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                let mut policy = FunctionPolicy::new(read_only.iter().cloned());
-                match catalog::load(&client, &mut policy).await {
-                    Ok(n) => {
-                        *functions.write().unwrap_or_else(|p| p.into_inner()) = policy;
-                        cache.clear();
-                        tracing::debug!(server = %addr, functions = n, "function catalog loaded");
-                    }
-                    Err(e) => {
-                        tracing::warn!(server = %addr, error = %e, "could not read the function catalog")
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(server = %addr, error = %e, "could not read the function catalog")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(CATALOG_REFRESH) => {}
-            _ = changed.notified() => {
-                // The DDL was seen before it ran: give it time to commit.
-                tokio::select! {
-                    _ = tokio::time::sleep(AFTER_DDL) => {}
-                    _ = stop.cancelled() => return,
-                }
-            }
-            _ = stop.cancelled() => return,
         }
     }
 }

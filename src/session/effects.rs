@@ -239,6 +239,8 @@ fn calls(st: Statement<'_>, fx: &mut Effects) {
         let called = || tokens.clone().next() == Some(Token::Punct(b'('));
         if w.eq_ignore_ascii_case("set_config") && called() {
             set_config(tokens.clone(), fx);
+        } else if w.eq_ignore_ascii_case("setseed") && called() {
+            fx.pin("setseed");
         } else if w.len() >= 16 && is_session_lock(w) && called() {
             fx.pin("a session advisory lock");
         } else if w.eq_ignore_ascii_case("into") && !dml && into_temp(tokens.clone()) {

@@ -71,6 +71,7 @@ fn features_that_pin() {
             "SET SESSION AUTHORIZATION",
         ),
         ("LOAD 'auto_explain'", "LOAD"),
+        ("SELECT setseed(0.5)", "setseed"),
         (
             "SET standard_conforming_strings = off",
             "standard_conforming_strings",

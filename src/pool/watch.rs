@@ -1,0 +1,181 @@
+//! The health monitor and the function catalog of one database's servers,
+//! shared by every (database, user) pool of it: one probe connection per
+//! server and one catalog reader for the database, however many users the
+//! config lists. They log in as the database's monitor user (`login`) and
+//! stop when the last pool using them is gone (or at shutdown).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::health::{self, MonitorConfig, Snapshot};
+use crate::config::{Replica, Routing, ServerAddr};
+use crate::router::{catalog, FunctionPolicy, RouteCache};
+
+/// How often the function catalog is re-read from the primary.
+const CATALOG_REFRESH: Duration = Duration::from_secs(60);
+/// How long after DDL went through the proxy the catalog is re-read.
+const AFTER_DDL: Duration = Duration::from_secs(1);
+
+/// (user, password, database) the monitor and catalog reader log in with.
+pub type Login = (String, Option<String>, String);
+
+pub struct Watch {
+    pub(super) health: watch::Receiver<Snapshot>,
+    pub(super) functions: Arc<RwLock<FunctionPolicy>>,
+    pub(super) cache: Arc<RouteCache>,
+    /// Wakes the catalog refresh early (DDL went through the proxy).
+    pub(super) catalog_changed: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+impl Watch {
+    /// Starts the monitor of `primary` and `replicas` and the catalog
+    /// reader of `primary`.
+    fn start(
+        primary: &ServerAddr,
+        replicas: &[Replica],
+        login: Login,
+        connect_timeout: Duration,
+        r: &Routing,
+    ) -> Watch {
+        let stop = CancellationToken::new();
+        let cfg = MonitorConfig {
+            primary: primary.clone(),
+            replicas: replicas.iter().map(|r| r.addr.clone()).collect(),
+            login: login.clone(),
+            interval: r.health_check_interval,
+            connect_timeout,
+            max_lag_bytes: r.max_replica_lag_bytes,
+            max_lag_time: r.max_replica_lag,
+        };
+        let (health, _task) = health::spawn(cfg, stop.clone());
+        let functions = Arc::new(RwLock::new(FunctionPolicy::new(
+            r.read_only_functions.iter().cloned(),
+        )));
+        let cache = Arc::new(RouteCache::new(10_000));
+        let catalog_changed = Arc::new(Notify::new());
+        tokio::spawn(refresh_catalog(
+            primary.clone(),
+            login,
+            r.read_only_functions.clone(),
+            (functions.clone(), cache.clone()),
+            catalog_changed.clone(),
+            stop.clone(),
+        ));
+        Watch {
+            health,
+            functions,
+            cache,
+            catalog_changed,
+            stop,
+        }
+    }
+}
+
+impl Drop for Watch {
+    /// The last pool of the database let go (e.g. replaced by a RELOAD).
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The running watches, one per database and server set.
+#[derive(Default)]
+pub struct Watches {
+    running: Mutex<HashMap<String, Weak<Watch>>>,
+}
+
+impl Watches {
+    /// The watch of `primary` and `replicas` as `login` sees them under
+    /// these settings: the running one, or a new one.
+    pub fn get(
+        &self,
+        primary: &ServerAddr,
+        replicas: &[Replica],
+        login: Login,
+        connect_timeout: Duration,
+        r: &Routing,
+    ) -> Arc<Watch> {
+        // Everything it was started from (kept in memory only: it holds a
+        // password).
+        let key = format!("{:?}", (primary, replicas, &login, connect_timeout, r));
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|_, w| w.strong_count() > 0);
+        if let Some(w) = running.get(&key).and_then(Weak::upgrade) {
+            return w;
+        }
+        let w = Arc::new(Watch::start(primary, replicas, login, connect_timeout, r));
+        running.insert(key, Arc::downgrade(&w));
+        w
+    }
+
+    /// Shutdown: every watch stops now.
+    pub fn close(&self) {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        for w in running.values().filter_map(Weak::upgrade) {
+            w.cache.clear();
+            w.stop.cancel();
+        }
+    }
+}
+
+/// Loads function volatility from the primary now and every
+/// `CATALOG_REFRESH`; until the first load, unknown functions go to the
+/// primary.
+async fn refresh_catalog(
+    addr: ServerAddr,
+    login: Login,
+    read_only: Vec<String>,
+    (functions, cache): (Arc<RwLock<FunctionPolicy>>, Arc<RouteCache>),
+    changed: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&addr.host)
+            .port(addr.port)
+            .user(&login.0)
+            .dbname(&login.2);
+        pg.application_name("pgswitch-catalog")
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(p) = &login.1 {
+            pg.password(p);
+        }
+        match pg.connect(tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                let mut policy = FunctionPolicy::new(read_only.iter().cloned());
+                match catalog::load(&client, &mut policy).await {
+                    Ok(n) => {
+                        *functions.write().unwrap_or_else(|p| p.into_inner()) = policy;
+                        cache.clear();
+                        tracing::debug!(server = %addr, functions = n, "function catalog loaded");
+                    }
+                    Err(e) => {
+                        tracing::warn!(server = %addr, error = %e, "could not read the function catalog")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(server = %addr, error = %e, "could not read the function catalog")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CATALOG_REFRESH) => {}
+            _ = changed.notified() => {
+                // The DDL was seen before it ran: give it time to commit.
+                tokio::select! {
+                    _ = tokio::time::sleep(AFTER_DDL) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+            _ = stop.cancelled() => return,
+        }
+    }
+}
