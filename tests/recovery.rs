@@ -149,7 +149,10 @@ async fn transaction_mode_clients_stay_when_their_server_dies() {
         matches!(c.query("SELECT 2", &[]).await, Err(e) if sqlstate(&e) == "25P02")
     })
     .await;
-    assert!(failed, "statements in the lost transaction must fail with 25P02");
+    assert!(
+        failed,
+        "statements in the lost transaction must fail with 25P02"
+    );
     let e = c.simple_query("SELECT 3").await.unwrap_err();
     assert_eq!(sqlstate(&e), "25P02");
     c.batch_execute("ROLLBACK").await.unwrap();
@@ -160,6 +163,9 @@ async fn transaction_mode_clients_stay_when_their_server_dies() {
         .await
         .expect("closed")
         .unwrap();
-    assert!(end.is_none(), "the client connection ended with an error: {end:?}");
+    assert!(
+        end.is_none(),
+        "the client connection ended with an error: {end:?}"
+    );
     proxy.stop().await;
 }
