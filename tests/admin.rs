@@ -52,7 +52,8 @@ async fn show_commands_report_live_state() {
         .iter()
         .find(|r| r["pool"] == "app/app" && r["role"] == "primary")
         .expect("a primary pool row");
-    assert_eq!(primary["server"], "127.0.0.1:15432");
+    let primary_addr = server_addr(&primary_url());
+    assert_eq!(primary["server"], primary_addr);
     assert_eq!(primary["mode"], "transaction");
     assert_eq!(primary["pool_size"], "4");
     assert_eq!(primary["active"], "1");
@@ -64,7 +65,7 @@ async fn show_commands_report_live_state() {
     let clients = rows(&admin, "SHOW CLIENTS").await;
     let active: Vec<_> = clients.iter().filter(|r| r["state"] == "active").collect();
     assert_eq!(active.len(), 1, "{clients:?}");
-    assert_eq!(active[0]["server"], "127.0.0.1:15432");
+    assert_eq!(active[0]["server"], primary_addr);
     assert_eq!(active[0]["server_pid"], pid.to_string());
     assert_eq!(
         clients.len(),

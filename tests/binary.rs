@@ -140,7 +140,7 @@ async fn refuses_passwordless_url_on_a_public_address() {
     let out = Command::new(BIN)
         .args([
             "--primary",
-            "postgres://app@127.0.0.1:15432/app",
+            &format!("postgres://app@{}/app", server_addr(&primary_url())),
             "--listen",
             "0.0.0.0:0",
         ])

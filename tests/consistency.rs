@@ -7,8 +7,6 @@ mod common;
 
 use common::*;
 
-const PRIMARY_PORT: &str = "15432";
-
 fn config(interval: &str, extra: &str) -> pgswitch::config::Config {
     // A paused replica stays in rotation: the fence alone must protect.
     let settings = format!(
@@ -40,7 +38,9 @@ async fn read_your_writes_holds_for_1000_writes_with_a_lagging_replica() {
     ))
     .await
     .unwrap();
+    let (replica1, replica2) = (replica_port(0).to_string(), replica_port(1).to_string());
     let mut served = std::collections::BTreeMap::<String, usize>::new();
+    // Resumed at iteration 500, or when dropped if the test fails before.
     let mut lag = Some(LaggingReplica::start("rywlag").await);
     for i in 0..1000 {
         if i == 500 {
@@ -73,13 +73,16 @@ async fn read_your_writes_holds_for_1000_writes_with_a_lagging_replica() {
             "iteration {i}: read did not see the client's own write (server {port})"
         );
         if i < 500 {
-            assert_ne!(port, "15434", "iteration {i}: read from the paused replica");
+            assert_ne!(
+                port, replica2,
+                "iteration {i}: read from the paused replica"
+            );
         }
         *served.entry(port).or_default() += 1;
     }
     eprintln!("reads right after a write, by server port: {served:?}");
     assert!(
-        served.get("15433").copied().unwrap_or(0) >= 500,
+        served.get(&replica1).copied().unwrap_or(0) >= 500,
         "most reads should have waited for replica 1: {served:?}"
     );
     c.batch_execute(&format!("DROP TABLE {table}"))
@@ -101,9 +104,10 @@ async fn reads_wait_for_a_replica_to_catch_up() {
     ))
     .await
     .unwrap();
+    let primary = primary_port().to_string();
     // Until the monitor's first round, no replica is known to be in rotation.
     let ready = eventually(std::time::Duration::from_secs(15), || async {
-        count_and_port(&c, &table).await.1 != PRIMARY_PORT
+        count_and_port(&c, &table).await.1 != primary
     })
     .await;
     assert!(ready, "no replica came into rotation");
@@ -113,7 +117,7 @@ async fn reads_wait_for_a_replica_to_catch_up() {
             .unwrap();
         let (count, port) = count_and_port(&c, &table).await;
         assert_eq!(count, (i + 1).to_string(), "iteration {i} (server {port})");
-        assert_ne!(port, PRIMARY_PORT, "iteration {i}: the read did not wait");
+        assert_ne!(port, primary, "iteration {i}: the read did not wait");
     }
     let fallbacks = proxy
         .shared

@@ -208,6 +208,27 @@ async fn oversized_message_is_refused_before_it_is_read() {
     proxy.stop().await;
 }
 
+/// Every whole message until the peer closes the connection; fails the
+/// test if it is still open after `within`.
+async fn read_to_end_within(s: &mut TcpStream, within: Duration) -> Vec<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(within, s.read_to_end(&mut bytes))
+        .await
+        .unwrap_or_else(|_| panic!("the connection is still open after {within:?}"))
+        .expect("read");
+    let mut msgs = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 5 {
+        let len = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        assert!(len >= 4 && rest.len() > len, "a torn message: {bytes:?}");
+        msgs.push((rest[0], rest[5..1 + len].to_vec()));
+        rest = &rest[1 + len..];
+    }
+    assert!(rest.is_empty(), "a torn message: {bytes:?}");
+    msgs
+}
+
 #[tokio::test]
 async fn garbage_and_truncated_startup_packets() {
     let proxy = Proxy::start(trust_config(PoolMode::Transaction, 2, "")).await;
@@ -237,13 +258,24 @@ async fn garbage_and_truncated_startup_packets() {
         error_code(&read_until(&mut s, b'E').await).as_deref(),
         Some("08P01")
     );
-    // Truncated: announces 100 bytes, sends 10, hangs up.
+    // Truncated: announces 100 bytes, sends 10, then stalls. Meanwhile
+    // other clients are served...
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     let mut p = 100i32.to_be_bytes().to_vec();
     p.extend_from_slice(&196_608i32.to_be_bytes());
     p.extend_from_slice(b"us");
     s.write_all(&p).await.unwrap();
-    drop(s);
+    still_serves(&proxy).await;
+    // ...and when it hangs up (its side only, so it can still read), the
+    // packet can never be completed: like Postgres ("incomplete startup
+    // packet"), pgswitch closes the connection, at most after an 08P01.
+    s.shutdown().await.unwrap();
+    let got = read_to_end_within(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        got.is_empty() || (got.len() == 1 && error_code(&got).as_deref() == Some("08P01")),
+        "a truncated startup packet got {got:?}"
+    );
+    still_serves(&proxy).await;
     // No user name.
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(&raw::startup_packet("", "app")).await.unwrap();

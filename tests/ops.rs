@@ -84,9 +84,11 @@ async fn metrics_move_with_traffic() {
         value(&after, "pgswitch_client_connections{state=\"idle\"}"),
         1.0
     );
-    let idle_primary =
-        "pgswitch_server_connections{pool=\"app/app\",server=\"127.0.0.1:15432\",state=\"idle\"}";
-    assert!(value(&after, idle_primary) >= 1.0, "{after:?}");
+    let idle_primary = format!(
+        "pgswitch_server_connections{{pool=\"app/app\",server=\"{}\",state=\"idle\"}}",
+        server_addr(&primary_url())
+    );
+    assert!(value(&after, &idle_primary) >= 1.0, "{after:?}");
     // Replica health: both replicas in rotation once the monitor has run.
     let healthy = eventually(Duration::from_secs(15), || async {
         let m = scrape(&proxy).await;

@@ -10,10 +10,7 @@ use std::time::Duration;
 use common::*;
 
 fn md5_config(extra: &str) -> pgswitch::config::Config {
-    let url = env_or(
-        "PGSWITCH_TEST_MD5",
-        "postgres://app_md5:md5-secret@127.0.0.1:15432/app",
-    );
+    let url = md5_url();
     config_from_toml(&format!(
         r#"
         [pgswitch]

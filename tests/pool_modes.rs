@@ -20,12 +20,46 @@ async fn transaction_mode_shares_one_server_between_clients() {
     );
     // A transaction holds the server: b waits until a commits.
     a.batch_execute("BEGIN").await.unwrap();
-    let a_pid = backend_pid(&a).await;
-    let b_query = tokio::spawn(async move { backend_pid(&b).await });
-    tokio::task::yield_now().await;
-    assert!(!b_query.is_finished());
+    let (a_pid, a_xid) = {
+        let row = first_row(&a, "SELECT pg_backend_pid(), txid_current()").await;
+        (row[0].clone(), row[1].clone())
+    };
+    // The events in the order they happened, as seen by this test.
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<&str>::new()));
+    let b_query = {
+        let events = events.clone();
+        // Whether a's transaction had committed when b's query ran, asked of
+        // the server.
+        let sql = format!("SELECT pg_backend_pid(), txid_status({a_xid})");
+        tokio::spawn(async move {
+            let row = first_row(&b, &sql).await;
+            events.lock().unwrap().push("b answered");
+            row
+        })
+    };
+    // b's query is held by pgswitch, waiting for the server a holds.
+    let waiting = eventually(Duration::from_secs(10), || async {
+        proxy.shared.metrics.clients_waiting.get() == 1
+    })
+    .await;
+    assert!(waiting, "b should be waiting for a server connection");
+    assert!(
+        !b_query.is_finished(),
+        "b was answered while a held the server"
+    );
+    events.lock().unwrap().push("a commits");
     a.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(b_query.await.unwrap(), a_pid);
+    let b_row = tokio::time::timeout(Duration::from_secs(10), b_query)
+        .await
+        .expect("b must be served once a commits")
+        .unwrap();
+    assert_eq!(*events.lock().unwrap(), ["a commits", "b answered"]);
+    assert_eq!(
+        b_row,
+        [a_pid, "committed".to_owned()],
+        "b ran on a's server after a's commit"
+    );
+    assert_eq!(proxy.shared.metrics.clients_waiting.get(), 0);
     proxy.stop().await;
 }
 

@@ -15,8 +15,9 @@ async fn statements_are_aggregated_by_fingerprint() {
     let proxy = Proxy::start(cfg).await;
     let c = proxy.client().await;
     // Wait until reads reach replicas, so the replica share is not zero.
+    let primary = primary_port().to_string();
     let ready = eventually(std::time::Duration::from_secs(15), || async {
-        first_row(&c, "SELECT inet_server_port()::text").await[0] != "15432"
+        first_row(&c, "SELECT inet_server_port()::text").await[0] != primary
     })
     .await;
     assert!(ready);

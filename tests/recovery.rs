@@ -18,6 +18,22 @@ async fn terminate_app_backends(tag: &str) {
     .unwrap();
 }
 
+/// Waits until the backend tagged `tag` runs a query, then terminates it.
+async fn terminate_when_active(tag: &str) {
+    let su = superuser().await;
+    let active = eventually(Duration::from_secs(10), || async {
+        let n: i64 = su
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", &[&tag])
+            .await
+            .unwrap()
+            .get(0);
+        n == 1
+    })
+    .await;
+    assert!(active);
+    terminate_app_backends(tag).await;
+}
+
 #[tokio::test]
 async fn dead_pooled_connections_are_replaced() {
     let proxy = Proxy::mode(PoolMode::Transaction, 4).await;
@@ -67,18 +83,7 @@ async fn client_mid_query_gets_a_clean_error() {
         let r = c.simple_query("SELECT pg_sleep(30)").await;
         (r.err(), c)
     });
-    let su = superuser().await;
-    let active = eventually(Duration::from_secs(10), || async {
-        let n: i64 = su
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", &[&tag])
-            .await
-            .unwrap()
-            .get(0);
-        n == 1
-    })
-    .await;
-    assert!(active);
-    terminate_app_backends(&tag).await;
+    terminate_when_active(&tag).await;
     let (err, _c) = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("no hang")
@@ -119,18 +124,7 @@ async fn transaction_mode_clients_stay_when_their_server_dies() {
         let c = c.clone();
         tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await.err() })
     };
-    let su = superuser().await;
-    let active = eventually(Duration::from_secs(10), || async {
-        let n: i64 = su
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", &[&tag])
-            .await
-            .unwrap()
-            .get(0);
-        n == 1
-    })
-    .await;
-    assert!(active);
-    terminate_app_backends(&tag).await;
+    terminate_when_active(&tag).await;
     let err = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("no hang")
@@ -159,13 +153,6 @@ async fn transaction_mode_clients_stay_when_their_server_dies() {
     assert_eq!(first_row(&c, "SELECT 4").await, ["4"]);
     assert!(!in_transaction(&c).await);
     drop(c);
-    let end = tokio::time::timeout(Duration::from_secs(10), closed)
-        .await
-        .expect("closed")
-        .unwrap();
-    assert!(
-        end.is_none(),
-        "the client connection ended with an error: {end:?}"
-    );
+    assert_ended_cleanly(closed).await;
     proxy.stop().await;
 }

@@ -159,14 +159,18 @@ async fn reload_adds_replicas_and_connected_clients_use_them() {
     let admin_url = proxy.url_as("app", "app-secret", "pgswitch");
     let c = proxy.client().await;
     for _ in 0..5 {
-        assert_eq!(port(&c).await, "15432", "no replicas yet");
+        assert_eq!(
+            port(&c).await,
+            primary_port().to_string(),
+            "no replicas yet"
+        );
     }
     file.write(4, &replica_urls(), "");
     let notes = reload(&admin_url).await.unwrap();
     assert!(notes.iter().any(|n| n.contains("rebuilt")), "{notes:?}");
     // The same client connection now reads from the replicas.
     let on_replica = eventually(Duration::from_secs(15), || async {
-        port(&c).await != "15432"
+        port(&c).await != primary_port().to_string()
     })
     .await;
     assert!(

@@ -41,25 +41,9 @@ const WITHIN: Duration = Duration::from_secs(30);
 /// Bound for a restarted or crashed replica to be back in rotation.
 const BACK: Duration = Duration::from_secs(60);
 
-/// One outage at a time.
-static OUTAGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
 
-/// `scripts/cluster.sh ARGS`, which must succeed.
-async fn cluster_sh(args: &[&str]) {
-    let out = tokio::process::Command::new("bash")
-        .arg(SCRIPT)
-        .args(args)
-        .output()
-        .await
-        .expect("run scripts/cluster.sh");
-    assert!(
-        out.status.success(),
-        "cluster.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::outage::cluster as cluster_sh;
 
 /// Starts nodes again when dropped, also when a test fails midway, so that
 /// later tests find the cluster whole. `cluster.sh start` is idempotent: on

@@ -75,12 +75,12 @@ async fn listed_read_only_functions_run_on_replicas() {
     let plain = Proxy::start(proxy_config("")).await;
     let c = plain.client().await;
     let on_replica = eventually(std::time::Duration::from_secs(10), || async {
-        port(&c, "SELECT inet_server_port()").await != "15432"
+        port(&c, "SELECT inet_server_port()").await != primary_port().to_string()
     })
     .await;
     assert!(on_replica, "plain reads should reach a replica");
     for _ in 0..5 {
-        assert_eq!(port(&c, &sql).await, "15432");
+        assert_eq!(port(&c, &sql).await, primary_port().to_string());
     }
     plain.stop().await;
     // Listed: the operator vouches for it, so a replica.
@@ -90,7 +90,7 @@ async fn listed_read_only_functions_run_on_replicas() {
     .await;
     let c = listed.client().await;
     let on_replica = eventually(std::time::Duration::from_secs(10), || async {
-        port(&c, &sql).await != "15432"
+        port(&c, &sql).await != primary_port().to_string()
     })
     .await;
     assert!(on_replica, "a listed function should run on a replica");
@@ -115,7 +115,7 @@ async fn ddl_through_the_proxy_refreshes_the_catalog() {
     // The first catalog load is done once a function made before the
     // proxy started runs on a replica.
     let loaded = eventually(std::time::Duration::from_secs(15), || async {
-        port(&c, &format!("SELECT {schema}.before()")).await != "15432"
+        port(&c, &format!("SELECT {schema}.before()")).await != primary_port().to_string()
     })
     .await;
     assert!(loaded, "the catalog never loaded");
@@ -129,7 +129,7 @@ async fn ddl_through_the_proxy_refreshes_the_catalog() {
     .await
     .unwrap();
     let on_replica = eventually(std::time::Duration::from_secs(15), || async {
-        port(&c, &sql).await != "15432"
+        port(&c, &sql).await != primary_port().to_string()
     })
     .await;
     assert!(

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-const PRIMARY_PORT: i32 = 15432;
-
 fn routing_config(mode: &str, extra: &str) -> pgswitch::config::Config {
     routing_config_with(mode, extra, &replica_urls())
 }
@@ -32,7 +30,7 @@ async fn port_of(c: &tokio_postgres::Client, sql: &str) -> i32 {
 
 async fn reads_reach_a_replica(c: &tokio_postgres::Client) -> bool {
     eventually(Duration::from_secs(15), || async {
-        port_of(c, "SELECT inet_server_port()").await != PRIMARY_PORT
+        port_of(c, "SELECT inet_server_port()").await != primary_port()
     })
     .await
 }
@@ -55,7 +53,7 @@ async fn reads_go_to_replicas_and_everything_else_to_the_primary() {
         "SELECT inet_server_port() FROM generate_series(1, 3) LIMIT 1",
         "/* pgswitch:replica */ SELECT inet_server_port()",
     ] {
-        assert_ne!(port_of(&c, sql).await, PRIMARY_PORT, "{sql}");
+        assert_ne!(port_of(&c, sql).await, primary_port(), "{sql}");
     }
     // Writes, locks, side effects, hints, transactions.
     for sql in [
@@ -66,18 +64,24 @@ async fn reads_go_to_replicas_and_everything_else_to_the_primary() {
         "/* pgswitch:primary */ SELECT inet_server_port()",
     ] {
         let sql: &str = sql;
-        assert_eq!(port_of(&c, sql).await, PRIMARY_PORT, "{sql}");
+        assert_eq!(port_of(&c, sql).await, primary_port(), "{sql}");
     }
     // Unknown functions: see unknown_functions_go_to_the_primary.
     // An explicit transaction stays on the primary for its whole life...
     c.batch_execute("BEGIN").await.unwrap();
-    assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    assert_eq!(
+        port_of(&c, "SELECT inet_server_port()").await,
+        primary_port()
+    );
     c.batch_execute("COMMIT").await.unwrap();
     // ...unless it is read-only (once replicas have caught up with the
     // writes above: read-your-writes).
     assert!(reads_reach_a_replica(&c).await);
     c.batch_execute("BEGIN READ ONLY").await.unwrap();
-    assert_ne!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    assert_ne!(
+        port_of(&c, "SELECT inet_server_port()").await,
+        primary_port()
+    );
     c.batch_execute("COMMIT").await.unwrap();
     // The extended protocol routes too, unnamed and named statements alike
     // (a named one follows the client to whichever server runs its Bind).
@@ -86,12 +90,12 @@ async fn reads_go_to_replicas_and_everything_else_to_the_primary() {
         .query_typed("SELECT inet_server_port(), $1::int", &[(&7i32, t)])
         .await
         .unwrap();
-    assert_ne!(rows[0].get::<_, i32>(0), PRIMARY_PORT);
+    assert_ne!(rows[0].get::<_, i32>(0), primary_port());
     let row = c
         .query_one("SELECT inet_server_port(), $1::int", &[&7i32])
         .await
         .unwrap();
-    assert_ne!(row.get::<_, i32>(0), PRIMARY_PORT);
+    assert_ne!(row.get::<_, i32>(0), primary_port());
     // Prepared once, bound in later transactions: each Bind is routed by
     // the statement's text, a write's to the primary.
     let read = c
@@ -106,11 +110,11 @@ async fn reads_go_to_replicas_and_everything_else_to_the_primary() {
         .unwrap();
     for i in 0..3 {
         let row = c.query_one(&read, &[&i]).await.unwrap();
-        assert_ne!(row.get::<_, i32>(0), PRIMARY_PORT);
+        assert_ne!(row.get::<_, i32>(0), primary_port());
     }
     for i in 0..3 {
         let row = c.query_one(&write, &[&i]).await.unwrap();
-        assert_eq!(row.get::<_, i32>(0), PRIMARY_PORT);
+        assert_eq!(row.get::<_, i32>(0), primary_port());
     }
     // A bad hint is an error, not a guess; the connection goes on.
     let e = c
@@ -160,7 +164,7 @@ async fn unknown_functions_go_to_the_primary() {
     let c = proxy.client().await;
     let known = format!("SELECT {schema}.known()");
     let loaded = eventually(Duration::from_secs(15), || async {
-        port_of(&c, &known).await != PRIMARY_PORT
+        port_of(&c, &known).await != primary_port()
     })
     .await;
     assert!(loaded, "the catalog never loaded");
@@ -183,9 +187,9 @@ async fn unknown_functions_go_to_the_primary() {
     // Nothing went through pgswitch that would make it re-read its catalog,
     // and the periodic refresh is a minute after its start.
     for _ in 0..10 {
-        assert_eq!(port_of(&c, &sql).await, PRIMARY_PORT, "{sql}");
+        assert_eq!(port_of(&c, &sql).await, primary_port(), "{sql}");
     }
-    assert_ne!(port_of(&c, &known).await, PRIMARY_PORT, "{known}");
+    assert_ne!(port_of(&c, &known).await, primary_port(), "{known}");
     proxy.stop().await;
     su.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
@@ -266,7 +270,7 @@ async fn reads_the_router_used_to_send_to_the_primary_reach_replicas() {
         // Eventually: a moment with no replica in rotation (another test
         // pausing one) sends any read to the primary.
         let on_replica = eventually(Duration::from_secs(10), || async {
-            last_port(&c, sql).await != PRIMARY_PORT
+            last_port(&c, sql).await != primary_port()
         })
         .await;
         assert!(on_replica, "went to the primary: {sql}");
@@ -274,7 +278,7 @@ async fn reads_the_router_used_to_send_to_the_primary_reach_replicas() {
     // EXPLAIN ANALYZE of a write runs the write: the primary, which now
     // has the row.
     let sql = format!("EXPLAIN ANALYZE INSERT INTO {t} VALUES (12, 12); SELECT inet_server_port()");
-    assert_eq!(last_port(&c, &sql).await, PRIMARY_PORT, "{sql}");
+    assert_eq!(last_port(&c, &sql).await, primary_port(), "{sql}");
     let n = first_row(&su, &format!("SELECT count(*) FROM {t} WHERE id = 12")).await;
     assert_eq!(
         n[0], "1",
@@ -293,7 +297,10 @@ async fn session_mode_stays_on_the_primary() {
     let proxy = Proxy::start(routing_config("session", "")).await;
     let c = proxy.client().await;
     for _ in 0..5 {
-        assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+        assert_eq!(
+            port_of(&c, "SELECT inet_server_port()").await,
+            primary_port()
+        );
     }
     proxy.stop().await;
 }
@@ -307,7 +314,7 @@ async fn lagging_replica_is_skipped() {
     .await;
     let c = proxy.client().await;
     assert!(reads_reach_a_replica(&c).await);
-    let r2_port: i32 = 15434;
+    let r2_port = replica_port(1);
     let lag = LaggingReplica::start("lagskip").await;
     // Once the monitor sees the lag, no read lands on replica 2.
     let skipped = eventually(Duration::from_secs(15), || async {
@@ -337,7 +344,7 @@ async fn unreachable_replica_costs_reads_nothing() {
     for _ in 0..50 {
         let port = port_of(&c, "SELECT inet_server_port()").await;
         assert!(
-            port == PRIMARY_PORT || port == 15433,
+            port == primary_port() || port == replica_port(0),
             "read served by {port}"
         );
     }
@@ -357,7 +364,10 @@ async fn set_pgswitch_route_steers_the_session() {
         .await
         .unwrap();
     for _ in 0..5 {
-        assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+        assert_eq!(
+            port_of(&c, "SELECT inet_server_port()").await,
+            primary_port()
+        );
     }
     c.batch_execute("SET pgswitch.route TO 'auto'")
         .await
@@ -410,7 +420,8 @@ async fn replica_refusal_is_rerun_on_the_primary() {
         let row = first_row(&c, &sql).await;
         let (v, port): (i64, i32) = (row[0].parse().unwrap(), row[1].parse().unwrap());
         assert_eq!(
-            port, PRIMARY_PORT,
+            port,
+            primary_port(),
             "nextval can only have run on the primary"
         );
         assert!(v > last, "the sequence moved forward");
@@ -425,7 +436,7 @@ async fn replica_refusal_is_rerun_on_the_primary() {
         assert!(reads_reach_a_replica(&c).await);
         let rows = c.query_typed(&sql, &[]).await.unwrap();
         let (v, port): (i64, i32) = (rows[0].get(0), rows[0].get(1));
-        assert_eq!(port, PRIMARY_PORT);
+        assert_eq!(port, primary_port());
         assert!(v > last, "the sequence moved forward");
         last = v;
     }
@@ -466,7 +477,7 @@ async fn eventual_consistency_reads_replicas_right_after_writes() {
         c.batch_execute(&format!("INSERT INTO {table} VALUES ({i})"))
             .await
             .unwrap();
-        if port_of(&c, "SELECT inet_server_port()").await != PRIMARY_PORT {
+        if port_of(&c, "SELECT inet_server_port()").await != primary_port() {
             on_replica += 1;
         }
     }
@@ -535,7 +546,7 @@ async fn first_statement_routing_places_whole_transactions() {
         let b = port_of(&c, "SELECT inet_server_port()").await;
         c.batch_execute("COMMIT").await.unwrap();
         assert_eq!(a, b, "a transaction moved between servers");
-        a != PRIMARY_PORT
+        a != primary_port()
     })
     .await;
     assert!(on_replica, "no read-first transaction reached a replica");
@@ -547,8 +558,11 @@ async fn first_statement_routing_places_whole_transactions() {
         &format!("INSERT INTO {table} VALUES (1) RETURNING inet_server_port()"),
     )
     .await;
-    assert_eq!(w, PRIMARY_PORT);
-    assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    assert_eq!(w, primary_port());
+    assert_eq!(
+        port_of(&c, "SELECT inet_server_port()").await,
+        primary_port()
+    );
     c.batch_execute("COMMIT").await.unwrap();
     let n = first_row(&c, &format!("SELECT count(*) FROM {table}")).await;
     assert_eq!(n[0], "1", "read-your-writes after a deferred BEGIN");
@@ -571,7 +585,7 @@ async fn first_statement_routing_places_whole_transactions() {
         c.batch_execute("SET TRANSACTION READ ONLY").await.unwrap();
         let p = port_of(&c, "SELECT inet_server_port()").await;
         c.batch_execute("COMMIT").await.unwrap();
-        p != PRIMARY_PORT
+        p != primary_port()
     })
     .await;
     assert!(
@@ -582,7 +596,10 @@ async fn first_statement_routing_places_whole_transactions() {
     c.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
         .await
         .unwrap();
-    assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+    assert_eq!(
+        port_of(&c, "SELECT inet_server_port()").await,
+        primary_port()
+    );
     c.batch_execute("COMMIT").await.unwrap();
     c.batch_execute(&format!("DROP TABLE {table}"))
         .await
@@ -613,7 +630,7 @@ async fn primary_reads_never_fails_reads_without_replicas() {
             "SELECT inet_server_port() FROM (SELECT txid_current()) t"
         )
         .await,
-        PRIMARY_PORT
+        primary_port()
     );
     let refused = "pgswitch_requests_refused_total{sqlstate=\"57P03\"}";
     assert_eq!(sample(&proxy, refused), 1, "{}", metrics(&proxy));
@@ -639,8 +656,8 @@ async fn primary_reads_always_joins_the_rotation() {
     // In turn: 20 each, give or take a moment the replica was out of
     // rotation.
     let (p, r) = (
-        ports[&PRIMARY_PORT],
-        ports.get(&15433).copied().unwrap_or(0),
+        ports[&primary_port()],
+        ports.get(&replica_port(0)).copied().unwrap_or(0),
     );
     assert!(
         (17..=23).contains(&p) && p + r == 40,
@@ -680,7 +697,7 @@ async fn round_robin_follows_weights() {
         for _ in 0..8 {
             seen.insert(port_of(&c, "SELECT inet_server_port()").await);
         }
-        seen.len() == 2 && !seen.contains(&PRIMARY_PORT)
+        seen.len() == 2 && !seen.contains(&primary_port())
     })
     .await;
     assert!(both, "both replicas should serve reads");
@@ -691,7 +708,7 @@ async fn round_robin_follows_weights() {
             .or_insert(0) += 1;
     }
     // 1:3, give or take a moment a replica was out of rotation.
-    let (r1, r2) = (ports[&15433], ports[&15434]);
+    let (r1, r2) = (ports[&replica_port(0)], ports[&replica_port(1)]);
     assert!(
         (85..=115).contains(&r1) && r1 + r2 == 400,
         "weights 1 and 3: {ports:?}"
@@ -708,7 +725,10 @@ async fn primary_only_keeps_everything_on_the_primary() {
     .await;
     let c = proxy.client().await;
     for _ in 0..20 {
-        assert_eq!(port_of(&c, "SELECT inet_server_port()").await, PRIMARY_PORT);
+        assert_eq!(
+            port_of(&c, "SELECT inet_server_port()").await,
+            primary_port()
+        );
     }
     proxy.stop().await;
 }
@@ -752,9 +772,13 @@ async fn a_primary_in_recovery_refuses_writes() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "25006");
-    assert!(message(&e).contains("127.0.0.1:15433"), "{}", message(&e));
+    let standby = server_addr(&r[0]);
+    assert!(message(&e).contains(&standby), "{}", message(&e));
     // Reads still work.
     let port = port_of(&c, "SELECT inet_server_port()").await;
-    assert!(port == 15433 || port == 15434, "read served by {port}");
+    assert!(
+        port == replica_port(0) || port == replica_port(1),
+        "read served by {port}"
+    );
     proxy.stop().await;
 }

@@ -7,7 +7,7 @@ pub mod outage;
 pub mod raw;
 
 #[allow(unused_imports)]
-pub use outage::{port_of, Node, ReadLoad, Restart, StopMode, OUTAGE};
+pub use outage::{assert_ended_cleanly, port_of, Node, ReadLoad, Restart, StopMode, OUTAGE};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -296,41 +296,90 @@ pub async fn backend_settles(pid: i32) -> bool {
 }
 
 /// Replica 2 with replay paused and about 1.5 MB of new WAL on the primary
-/// that it has not replayed. `resume` undoes both; call it before asserting,
-/// so a failing test leaves the cluster usable.
+/// that it has not replayed. `resume` undoes both; so does dropping it
+/// (also while a failing test unwinds), so the cluster stays usable for the
+/// tests after it.
 pub struct LaggingReplica {
-    replica: tokio_postgres::Client,
     table: String,
+    resumed: bool,
+}
+
+/// The superuser on the server of `url` (its host, port and database).
+fn superuser_on(url: &str) -> String {
+    let su = superuser_url();
+    let user = su.rsplit_once('@').map_or(su.as_str(), |(u, _)| u);
+    let server = url.rsplit_once('@').map_or(url, |(_, s)| s);
+    format!("{user}@{server}")
 }
 
 impl LaggingReplica {
     pub async fn start(tag: &str) -> LaggingReplica {
-        let replica = connect(&replica_urls()[1].replace("app:app-secret", "postgres"))
+        let replica = connect(&superuser_on(&replica_urls()[1]))
             .await
-            .expect("replica 2 as postgres");
+            .expect("replica 2 as the superuser");
+        let table = format!("{tag}_{}", std::process::id());
+        // The guard exists before the pause, so that nothing after it can
+        // leave replay paused.
+        let lag = LaggingReplica {
+            table,
+            resumed: false,
+        };
         replica
             .batch_execute("SELECT pg_wal_replay_pause()")
             .await
             .expect("pause replay");
-        let table = format!("{tag}_{}", std::process::id());
         superuser()
             .await
-            .batch_execute(&format!("CREATE TABLE {table} AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 5000) g"))
+            .batch_execute(&format!("CREATE TABLE {} AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 5000) g", lag.table))
             .await
             .expect("write WAL");
-        LaggingReplica { replica, table }
+        lag
     }
 
-    pub async fn resume(self) {
-        self.replica
-            .batch_execute("SELECT pg_wal_replay_resume()")
-            .await
-            .expect("resume replay");
-        superuser()
-            .await
-            .batch_execute(&format!("DROP TABLE {}", self.table))
-            .await
-            .expect("drop");
+    pub async fn resume(mut self) {
+        // On failure, dropping `self` while panicking tries once more.
+        undo_lag(&self.table).await.expect("resume replay");
+        self.resumed = true;
+    }
+}
+
+/// Resumes replay on replica 2 and drops the table that made the lag.
+async fn undo_lag(table: &str) -> Result<(), tokio_postgres::Error> {
+    connect(&superuser_on(&replica_urls()[1]))
+        .await?
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await?;
+    connect(&superuser_url())
+        .await?
+        .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await
+}
+
+impl Drop for LaggingReplica {
+    fn drop(&mut self) {
+        if self.resumed {
+            return;
+        }
+        // Drop can't await, and the test's runtime may be the one running
+        // this: undo on a thread with a runtime of its own.
+        let table = std::mem::take(&mut self.table);
+        let undone = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(undo_lag(&table))
+                .map_err(|e| e.to_string())
+        })
+        .join();
+        match undone {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if !std::thread::panicking() => panic!("resume replay on replica 2: {e}"),
+            Err(_) if !std::thread::panicking() => panic!("resume replay on replica 2 panicked"),
+            _ => eprintln!(
+                "could not resume replay on replica 2: run SELECT pg_wal_replay_resume() there"
+            ),
+        }
     }
 }
 
@@ -404,4 +453,34 @@ pub fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
         out.insert(series.to_owned(), value);
     }
     out
+}
+
+/// The primary's port, from its URL (`PGSWITCH_TEST_PRIMARY`), as
+/// `inet_server_port()` reports it.
+pub fn primary_port() -> i32 {
+    port_of(&primary_url()).into()
+}
+
+/// Replica `i`'s port (0: replica 1), from its URL.
+pub fn replica_port(i: usize) -> i32 {
+    port_of(&replica_urls()[i]).into()
+}
+
+/// `host:port` of a `postgres://` URL, the way pgswitch names a server
+/// (SHOW POOLS, metrics labels, error messages).
+pub fn server_addr(url: &str) -> String {
+    let after_user = url.rsplit('@').next().unwrap_or(url);
+    let after_scheme = after_user.rsplit("://").next().unwrap_or(after_user);
+    let end = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
+    after_scheme[..end].to_owned()
+}
+
+/// The cluster's md5 user (`app_md5`) on the primary.
+pub fn md5_url() -> String {
+    std::env::var("PGSWITCH_TEST_MD5").unwrap_or_else(|_| {
+        format!(
+            "postgres://app_md5:md5-secret@{}/app",
+            server_addr(&primary_url())
+        )
+    })
 }

@@ -90,6 +90,21 @@ impl Drop for Restart {
     }
 }
 
+/// After the client was dropped: its connection ended without an error
+/// (pgswitch never closed it first).
+pub async fn assert_ended_cleanly(
+    closed: tokio::sync::oneshot::Receiver<Option<tokio_postgres::Error>>,
+) {
+    let end = tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("closed")
+        .unwrap();
+    assert!(
+        end.is_none(),
+        "the client connection ended with an error: {end:?}"
+    );
+}
+
 /// One outage at a time within a test binary.
 pub static OUTAGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
