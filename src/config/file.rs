@@ -122,10 +122,16 @@ impl FileConfig {
                     format!("line {line}")
                 })
                 .unwrap_or_else(|| "-".into());
+            // The TOML parser leaves some messages empty (found by the
+            // config fuzz target): never report a problem without words.
+            let message = match e.message().trim() {
+                "" => "this is not valid TOML".to_owned(),
+                m => m.to_owned(),
+            };
             Problems::one(Problem::new(
                 &file,
                 &key,
-                e.message().to_owned(),
+                message,
                 "see config/pgswitch.example.toml for every valid key and its type",
             ))
         })
