@@ -46,12 +46,12 @@ impl Rewriter<'_> {
     pub fn message(&mut self, tag: u8, body: Option<&[u8]>, out: &mut BytesMut) -> bool {
         match (tag, body) {
             (b'P', Some(body)) => {
-                self.sql_text(super::sql::commands(parse_text(body)), out);
+                self.sql_text(super::sql::commands(parse_text(body)), false, out);
                 self.parse(body, out)
             }
             (b'Q', Some(body)) => {
                 let commands = super::sql::commands(until_nul_str(body));
-                if commands.is_empty() || self.sql_text(commands, out) {
+                if commands.is_empty() || self.sql_text(commands, true, out) {
                     self.pass(Kind::Sync)
                 } else {
                     false
@@ -77,7 +77,16 @@ impl Rewriter<'_> {
     /// lone `DEALLOCATE` of a protocol-level statement becomes the
     /// `DEALLOCATE` of its pooler-wide statement on this connection, so
     /// the client gets the reply (and transaction status) Postgres gives.
-    fn sql_text(&mut self, commands: Vec<super::sql::Command>, out: &mut BytesMut) -> bool {
+    /// A Parse (`query` false) only records PREPAREs and DEALLOCATE ALL:
+    /// its DEALLOCATE runs at a later Execute, and goes to the server as it
+    /// is (found by the `prepared` fuzz target: rewriting it here sent a
+    /// Query in the middle of the client's extended messages).
+    fn sql_text(
+        &mut self,
+        commands: Vec<super::sql::Command>,
+        query: bool,
+        out: &mut BytesMut,
+    ) -> bool {
         use super::sql::{quote_ident, Command};
         let alone = commands.len() == 1;
         for command in commands {
@@ -91,6 +100,7 @@ impl Rewriter<'_> {
                     self.client.prepare_sql(&name, &text);
                     self.sql_prepared = true;
                 }
+                Command::Deallocate(_) if !query => {}
                 Command::Deallocate(name) => {
                     if self.client.sql().iter().any(|(n, _)| *n == name) {
                         // On the server for this turn; whether the
