@@ -35,7 +35,9 @@ started=$SECONDS
 # panic without AddressSanitizer, and the build is much faster without it.
 # More codegen units and the per-package opt-levels in fuzz/Cargo.toml keep
 # the build to about 90 s on 2 cores.
-build=(-s none --codegen-units 16)
+# Its own target directory, whatever CARGO_TARGET_DIR says: the binaries
+# are run from there below.
+build=(-s none --codegen-units 16 --target-dir "$REPO/fuzz/target")
 cargo +nightly fuzz build "${build[@]}"
 log "fuzz targets built in $((SECONDS - started))s"
 
