@@ -688,6 +688,7 @@ async fn drain<T>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "flaky, under investigation (issue 10, item 2): the extended read once neither ended nor failed within 30 s in CI; run with --ignored"]
 async fn a_read_whose_replica_backend_is_killed_mid_reply_gets_a_clean_error() {
     let _outage = OUTAGE.lock().await;
     let cluster = Cluster::checked().await;
