@@ -369,7 +369,6 @@ fn assert_clean(what: &str, (reports, by_replicas): (Vec<Report>, [u64; 3])) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky, under investigation (issue 10, item 2): a client read once hung past 30 s in CI, and once a stopped replica was counted as answering; run with --ignored"]
 async fn immediate_stops_of_a_replica_under_load_fail_no_read_and_lose_no_client() {
     let _outage = OUTAGE.lock().await;
     let cluster = Cluster::checked().await;
@@ -423,7 +422,6 @@ async fn immediate_stops_of_a_replica_under_load_fail_no_read_and_lose_no_client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky, under investigation (issue 10, item 2): a client read once hung past 30 s in CI, and once a stopped replica was counted as answering; run with --ignored"]
 async fn immediate_stops_of_both_replicas_under_load_fail_no_read_and_lose_no_client() {
     let _outage = OUTAGE.lock().await;
     let cluster = Cluster::checked().await;
@@ -688,7 +686,6 @@ async fn drain<T>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky, under investigation (issue 10, item 2): the extended read once neither ended nor failed within 30 s in CI; run with --ignored"]
 async fn a_read_whose_replica_backend_is_killed_mid_reply_gets_a_clean_error() {
     let _outage = OUTAGE.lock().await;
     let cluster = Cluster::checked().await;

@@ -303,15 +303,9 @@ impl ServerConn {
             if let Err(e) = self.stream.readable().await {
                 return Err(self.io(e));
             }
-            let spare = self.buf.capacity() - self.buf.len();
-            match self.stream.try_read_buf(&mut self.buf) {
+            match crate::protocol::io::read_buf(&self.stream, &mut self.buf) {
                 Ok(0) => return Err(self.io(std::io::ErrorKind::UnexpectedEof.into())),
-                Ok(n) => {
-                    if n < spare {
-                        crate::protocol::io::drained(&self.stream);
-                    }
-                    return Ok(n);
-                }
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(self.io(e)),
             }
@@ -324,15 +318,9 @@ impl ServerConn {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(16 * 1024);
         }
-        let spare = self.buf.capacity() - self.buf.len();
-        match self.stream.try_read_buf(&mut self.buf) {
+        match crate::protocol::io::read_buf(&self.stream, &mut self.buf) {
             Ok(0) => Err(self.io(std::io::ErrorKind::UnexpectedEof.into())),
-            Ok(n) => {
-                if n < spare {
-                    crate::protocol::io::drained(&self.stream);
-                }
-                Ok(Some(n))
-            }
+            Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(self.io(e)),
         }

@@ -548,11 +548,9 @@ fn read_some(
         buf.reserve(*read_size);
     }
     let spare = buf.capacity() - buf.len();
-    match client.try_read_buf(buf) {
+    match crate::protocol::io::read_buf(client, buf) {
         Ok(n) => {
-            if n > 0 && n < spare {
-                crate::protocol::io::drained(client);
-            } else if n == spare {
+            if n == spare {
                 *read_size = (*read_size * 2).min(MAX_READ);
             }
             Ok(Some(n))
