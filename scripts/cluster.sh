@@ -2,7 +2,10 @@
 # A real PostgreSQL primary + two streaming replicas on 127.0.0.1, for
 # pgswitch's tests, benchmarks and local development.
 #
-#   scripts/cluster.sh up       create (first time) and/or start all nodes, wait until streaming
+#   scripts/cluster.sh up       create (first time) and/or start all nodes, wait until streaming;
+#                               on an existing cluster it also adds what newer versions of
+#                               this script set up (TLS material, ssl settings, pg_hba lines,
+#                               roles), reloading nodes that were already running
 #   scripts/cluster.sh down     stop all nodes (pg_ctl stop -m fast)
 #   scripts/cluster.sh status   show each node's state
 #   scripts/cluster.sh env      print `export PGSWITCH_TEST_...=` lines: eval "$(scripts/cluster.sh env)"
@@ -23,7 +26,20 @@
 #
 # Roles: postgres (superuser, trust), replicator (replication, trust),
 #        app / app-secret (SCRAM-SHA-256, owns databases app and bench),
-#        app_md5 / md5-secret (md5 verifier, may use database app).
+#        app_md5 / md5-secret (md5 verifier, may use database app),
+#        app_tls / tls-secret (SCRAM-SHA-256, may use database app; pg_hba
+#        accepts it over TLS only: hostssl scram-sha-256, hostnossl reject).
+#
+# TLS: every node has ssl = on with a server certificate for localhost and
+# 127.0.0.1 (subjectAltName), signed by a throwaway test CA. Files, made
+# once with openssl and kept across `up`s (deleted by `reset`):
+#   $CLUSTER_DIR/tls/ca.crt, ca.key          the test CA (verify-full against ca.crt)
+#   $CLUSTER_DIR/tls/server.crt, server.key  the certificate all three nodes use
+# Keys are mode 0600, owned by the postgres OS user when run as root.
+#
+# Files in $CLUSTER_DIR: primary/ replica1/ replica2/ (data dirs, also the
+# Unix socket dirs), *.log (server logs), tls/, ports.env (the ports chosen
+# at creation), .initialised.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -58,6 +74,7 @@ resolve_cluster_dir() {
     CLUSTER_DIR="$want"
     PORTS_FILE="$CLUSTER_DIR/ports.env"
     INIT_MARKER="$CLUSTER_DIR/.initialised"
+    TLS_DIR="$CLUSTER_DIR/tls"
 }
 
 # Ports are recorded when the cluster is created. A PGSWITCH_*_PORT override
@@ -92,6 +109,7 @@ datadir() { echo "$CLUSTER_DIR/$1"; }
 logfile() { echo "$CLUSTER_DIR/$1.log"; }
 
 url_app()   { echo "postgres://app:app-secret@127.0.0.1:${PORT[$1]}/app"; }
+url_tls()   { echo "postgres://app_tls:tls-secret@127.0.0.1:${PORT[$1]}/app"; }
 
 # ---------------------------------------------------------------- helpers
 
@@ -164,9 +182,99 @@ streaming_is_2() {
         "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" = 2 ]
 }
 in_recovery() { [ "$(su_psql "${PORT[$1]}" -d postgres -tAc 'SELECT pg_is_in_recovery()')" = t ]; }
+# reloaded_with_ssl NODE T: the node has reloaded its configuration since T
+# (a pg_conf_load_time()) and has ssl on.
+reloaded_with_ssl() {
+    [ "$(su_psql "${PORT[$1]}" -d postgres -tAc \
+        "SELECT pg_conf_load_time() > '$2'::timestamptz AND current_setting('ssl') = 'on'")" = t ]
+}
 receiver_streaming() {
     [ "$(su_psql "${PORT[$1]}" -d postgres -tAc \
         "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')")" = streaming ]
+}
+
+# ---------------------------------------------------------------- TLS
+
+ensure_openssl() {
+    command -v openssl >/dev/null 2>&1 && return 0
+    apt_install openssl || die "could not install openssl"
+    command -v openssl >/dev/null 2>&1 || die "openssl was installed but is not on PATH"
+}
+
+# Set to 1 by ensure_tls_material when it made a new server certificate.
+TLS_CHANGED=0
+
+# The throwaway test CA and the nodes' server certificate, in $TLS_DIR. Made
+# once and kept: a missing CA means a new CA and a new server certificate; a
+# missing server certificate or key is re-made and signed by the existing CA.
+ensure_tls_material() {
+    local ca_ok=0
+    [ -s "$TLS_DIR/ca.crt" ] && [ -s "$TLS_DIR/ca.key" ] && ca_ok=1
+    if [ "$ca_ok" = 1 ] && [ -s "$TLS_DIR/server.crt" ] && [ -s "$TLS_DIR/server.key" ]; then
+        return 0
+    fi
+    ensure_openssl
+    mkdir -p "$TLS_DIR"
+    local tmp f
+    # Made in a scratch dir beside the final files, then moved into place, so
+    # an interrupted run leaves no half-made pair behind.
+    tmp="$(mktemp -d "$TLS_DIR/.new.XXXXXX")"
+    cat >"$tmp/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt             = no
+[dn]
+CN = pgswitch test
+[v3_ca]
+basicConstraints       = critical, CA:TRUE
+keyUsage               = critical, keyCertSign, cRLSign
+subjectKeyIdentifier   = hash
+[v3_server]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature, keyEncipherment
+extendedKeyUsage       = serverAuth
+subjectAltName         = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid, issuer
+EOF
+    if [ "$ca_ok" = 1 ]; then
+        log "making a new server certificate (signed by the existing test CA in $TLS_DIR)"
+    else
+        log "making a throwaway test CA and server certificate in $TLS_DIR"
+    fi
+    # (Each step checks itself: set -e does not apply inside an `if` condition.)
+    if ! (
+        umask 077
+        cd "$tmp" || exit 1
+        if [ "$ca_ok" = 1 ]; then
+            cp "$TLS_DIR/ca.crt" "$TLS_DIR/ca.key" . || exit 1
+        else
+            openssl req -x509 -new -config openssl.cnf -extensions v3_ca \
+                -newkey rsa:2048 -nodes -sha256 -days 3650 \
+                -subj "/CN=pgswitch test CA" -keyout ca.key -out ca.crt || exit 1
+        fi
+        openssl req -new -config openssl.cnf -newkey rsa:2048 -nodes -sha256 \
+            -subj "/CN=localhost" -keyout server.key -out server.csr || exit 1
+        serial="$(openssl rand -hex 16)" || exit 1
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key \
+            -set_serial "0x$serial" -days 3650 -sha256 \
+            -extfile openssl.cnf -extensions v3_server -out server.crt || exit 1
+        openssl verify -CAfile ca.crt server.crt || exit 1
+    ) >"$tmp/openssl.log" 2>&1; then
+        cat "$tmp/openssl.log" >&2
+        rm -rf "$tmp"
+        die "could not make the TLS certificates with openssl"
+    fi
+    chmod 0644 "$tmp/ca.crt" "$tmp/server.crt"
+    chmod 0600 "$tmp/ca.key" "$tmp/server.key"
+    # PostgreSQL wants its key owned by the server's OS user, mode 0600.
+    is_root && chown postgres:postgres "$TLS_DIR" "$tmp"/ca.* "$tmp"/server.*
+    chmod 0755 "$TLS_DIR"
+    for f in ca.key ca.crt server.key server.crt; do
+        mv -f "$tmp/$f" "$TLS_DIR/$f"
+    done
+    rm -rf "$tmp"
+    TLS_CHANGED=1
 }
 
 # ---------------------------------------------------------------- creation
@@ -181,24 +289,71 @@ prepare_cluster_dir() {
     fi
 }
 
+# Set to 1 by write_node_conf / ensure_hba_tls when they change a node's files
+# (so `up` knows to reload a node that is already running).
+CONF_CHANGED=0
+# Comment lines of write_node_conf's block; removed with the keys, so that rewriting
+# the block leaves no duplicates.
+RETRY_CONF_COMMENT="# Replicas reconnect to a restarted primary within a fraction of a second."
+SSL_CONF_COMMENT="# TLS: server certificate signed by the test CA (see tls/ in the cluster dir)."
+
 write_node_conf() {   # node-specific settings, in postgresql.auto.conf (last one wins)
     local n="$1" d; d="$(datadir "$n")"
     local f="$d/postgresql.auto.conf" tmp
     tmp="$(mktemp)"
     if [ -f "$f" ]; then
-        grep -Ev "^[[:space:]]*(port|unix_socket_directories|cluster_name|wal_retrieve_retry_interval)[[:space:]]*=" "$f" >"$tmp" || true
+        grep -Ev "^[[:space:]]*(port|unix_socket_directories|cluster_name|wal_retrieve_retry_interval|ssl|ssl_cert_file|ssl_key_file)[[:space:]]*=" "$f" \
+            | grep -Fxv -e "$RETRY_CONF_COMMENT" -e "$SSL_CONF_COMMENT" >"$tmp" || true
     fi
     cat >>"$tmp" <<EOF
 port = ${PORT[$n]}
 unix_socket_directories = '$d'
 cluster_name = 'pgswitch-$n'
-# Replicas reconnect to a restarted primary within a fraction of a second.
+$RETRY_CONF_COMMENT
 wal_retrieve_retry_interval = '200ms'
+$SSL_CONF_COMMENT
+ssl = on
+ssl_cert_file = '$TLS_DIR/server.crt'
+ssl_key_file = '$TLS_DIR/server.key'
 EOF
+    if [ -f "$f" ] && cmp -s "$tmp" "$f"; then
+        rm -f "$tmp"
+        return 0
+    fi
+    CONF_CHANGED=1
     cat "$tmp" >"$f"   # keep ownership/mode of the existing file
     rm -f "$tmp"
     is_root && chown postgres:postgres "$f"
     chmod 0600 "$f"
+}
+
+# pg_hba.conf lines for app_tls: TLS only. They must come before the generic
+# `host all all` line (first match wins).
+HBA_TLS_LINES="hostssl   all          app_tls     127.0.0.1/32   scram-sha-256
+hostnossl all          app_tls     127.0.0.1/32   reject"
+
+# Put HBA_TLS_LINES into NODE's pg_hba.conf, just before the first host* line
+# for user `all`, dropping any other app_tls host* lines. No-op when already so.
+ensure_hba_tls() {
+    local n="$1" f tmp
+    f="$(datadir "$n")/pg_hba.conf"
+    [ -f "$f" ] || die "$n: $f is missing"
+    tmp="$(mktemp)"
+    awk -v lines="$HBA_TLS_LINES" '
+        function put() { if (!done) { print lines; done = 1 } }
+        $1 ~ /^host/ && $3 == "app_tls" { next }
+        $1 ~ /^host/ && $3 == "all"     { put() }
+        { print }
+        END { put() }
+    ' "$f" >"$tmp"
+    if cmp -s "$tmp" "$f"; then
+        rm -f "$tmp"
+        return 0
+    fi
+    log "$n: adding the app_tls (TLS only) lines to pg_hba.conf"
+    CONF_CHANGED=1
+    cat "$tmp" >"$f"   # keep ownership/mode of the existing file
+    rm -f "$tmp"
 }
 
 init_primary() {
@@ -241,13 +396,14 @@ logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
 
-    as_pg tee "$d/pg_hba.conf" >/dev/null <<'EOF'
+    as_pg tee "$d/pg_hba.conf" >/dev/null <<EOF
 # pgswitch test cluster. Order matters: first match wins.
 # TYPE  DATABASE     USER        ADDRESS        METHOD
 local   all          all                        trust
 host    replication  replicator  127.0.0.1/32   trust
 host    all          postgres    127.0.0.1/32   trust
 host    all          app_md5     127.0.0.1/32   md5
+$HBA_TLS_LINES
 host    all          all         127.0.0.1/32   scram-sha-256
 EOF
     write_node_conf primary
@@ -278,6 +434,41 @@ SQL
     esac
 }
 
+# app_tls / tls-secret: SCRAM-SHA-256, may use database app (like app_md5).
+# Idempotent: creates the role and grants only what is missing, so it also
+# upgrades clusters made before app_tls existed.
+ensure_tls_role() {
+    local port="${PORT[primary]}" ok
+    ok="$(su_psql "$port" -d app -tAc "
+        SELECT coalesce((
+            SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a
+                            WHERE d.datname = 'app' AND a.grantee = r.oid
+                              AND a.privilege_type = 'CONNECT')
+               AND (SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) a
+                     WHERE n.nspname = 'public' AND a.grantee = r.oid
+                       AND a.privilege_type IN ('USAGE', 'CREATE')) = 2
+              FROM pg_roles r WHERE r.rolname = 'app_tls'), false)")"
+    if [ "$ok" != t ]; then
+        log "creating role app_tls (TLS only) and its grants"
+        su_psql "$port" -d app -1 <<'SQL'
+SET password_encryption = 'scram-sha-256';
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_tls') THEN
+        CREATE ROLE app_tls WITH LOGIN PASSWORD 'tls-secret';
+    END IF;
+END
+$$;
+GRANT CONNECT ON DATABASE app TO app_tls;
+GRANT ALL ON SCHEMA public TO app_tls;
+SQL
+    fi
+    local kind
+    kind="$(su_psql "$port" -d postgres -tAc \
+        "SELECT split_part(rolpassword, '\$', 1) FROM pg_authid WHERE rolname = 'app_tls'")"
+    [ "$kind" = SCRAM-SHA-256 ] || die "unexpected password verifier for app_tls: '$kind'"
+}
+
 init_replica() {
     local n="$1" d; d="$(datadir "$n")"
     if [ -e "$d" ]; then
@@ -304,6 +495,25 @@ init_replica() {
     as_pg touch "$d/.pgswitch-clone-done"
 }
 
+# Bring an existing node's settings and pg_hba.conf up to date (TLS); call it
+# before starting the node. A node that is already running is reloaded if
+# anything changed (ssl and pg_hba.conf take effect on reload).
+update_node() {
+    local n="$1"
+    CONF_CHANGED=0
+    write_node_conf "$n"
+    ensure_hba_tls "$n"
+    if { [ "$CONF_CHANGED" = 1 ] || [ "$TLS_CHANGED" = 1 ]; } && is_running "$n"; then
+        local before
+        before="$(su_psql "${PORT[$n]}" -d postgres -tAc 'SELECT pg_conf_load_time()')" \
+            || die "$n is running but does not accept connections; see $(logfile "$n")"
+        log "reloading $n (configuration changed)"
+        as_pg "$PG_BIN/pg_ctl" -D "$(datadir "$n")" reload >/dev/null
+        wait_for "$n reloaded, ssl on" reloaded_with_ssl "$n" "$before" \
+            || die "$n did not reload with ssl on; see $(logfile "$n")"
+    fi
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
@@ -313,6 +523,7 @@ cmd_up() {
     load_ports strict
     prepare_cluster_dir
     log "PostgreSQL: $("$PG_BIN/postgres" --version) ($PG_BIN); data: $CLUSTER_DIR"
+    ensure_tls_material
 
     if [ ! -f "$INIT_MARKER" ]; then
         init_primary
@@ -322,15 +533,23 @@ cmd_up() {
         wait_for "primary accepts connections" accepts_connections primary \
             || die "primary does not accept connections; see $(logfile primary)"
         create_roles
+        ensure_tls_role
         : >"$INIT_MARKER"
     else
+        # An existing cluster, possibly made by an older version of this script.
+        update_node primary
         start_node primary
         wait_for "primary accepts connections" accepts_connections primary \
             || die "primary does not accept connections; see $(logfile primary)"
+        ensure_tls_role
     fi
 
     for n in replica1 replica2; do
-        [ -f "$(datadir "$n")/.pgswitch-clone-done" ] || init_replica "$n"
+        if [ -f "$(datadir "$n")/.pgswitch-clone-done" ]; then
+            update_node "$n"   # pg_hba.conf was cloned from an older primary, perhaps
+        else
+            init_replica "$n"
+        fi
         start_node "$n"
     done
 
@@ -352,6 +571,8 @@ pgswitch test cluster is up ($CLUSTER_DIR)
   replica2  $(url_app replica2)
   superuser postgres://postgres@127.0.0.1:${PORT[primary]}/app
   md5 user  postgres://app_md5:md5-secret@127.0.0.1:${PORT[primary]}/app
+  TLS user  $(url_tls primary)  (TLS only, any node)
+  TLS CA    $TLS_DIR/ca.crt  (sslmode=verify-full sslrootcert=...)
   logs      $CLUSTER_DIR/{primary,replica1,replica2}.log
 Export them for tests with:  eval "\$(scripts/cluster.sh env)"
 EOF
@@ -404,6 +625,8 @@ export PGSWITCH_TEST_REPLICA1=$(url_app replica1)
 export PGSWITCH_TEST_REPLICA2=$(url_app replica2)
 export PGSWITCH_TEST_SUPERUSER=postgres://postgres@127.0.0.1:${PORT[primary]}/app
 export PGSWITCH_TEST_MD5=postgres://app_md5:md5-secret@127.0.0.1:${PORT[primary]}/app
+export PGSWITCH_TEST_TLS_CA=$TLS_DIR/ca.crt
+export PGSWITCH_TEST_TLS_USER=$(url_tls primary)
 EOF
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Overrides, PoolMode};
+use crate::config::{ClientTlsMode, Overrides, PoolMode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +57,17 @@ pub struct RunArgs {
     /// ("500ms", "2s"; "0s" turns the limit off) [default: 1s].
     #[arg(long, env = "PGSWITCH_MAX_REPLICA_LAG", value_parser = humantime::parse_duration)]
     pub max_replica_lag: Option<std::time::Duration>,
+    /// Certificate (PEM, with its chain) presented to clients that ask for
+    /// TLS [default: none: TLS off].
+    #[arg(long, env = "PGSWITCH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "PGSWITCH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Clients and TLS: disable, allow or require [default: allow with a
+    /// certificate, else disable].
+    #[arg(long, env = "PGSWITCH_CLIENT_TLS", value_enum)]
+    pub client_tls: Option<ClientTlsMode>,
     /// TOML config file (see config/pgswitch.example.toml).
     #[arg(long, env = "PGSWITCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -87,6 +98,9 @@ impl RunArgs {
             workers: self.workers,
             metrics_listen: self.metrics_listen.clone(),
             max_replica_lag: self.max_replica_lag,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            client_tls: self.client_tls,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`router`]: pure SQL -> route classification.
 //! - [`pool`]: deadpool pools per (database, user), backend connections,
 //!   parameter sync, the release door, replica health and choice.
+//! - [`net`]: plain or TLS streams, TLS settings, SSLRequest towards servers.
 //! - [`metrics`]: the Prometheus registry and its typed handles.
 //! - [`ops`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 //! - [`admin`]: the admin console (database `pgswitch`).
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod incidents;
 pub mod metrics;
+pub mod net;
 pub mod ops;
 pub mod pool;
 pub mod prepared;

@@ -21,7 +21,8 @@ pub enum ReloadError {
 /// Reloads the config; returns what changed, one line each.
 pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
     let old = shared.config.load_full();
-    if old.source.is_none() {
+    // Without a file, flags may still name a certificate to re-read.
+    if old.source.is_none() && old.general.tls.is_none() {
         return Err(ReloadError::NoFile);
     }
     let mut new = old.reread().map_err(ReloadError::Invalid)?;

@@ -14,8 +14,7 @@ pub mod show;
 pub mod table;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 use crate::app::Shared;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
@@ -34,7 +33,7 @@ const MAX_COMMAND: usize = 1 << 20;
 /// the login left unread.
 pub async fn serve(
     shared: &Shared,
-    stream: &mut TcpStream,
+    stream: &mut crate::net::Stream,
     mut buf: BytesMut,
     user: &str,
 ) -> Result<(), SessionError> {
@@ -71,10 +70,7 @@ pub async fn serve(
                 let text = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body));
                 let stop = answer(shared, &text, user, &mut out).await;
                 messages::ready_for_query(&mut out, b'I');
-                stream
-                    .write_all(&out)
-                    .await
-                    .map_err(SessionError::ClientGone)?;
+                stream.send(&out).await.map_err(SessionError::ClientGone)?;
                 if stop {
                     shared.shutdown.cancel();
                     return Ok(());
@@ -97,10 +93,7 @@ pub async fn serve(
             _ => refusing = true,
         }
         if !out.is_empty() {
-            stream
-                .write_all(&out)
-                .await
-                .map_err(SessionError::ClientGone)?;
+            stream.send(&out).await.map_err(SessionError::ClientGone)?;
         }
     }
 }

@@ -357,6 +357,19 @@ fn config(shared: &Shared) -> Table {
             "log_repeat_interval",
             format!("{:?}", g.log_repeat_interval),
         ),
+        ("client_tls", g.client_tls.to_string()),
+        (
+            "tls_cert_file",
+            g.tls
+                .as_ref()
+                .map_or_else(|| "(none)".into(), |t| t.files.0.display().to_string()),
+        ),
+        (
+            "tls_key_file",
+            g.tls
+                .as_ref()
+                .map_or_else(|| "(none)".into(), |t| t.files.1.display().to_string()),
+        ),
         (
             "max_prepared_statements",
             g.max_prepared_statements.to_string(),

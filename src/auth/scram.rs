@@ -1,6 +1,7 @@
-//! SCRAM-SHA-256 (RFC 5802/7677) as a Postgres server runs it, without
-//! channel binding. The verifier's keys are derived once at config load, so a
-//! login costs two HMACs and a hash rather than 4096 PBKDF2 rounds.
+//! SCRAM-SHA-256 (RFC 5802/7677) as a Postgres server runs it, with
+//! SCRAM-SHA-256-PLUS (channel binding `tls-server-end-point`, RFC 5929)
+//! for TLS clients. The verifier's keys are derived once at config load, so
+//! a login costs two HMACs and a hash rather than 4096 PBKDF2 rounds.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -62,10 +63,21 @@ impl ScramVerifier {
 pub enum ScramError {
     #[error("malformed SCRAM message: {0}")]
     Malformed(&'static str),
-    #[error("channel binding is not supported")]
-    ChannelBinding,
+    #[error("channel binding negotiation failed: {0}")]
+    ChannelBinding(&'static str),
     #[error("password authentication failed")]
     BadProof,
+}
+
+/// Channel binding as the exchange runs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Binding<'a> {
+    /// Plain TCP: nothing to bind to, SCRAM-SHA-256 only.
+    Unavailable,
+    /// TLS, SCRAM-SHA-256-PLUS offered; the client chose `mechanism`
+    /// ("SCRAM-SHA-256" or "SCRAM-SHA-256-PLUS"). `data` is the
+    /// `tls-server-end-point` hash of pgswitch's certificate.
+    Offered { plus: bool, data: &'a [u8] },
 }
 
 /// Server state between the two client messages.
@@ -73,7 +85,9 @@ pub struct ScramServer {
     client_first_bare: String,
     server_first: String,
     nonce: String,
-    gs2_header: String,
+    /// What the client's `c=` attribute must carry: the gs2 header, then
+    /// the channel binding data when bound.
+    channel: Vec<u8>,
 }
 
 impl ScramServer {
@@ -82,22 +96,52 @@ impl ScramServer {
     pub fn start(
         verifier: &ScramVerifier,
         client_first: &[u8],
+        binding: Binding<'_>,
     ) -> Result<(Self, String), ScramError> {
         let msg =
             std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
-        // gs2-header: "n,," or "y,,"; "p=..." asks for channel binding.
+        // gs2-header: "n,," (no binding), "y,," (the client could bind
+        // but thinks the server cannot), "p=type,," (bound).
         let (cb_flag, rest) = msg
             .split_once(',')
             .ok_or(ScramError::Malformed("no gs2 header"))?;
-        match cb_flag {
-            "n" | "y" => {}
-            f if f.starts_with("p=") => return Err(ScramError::ChannelBinding),
+        let bound = match (cb_flag, binding) {
+            ("n", Binding::Unavailable | Binding::Offered { plus: false, .. }) => None,
+            ("y", Binding::Unavailable) => None,
+            ("y", Binding::Offered { plus: false, .. }) => {
+                // The server did offer it: someone removed it on the way.
+                return Err(ScramError::ChannelBinding(
+                    "the client supports channel binding but thinks the server does not",
+                ));
+            }
+            ("p=tls-server-end-point", Binding::Offered { plus: true, data }) => Some(data),
+            (f, _)
+                if f.starts_with("p=")
+                    && matches!(binding, Binding::Offered { plus: true, .. }) =>
+            {
+                return Err(ScramError::ChannelBinding(
+                    "only tls-server-end-point is supported",
+                ));
+            }
+            (f, _) if f.starts_with("p=") => {
+                return Err(ScramError::ChannelBinding(
+                    "the client asked for channel binding without choosing SCRAM-SHA-256-PLUS",
+                ));
+            }
+            ("n" | "y", Binding::Offered { plus: true, .. }) => {
+                return Err(ScramError::ChannelBinding(
+                    "SCRAM-SHA-256-PLUS was chosen without channel binding data",
+                ));
+            }
             _ => return Err(ScramError::Malformed("bad channel binding flag")),
-        }
+        };
         let (_authzid, bare) = rest
             .split_once(',')
             .ok_or(ScramError::Malformed("no gs2 header"))?;
-        let gs2_header = format!("{cb_flag},{_authzid},");
+        let mut channel = format!("{cb_flag},{_authzid},").into_bytes();
+        if let Some(data) = bound {
+            channel.extend_from_slice(data);
+        }
         // Postgres ignores the user name here; the startup packet names it.
         let client_nonce = bare
             .split(',')
@@ -116,7 +160,7 @@ impl ScramServer {
             client_first_bare: bare.to_owned(),
             server_first: server_first.clone(),
             nonce,
-            gs2_header,
+            channel,
         };
         Ok((server, server_first))
     }
@@ -141,7 +185,7 @@ impl ScramServer {
                 nonce = Some(v);
             }
         }
-        if channel != Some(B64.encode(&self.gs2_header).as_str()) {
+        if channel != Some(B64.encode(&self.channel).as_str()) {
             return Err(ScramError::Malformed("channel binding data does not match"));
         }
         if nonce != Some(self.nonce.as_str()) {
@@ -188,10 +232,23 @@ mod tests {
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
     fn exchange(password_on_server: &str, password_of_client: &str) -> Result<(), ScramError> {
+        run(
+            password_on_server,
+            password_of_client,
+            ChannelBinding::unsupported(),
+            Binding::Unavailable,
+        )
+    }
+
+    fn run(
+        password_on_server: &str,
+        password_of_client: &str,
+        client_binding: ChannelBinding,
+        binding: Binding<'_>,
+    ) -> Result<(), ScramError> {
         let verifier = ScramVerifier::from_password(password_on_server);
-        let mut client =
-            ScramSha256::new(password_of_client.as_bytes(), ChannelBinding::unsupported());
-        let (server, first) = ScramServer::start(&verifier, client.message())?;
+        let mut client = ScramSha256::new(password_of_client.as_bytes(), client_binding);
+        let (server, first) = ScramServer::start(&verifier, client.message(), binding)?;
         client
             .update(first.as_bytes())
             .map_err(|_| ScramError::Malformed("client rejected"))?;
@@ -199,6 +256,44 @@ mod tests {
         client
             .finish(fin.as_bytes())
             .map_err(|_| ScramError::Malformed("server signature rejected"))
+    }
+
+    #[test]
+    fn channel_binding_binds_to_the_certificate() {
+        let ours = [7u8; 32];
+        let plus = Binding::Offered {
+            plus: true,
+            data: &ours,
+        };
+        let bound = |data: &[u8]| ChannelBinding::tls_server_end_point(data.to_vec());
+        run("pw", "pw", bound(&ours), plus).unwrap();
+        // A man in the middle terminates TLS with another certificate.
+        assert!(run("pw", "pw", bound(&[8u8; 32]), plus).is_err());
+        // PLUS chosen, but no binding sent.
+        assert!(matches!(
+            run("pw", "pw", ChannelBinding::unsupported(), plus),
+            Err(ScramError::ChannelBinding(_))
+        ));
+        // Plain SCRAM over TLS: fine with "n", a downgrade with "y".
+        let offered = Binding::Offered {
+            plus: false,
+            data: &ours,
+        };
+        run("pw", "pw", ChannelBinding::unsupported(), offered).unwrap();
+        assert!(matches!(
+            run("pw", "pw", ChannelBinding::unrequested(), offered),
+            Err(ScramError::ChannelBinding(_))
+        ));
+        // Binding asked for where the server cannot offer it.
+        assert!(matches!(
+            run("pw", "pw", bound(&ours), Binding::Unavailable),
+            Err(ScramError::ChannelBinding(_))
+        ));
+        // The password still counts.
+        assert_eq!(
+            run("pw", "guess", bound(&ours), plus),
+            Err(ScramError::BadProof)
+        );
     }
 
     #[test]
@@ -223,12 +318,13 @@ mod tests {
     #[test]
     fn garbage_client_messages_are_errors() {
         let v = ScramVerifier::from_password("x");
-        assert!(ScramServer::start(&v, b"garbage").is_err());
-        assert_eq!(
-            ScramServer::start(&v, b"p=tls-server-end-point,,n=,r=abc").err(),
-            Some(ScramError::ChannelBinding)
-        );
-        let (s, _) = ScramServer::start(&v, b"n,,n=,r=abc").unwrap();
+        let none = Binding::Unavailable;
+        assert!(ScramServer::start(&v, b"garbage", none).is_err());
+        assert!(matches!(
+            ScramServer::start(&v, b"p=tls-server-end-point,,n=,r=abc", none).err(),
+            Some(ScramError::ChannelBinding(_))
+        ));
+        let (s, _) = ScramServer::start(&v, b"n,,n=,r=abc", none).unwrap();
         assert!(s.finish(&v, b"c=biws,r=wrong,p=AAAA").is_err());
     }
 }

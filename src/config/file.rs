@@ -69,6 +69,9 @@ pub struct GeneralFile {
     pub slow_query_threshold: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub log_repeat_interval: Option<Duration>,
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
+    pub client_tls: Option<super::ClientTlsMode>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.

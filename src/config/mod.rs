@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use file::FileConfig;
-pub use server_url::ServerAddr;
+pub use server_url::{ServerAddr, UrlError};
 pub use validate::{Problem, Problems};
 
 use crate::auth::ScramVerifier;
@@ -97,6 +97,28 @@ pub enum LoadBalancing {
     LeastOutstanding,
     /// In turn, each server as often as its weight.
     RoundRobin,
+}
+
+/// Whether clients may, or must, use TLS to pgswitch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientTlsMode {
+    /// SSLRequest is answered 'N': plain only.
+    Disable,
+    /// TLS for clients that ask for it, plain for the others.
+    Allow,
+    /// Plain clients are refused (28000), as `hostssl` refuses them.
+    Require,
+}
+
+impl std::fmt::Display for ClientTlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientTlsMode::Disable => "disable",
+            ClientTlsMode::Allow => "allow",
+            ClientTlsMode::Require => "require",
+        })
+    }
 }
 
 /// Read/write routing settings.
@@ -183,6 +205,10 @@ pub struct General {
     /// While a server problem lasts, at most one summary line per this
     /// (see `incidents`).
     pub log_repeat_interval: Duration,
+    /// TLS towards clients.
+    pub client_tls: ClientTlsMode,
+    /// The certificate presented to clients, read at load (and reload).
+    pub tls: Option<std::sync::Arc<crate::net::tls::ClientTls>>,
 }
 
 /// A database clients can name, and the servers behind it.
@@ -289,4 +315,7 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub metrics_listen: Option<String>,
     pub max_replica_lag: Option<Duration>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub client_tls: Option<ClientTlsMode>,
 }

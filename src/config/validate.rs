@@ -248,6 +248,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
             }
             addr
         });
+    let (client_tls, tls) = client_tls(c, g, ov);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     General {
         listen,
@@ -297,6 +298,8 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         session_state: g.session_state.unwrap_or(super::SessionState::Pin),
         slow_query_threshold: nonzero(g.slow_query_threshold, None),
         log_repeat_interval,
+        client_tls,
+        tls,
     }
 }
 
@@ -442,9 +445,67 @@ fn replica(c: &mut Checker, key: &str, r: &ReplicaFile) -> Option<Replica> {
     Some(Replica { addr, weight })
 }
 
+/// The certificate for clients (read now, so that a broken file is a load
+/// error naming it) and whether clients may or must use it.
+fn client_tls(
+    c: &mut Checker,
+    g: &super::file::GeneralFile,
+    ov: &Overrides,
+) -> (
+    super::ClientTlsMode,
+    Option<std::sync::Arc<crate::net::tls::ClientTls>>,
+) {
+    use super::ClientTlsMode;
+    let cert = ov.tls_cert.clone().or_else(|| g.tls_cert_file.clone());
+    let key = ov.tls_key.clone().or_else(|| g.tls_key_file.clone());
+    let tls = match (&cert, &key) {
+        (Some(cert), Some(key)) => match crate::net::tls::ClientTls::load(cert, key) {
+            Ok(t) => Some(std::sync::Arc::new(t)),
+            Err(e) => {
+                let key = match e.problem.starts_with("tls_key_file") {
+                    true => "pgswitch.tls_key_file",
+                    false => "pgswitch.tls_cert_file",
+                };
+                c.problem(key, e.problem, e.fix);
+                None
+            }
+        },
+        (None, None) => None,
+        (Some(_), None) => {
+            c.problem(
+                "pgswitch.tls_key_file",
+                "tls_cert_file is set but tls_key_file is not",
+                "set tls_key_file (--tls-key) to the certificate's private key",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            c.problem(
+                "pgswitch.tls_cert_file",
+                "tls_key_file is set but tls_cert_file is not",
+                "set tls_cert_file (--tls-cert) to the certificate (PEM)",
+            );
+            None
+        }
+    };
+    let configured = cert.is_some() || key.is_some();
+    let mode = ov.client_tls.or(g.client_tls).unwrap_or(match configured {
+        true => ClientTlsMode::Allow,
+        false => ClientTlsMode::Disable,
+    });
+    if mode != ClientTlsMode::Disable && !configured {
+        c.problem(
+            "pgswitch.client_tls",
+            format!("client_tls = \"{mode}\" needs a certificate"),
+            "set tls_cert_file and tls_key_file (--tls-cert, --tls-key), or client_tls = \"disable\"",
+        );
+    }
+    (mode, tls)
+}
+
 fn parse_url(c: &mut Checker, key: &str, url: &str) -> Option<ServerAddr> {
     ServerAddr::parse(url)
-        .map_err(|e| c.problem(key, e, "use postgres://USER:PASSWORD@HOST:PORT/DB"))
+        .map_err(|e| c.problem(key, e.problem, e.fix))
         .ok()
 }
 

@@ -8,11 +8,12 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::params::ParamSet;
 use crate::config::ServerAddr;
+use crate::net::tls::{ChannelBinding as TlsBinding, SslMode};
+use crate::net::{Stream, TlsError};
 use crate::protocol::frame::{peek_header, HEADER_LEN};
 use crate::protocol::messages::{self, BackendError};
 
@@ -46,6 +47,8 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("could not open TLS to server {addr}: {source}")]
+    Tls { addr: String, source: TlsError },
     #[error("server {addr} returned an error: {error}")]
     Query { addr: String, error: BackendError },
     #[error("server {addr} did not answer within {timeout:?}")]
@@ -62,6 +65,7 @@ impl ServerError {
             | ServerError::NoPassword { addr, .. }
             | ServerError::Protocol(_, addr)
             | ServerError::Io { addr, .. }
+            | ServerError::Tls { addr, .. }
             | ServerError::Query { addr, .. }
             | ServerError::Timeout { addr, .. } => addr,
         }
@@ -81,7 +85,7 @@ pub enum ConnState {
 }
 
 pub struct ServerConn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes read from the server and not yet handled.
     pub buf: BytesMut,
     pub params: ParamSet,
@@ -96,20 +100,52 @@ pub struct ServerConn {
 impl ServerConn {
     pub async fn connect(t: &Target) -> Result<ServerConn, ServerError> {
         let addr_s = t.addr.to_string();
-        let stream = tokio::time::timeout(
-            t.connect_timeout,
-            TcpStream::connect((t.addr.host.as_str(), t.addr.port)),
-        )
-        .await
-        .map_err(|_| ServerError::ConnectTimeout {
+        let timeout = t.connect_timeout;
+        let timed_out = || ServerError::ConnectTimeout {
             addr: addr_s.clone(),
-            timeout: t.connect_timeout,
-        })?
-        .map_err(|source| ServerError::Connect {
+            timeout,
+        };
+        let tls = &t.addr.tls;
+        // sslmode=allow: plain first, TLS only if the server refuses that.
+        let first_plain = matches!(tls.options.mode, SslMode::Allow | SslMode::Disable);
+        let attempt = Self::attempt(t, !first_plain);
+        let r = tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| timed_out())?;
+        match r {
+            Err(ServerError::Rejected { error, .. })
+                if tls.options.mode == SslMode::Allow && error.code == "28000" =>
+            {
+                tokio::time::timeout(timeout, Self::attempt(t, true))
+                    .await
+                    .map_err(|_| timed_out())?
+            }
+            r => r,
+        }
+    }
+
+    /// One connection and login, over TLS if `tls` and the URL has TLS
+    /// settings.
+    async fn attempt(t: &Target, tls: bool) -> Result<ServerConn, ServerError> {
+        let addr_s = t.addr.to_string();
+        let connected = match t.addr.hostaddr {
+            Some(ip) => TcpStream::connect((ip, t.addr.port)).await,
+            None => TcpStream::connect((t.addr.host.as_str(), t.addr.port)).await,
+        };
+        let tcp = connected.map_err(|source| ServerError::Connect {
             addr: addr_s.clone(),
             source,
         })?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream = match tls {
+            true => crate::net::start_tls(tcp, &t.addr.host, &t.addr.tls)
+                .await
+                .map_err(|source| ServerError::Tls {
+                    addr: addr_s.clone(),
+                    source,
+                })?,
+            false => Stream::Plain(tcp),
+        };
         let mut conn = ServerConn {
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
@@ -119,12 +155,7 @@ impl ServerConn {
             state: ConnState::Busy,
             statements: Default::default(),
         };
-        tokio::time::timeout(t.connect_timeout, conn.login(t))
-            .await
-            .map_err(|_| ServerError::ConnectTimeout {
-                addr: addr_s,
-                timeout: t.connect_timeout,
-            })??;
+        conn.login(t).await?;
         Ok(conn)
     }
 
@@ -161,6 +192,41 @@ impl ServerConn {
         }
     }
 
+    /// The SASL mechanism and channel binding to answer a server's
+    /// AuthenticationSASL with (`data`: the mechanisms it offers): with
+    /// TLS, SCRAM-SHA-256-PLUS over `tls-server-end-point` when offered.
+    fn channel_binding(
+        &self,
+        t: &Target,
+        data: &[u8],
+    ) -> Result<(&'static str, ChannelBinding), ServerError> {
+        let plus = data.split(|&b| b == 0).any(|m| m == b"SCRAM-SHA-256-PLUS");
+        let want = t.addr.tls.options.channel_binding;
+        let cert = self
+            .stream
+            .tls_conn()
+            .and_then(|c| c.peer_certificates())
+            .and_then(|certs| certs.first());
+        match (cert, plus, want) {
+            (Some(cert), true, TlsBinding::Prefer | TlsBinding::Require) => {
+                let hash = crate::net::tls::end_point_hash(cert);
+                Ok((
+                    "SCRAM-SHA-256-PLUS",
+                    ChannelBinding::tls_server_end_point(hash),
+                ))
+            }
+            (_, _, TlsBinding::Require) => Err(self.proto(
+                "channel_binding=require, but the server offers no SCRAM-SHA-256-PLUS over TLS"
+                    .into(),
+            )),
+            // On TLS and able to bind, but the server did not offer it.
+            (Some(_), false, TlsBinding::Prefer) => {
+                Ok(("SCRAM-SHA-256", ChannelBinding::unrequested()))
+            }
+            _ => Ok(("SCRAM-SHA-256", ChannelBinding::unsupported())),
+        }
+    }
+
     async fn auth_step(
         &mut self,
         t: &Target,
@@ -181,6 +247,13 @@ impl ServerConn {
                 })
         };
         let mut out = BytesMut::new();
+        let binding_required = t.addr.tls.options.channel_binding == TlsBinding::Require;
+        if binding_required && scram.is_none() && matches!(code, 0 | 3 | 5) {
+            return Err(self.proto(
+                "channel_binding=require, but the server did not ask for SCRAM authentication"
+                    .into(),
+            ));
+        }
         match code {
             0 => return Ok(()),
             3 => frontend::password_message(password()?.as_bytes(), &mut out),
@@ -197,8 +270,9 @@ impl ServerConn {
                 frontend::password_message(hash.as_bytes(), &mut out)
             }
             10 => {
-                let s = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
-                let r = frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out);
+                let (mechanism, binding) = self.channel_binding(t, data)?;
+                let s = ScramSha256::new(password()?.as_bytes(), binding);
+                let r = frontend::sasl_initial_response(mechanism, s.message(), &mut out);
                 *scram = Some(s);
                 r
             }
@@ -248,6 +322,11 @@ impl ServerConn {
         Ok(written)
     }
 
+    /// Bytes taken by a write that have not reached the socket yet (TLS).
+    pub fn pending_output(&self) -> bool {
+        self.stream.pending_output()
+    }
+
     /// Writes as much of `bytes` as the server takes, and while it takes
     /// none, reads what it sends into `buf` (a server blocked on its full
     /// output stops reading its input: waiting for it to read would
@@ -260,30 +339,36 @@ impl ServerConn {
         cap: usize,
         read: bool,
     ) -> Result<usize, ServerError> {
-        use tokio::io::Interest;
         let mut written = 0;
-        while written < bytes.len() {
-            match self.stream.try_write(&bytes[written..]) {
-                Ok(n) => {
-                    written += n;
-                    continue;
+        // With TLS, bytes taken may still wait for the socket: done only
+        // once they have left too.
+        while written < bytes.len() || self.stream.pending_output() {
+            if written < bytes.len() {
+                match self.stream.try_write(&bytes[written..]) {
+                    Ok(n) => {
+                        written += n;
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(self.io(e)),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(self.io(e)),
+            } else {
+                if let Err(e) = self.stream.try_flush() {
+                    return Err(self.io(e));
+                }
+                if !self.stream.pending_output() {
+                    break;
+                }
             }
             let reading = read && self.buf.len() < cap;
             if !reading && read {
                 return Ok(written);
             }
-            let interest = match reading {
-                true => Interest::WRITABLE | Interest::READABLE,
-                false => Interest::WRITABLE,
-            };
-            let ready = match self.stream.ready(interest).await {
+            let ready = match self.stream.ready(reading).await {
                 Ok(r) => r,
                 Err(e) => return Err(self.io(e)),
             };
-            if reading && ready.is_readable() {
+            if reading && ready.readable {
                 self.try_fill()?;
             }
         }
@@ -291,7 +376,7 @@ impl ServerConn {
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
-        match self.stream.write_all(bytes).await {
+        match self.stream.send(bytes).await {
             Ok(()) => Ok(()),
             Err(e) => Err(self.io(e)),
         }
@@ -303,7 +388,7 @@ impl ServerConn {
             if let Err(e) = self.stream.readable().await {
                 return Err(self.io(e));
             }
-            match crate::protocol::io::read_buf(&self.stream, &mut self.buf) {
+            match self.stream.try_read_buf(&mut self.buf) {
                 Ok(0) => return Err(self.io(std::io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -318,7 +403,7 @@ impl ServerConn {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(16 * 1024);
         }
-        match crate::protocol::io::read_buf(&self.stream, &mut self.buf) {
+        match self.stream.try_read_buf(&mut self.buf) {
             Ok(0) => Err(self.io(std::io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
@@ -451,8 +536,10 @@ impl ServerConn {
         if !self.buf.is_empty() {
             return true;
         }
-        let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
+        // Read into `buf` (what a TLS stream decrypts must go somewhere); a
+        // connection that had anything to say is not reused anyway.
+        self.buf.reserve(64);
+        match self.stream.try_read_buf(&mut self.buf) {
             Ok(_) => true,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
             Err(_) => true,

@@ -108,8 +108,15 @@ pub fn auth_ok(buf: &mut BytesMut) {
     put(Authentication::Ok, buf);
 }
 
-pub fn auth_sasl(buf: &mut BytesMut) {
-    put(Authentication::SASL(vec!["SCRAM-SHA-256".to_owned()]), buf);
+/// AuthenticationSASL; with `plus`, SCRAM-SHA-256-PLUS is offered first
+/// (a TLS client that can bind its channel).
+pub fn auth_sasl(buf: &mut BytesMut, plus: bool) {
+    let mut mechanisms = Vec::with_capacity(2);
+    if plus {
+        mechanisms.push("SCRAM-SHA-256-PLUS".to_owned());
+    }
+    mechanisms.push("SCRAM-SHA-256".to_owned());
+    put(Authentication::SASL(mechanisms), buf);
 }
 
 pub fn auth_sasl_continue(buf: &mut BytesMut, data: Vec<u8>) {

@@ -53,6 +53,8 @@ pub enum SessionError {
     },
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     TransactionAborted,
+    #[error("connection without TLS refused: pgswitch requires TLS (client_tls = require)")]
+    TlsRequired,
 }
 
 impl SessionError {
@@ -81,6 +83,7 @@ impl SessionError {
             SessionError::NotAdmin(_) => "42501",
             SessionError::ServerLost { .. } => "08006",
             SessionError::TransactionAborted => "25P02",
+            SessionError::TlsRequired => "28000",
         }
     }
 
@@ -102,6 +105,7 @@ impl SessionError {
             SessionError::ServerLost { in_transaction: false, .. } => Some("you are still connected: retry the request; pgswitch takes another server connection"),
             SessionError::ServerLost { in_transaction: true, .. } => Some("you are still connected: run ROLLBACK, then retry the transaction"),
             SessionError::TransactionAborted => Some("the server under this transaction went away; run ROLLBACK"),
+            SessionError::TlsRequired => Some("connect with sslmode=require (or verify-full with pgswitch's CA)"),
             _ => None,
         }
     }
@@ -131,7 +135,7 @@ fn server_sqlstate(e: &ServerError) -> &'static str {
         | ServerError::Rejected { .. } => "08006",
         ServerError::NoPassword { .. } => "08006",
         ServerError::Protocol(..) => "08P01",
-        ServerError::Io { .. } | ServerError::Timeout { .. } => "08006",
+        ServerError::Io { .. } | ServerError::Timeout { .. } | ServerError::Tls { .. } => "08006",
         ServerError::Query { .. } => "08006",
     }
 }

@@ -1,16 +1,17 @@
-//! The client's side of connection start: SSL/GSS refusal, the startup
-//! packet, protocol negotiation and password authentication (SCRAM-SHA-256,
-//! md5 or trust), then the greeting that ends in ReadyForQuery.
+//! The client's side of connection start, after any TLS (see `tls`): the
+//! startup packet, protocol negotiation and password authentication
+//! (SCRAM-SHA-256, with channel binding over TLS, md5 or trust), then the
+//! greeting that ends in ReadyForQuery.
 
 use bytes::{Buf, BytesMut};
 use rand::RngCore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 use super::SessionError;
-use crate::auth::scram::{ScramError, ScramServer};
+use crate::auth::scram::{Binding, ScramError, ScramServer};
 use crate::auth::{ct_eq, md5_expected, ScramVerifier};
 use crate::config::ClientAuth;
+use crate::net::Stream;
 use crate::pool::ParamSet;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
 use crate::protocol::messages;
@@ -25,7 +26,7 @@ pub enum Opening {
     Cancel { pid: i32, secret: Vec<u8> },
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), SessionError> {
+async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), SessionError> {
     buf.reserve(1024);
     match stream.read_buf(buf).await {
         Ok(0) => Err(SessionError::ClientGone(
@@ -36,18 +37,15 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), Ses
     }
 }
 
-async fn send(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), SessionError> {
-    stream
-        .write_all(bytes)
-        .await
-        .map_err(SessionError::ClientGone)
+async fn send(stream: &mut Stream, bytes: &[u8]) -> Result<(), SessionError> {
+    stream.send(bytes).await.map_err(SessionError::ClientGone)
 }
 
-/// Reads packets until a StartupMessage or CancelRequest, refusing SSL and
-/// GSS encryption with 'N' (the client then goes on in plain text or gives
-/// up, as with a server that has ssl = off).
+/// Reads packets until a StartupMessage or CancelRequest. TLS was settled
+/// before (`tls::negotiate`): a further SSLRequest, or a GSSENCRequest, is
+/// answered 'N'.
 pub async fn read_opening(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<Opening, SessionError> {
     loop {
@@ -65,7 +63,7 @@ pub async fn read_opening(
 }
 
 /// Answers a 3.x (x > 0) request or `_pq_.` options: we speak 3.0.
-pub async fn negotiate(stream: &mut TcpStream, m: &StartupMessage) -> Result<(), SessionError> {
+pub async fn negotiate(stream: &mut Stream, m: &StartupMessage) -> Result<(), SessionError> {
     let unsupported: Vec<String> = m
         .params
         .iter()
@@ -82,7 +80,7 @@ pub async fn negotiate(stream: &mut TcpStream, m: &StartupMessage) -> Result<(),
 
 /// Reads one PasswordMessage-family ('p') body.
 async fn read_password_message(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<BytesMut, SessionError> {
     loop {
@@ -107,12 +105,14 @@ async fn read_password_message(
 
 /// Runs the exchange the user's auth method calls for. An unknown user
 /// (`auth` = None) goes through a SCRAM exchange that cannot succeed, so the
-/// reply reveals nothing about which users exist.
+/// reply reveals nothing about which users exist. `binding`: the
+/// `tls-server-end-point` hash of the certificate a TLS client was given.
 pub async fn authenticate(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     auth: Option<&ClientAuth>,
+    binding: Option<&[u8]>,
 ) -> Result<(), SessionError> {
     let fail = || {
         if auth.is_some() {
@@ -135,12 +135,12 @@ pub async fn authenticate(
                 return Err(fail());
             }
         }
-        Some(ClientAuth::Scram(v)) => scram(stream, buf, v)
+        Some(ClientAuth::Scram(v)) => scram(stream, buf, v, binding)
             .await
             .map_err(|e| e.unwrap_or_else(fail))?,
         None => {
             let v = ScramVerifier::dummy();
-            scram(stream, buf, &v)
+            scram(stream, buf, &v, binding)
                 .await
                 .map_err(|e| e.unwrap_or_else(fail))?;
             return Err(fail());
@@ -151,17 +151,27 @@ pub async fn authenticate(
 
 /// SCRAM-SHA-256; `Err(None)` means "wrong password".
 async fn scram(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     v: &ScramVerifier,
+    binding: Option<&[u8]>,
 ) -> Result<(), Option<SessionError>> {
     let mut out = BytesMut::new();
-    messages::auth_sasl(&mut out);
+    messages::auth_sasl(&mut out, binding.is_some());
     send(stream, &out).await?;
     let first = read_password_message(stream, buf).await?;
-    let data = sasl_initial_data(&first)
+    let (plus, data) = sasl_initial_data(&first)
         .ok_or_else(|| SessionError::Protocol("malformed SASLInitialResponse".into()))?;
-    let (server, server_first) = ScramServer::start(v, data).map_err(scram_error)?;
+    let binding = match binding {
+        Some(data) => Binding::Offered { plus, data },
+        None if plus => {
+            return Err(Some(SessionError::Protocol(
+                "SCRAM-SHA-256-PLUS was not offered (the connection is not TLS)".into(),
+            )))
+        }
+        None => Binding::Unavailable,
+    };
+    let (server, server_first) = ScramServer::start(v, data, binding).map_err(scram_error)?;
     out.clear();
     messages::auth_sasl_continue(&mut out, server_first.into_bytes());
     send(stream, &out).await?;
@@ -181,20 +191,23 @@ fn scram_error(e: ScramError) -> Option<SessionError> {
 }
 
 /// SASLInitialResponse: mechanism\0, i32 length (-1 = none), data.
-fn sasl_initial_data(body: &[u8]) -> Option<&[u8]> {
+/// Returns whether the mechanism is SCRAM-SHA-256-PLUS, and the data.
+fn sasl_initial_data(body: &[u8]) -> Option<(bool, &[u8])> {
     let end = body.iter().position(|&b| b == 0)?;
-    if &body[..end] != b"SCRAM-SHA-256" {
-        return None;
-    }
+    let plus = match &body[..end] {
+        b"SCRAM-SHA-256" => false,
+        b"SCRAM-SHA-256-PLUS" => true,
+        _ => return None,
+    };
     let rest = &body[end + 1..];
     let len = i32::from_be_bytes(rest.get(0..4)?.try_into().ok()?);
     let data = &rest[4..];
-    (len >= 0 && len as usize == data.len()).then_some(data)
+    (len >= 0 && len as usize == data.len()).then_some((plus, data))
 }
 
 /// AuthenticationOk, every ParameterStatus, BackendKeyData, ReadyForQuery.
 pub async fn greet(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     client: &ParamSet,
     server: &ParamSet,
     pid: i32,
@@ -219,7 +232,7 @@ mod tests {
         let mut body = b"SCRAM-SHA-256\0".to_vec();
         body.extend_from_slice(&3i32.to_be_bytes());
         body.extend_from_slice(b"abc");
-        assert_eq!(sasl_initial_data(&body), Some(&b"abc"[..]));
+        assert_eq!(sasl_initial_data(&body), Some((false, &b"abc"[..])));
         body.push(b'x');
         assert_eq!(sasl_initial_data(&body), None);
         assert_eq!(sasl_initial_data(b"PLAIN\0\0\0\0\0"), None);

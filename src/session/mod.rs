@@ -18,6 +18,7 @@ mod pending;
 mod refusal;
 mod replay;
 pub mod settings;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -27,6 +28,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use crate::config::ClientTlsMode;
+use crate::net::Stream;
 
 pub use error::SessionError;
 
@@ -51,10 +55,15 @@ const CLIENT_SETTABLE: [&str; 5] = [
 
 /// Serves one client connection to the end. Errors are reported to the
 /// client (FATAL) and logged here, once.
-pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+pub async fn run(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    // Boxed: a TLS handshake's state is large, and the session's state
+    // should not make room for it while the client is connected.
+    let Some((mut stream, opened)) = Box::pin(negotiate(shared, tcp, peer)).await else {
+        return;
+    };
     let mut who = Who::default();
-    let result = serve(shared, &mut stream, &peer, &mut who).await;
+    let result = serve(shared, &mut stream, opened, &peer, &mut who).await;
     let (user, id) = (&who.user, who.id);
     match result {
         Ok(()) => tracing::debug!(%peer, %user, id, "client disconnected"),
@@ -65,7 +74,7 @@ pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
             let mut out = BytesMut::new();
             let message = e.client_message(user);
             messages::error_response(&mut out, Severity::Fatal, e.sqlstate(), &message, e.hint());
-            let _ = stream.write_all(&out).await;
+            let _ = stream.send(&out).await;
             tracing::info!(%peer, %user, id, sqlstate = e.sqlstate(), error = %e, "closing client connection");
         }
         Err(e) => tracing::debug!(%peer, %user, id, error = %e, "client connection lost"),
@@ -75,6 +84,51 @@ pub async fn run(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
 
 /// Who a client is, for the log line at its end: its user name and its id
 /// (the BackendKeyData pid, as in SHOW CLIENTS; 0 before login).
+/// TLS or not, as the client asks and `client_tls` allows; `None` if the
+/// client went away first.
+async fn negotiate(
+    shared: &Shared,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(Stream, Box<Opened>)> {
+    let (tls, mode) = {
+        let g = &shared.config.load().general;
+        (g.tls.clone(), g.client_tls)
+    };
+    let tls = tls.filter(|_| mode != ClientTlsMode::Disable);
+    let mut buf = BytesMut::new();
+    let negotiated =
+        tokio::time::timeout(LOGIN_TIMEOUT, tls::negotiate(tcp, tls.as_deref(), &mut buf)).await;
+    let (stream, binding) = match negotiated {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "client left during TLS negotiation");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "client timed out during TLS negotiation");
+            return None;
+        }
+    };
+    let opened = Opened {
+        buf,
+        binding,
+        tls_required: mode == ClientTlsMode::Require,
+    };
+    Some((stream, Box::new(opened)))
+}
+
+/// What the TLS negotiation left for the login (boxed: the session's state
+/// should not carry it).
+struct Opened {
+    /// Bytes read past it.
+    buf: BytesMut,
+    /// The `tls-server-end-point` hash, for a TLS client.
+    binding: Option<Vec<u8>>,
+    /// `client_tls = require`.
+    tls_required: bool,
+}
+
 #[derive(Default)]
 struct Who {
     user: String,
@@ -86,12 +140,13 @@ struct Who {
 /// stays allocated beside it for the (long, mostly idle) session.
 async fn serve(
     shared: &Shared,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
+    opened: Box<Opened>,
     peer: &SocketAddr,
     who: &mut Who,
 ) -> Result<(), Box<SessionError>> {
     let forwarding = {
-        let login = Box::pin(login(shared, stream, peer, who));
+        let login = Box::pin(login(shared, stream, opened, peer, who));
         // A forced shutdown also ends logins (and their wait for a server).
         let session = tokio::select! {
             r = login => r.map_err(Box::new)?,
@@ -117,7 +172,7 @@ async fn serve(
 /// until it ends.
 async fn admin_session(
     shared: &Shared,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     admin: Admin<'_>,
     user: &str,
 ) -> Result<(), SessionError> {
@@ -181,11 +236,16 @@ pub(crate) struct LoggedIn<'a> {
 /// Startup, authentication and greeting; `None` for a cancel request.
 async fn login<'a>(
     shared: &'a Shared,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
+    opened: Box<Opened>,
     peer: &SocketAddr,
     who: &mut Who,
 ) -> Result<Login<'a>, SessionError> {
-    let mut buf = BytesMut::new();
+    let Opened {
+        mut buf,
+        binding,
+        tls_required,
+    } = *opened;
     let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
     let opening = tokio::time::timeout_at(deadline, login::read_opening(stream, &mut buf))
         .await
@@ -197,6 +257,10 @@ async fn login<'a>(
         }
         Opening::Startup(m) => m,
     };
+    // As `hostssl` refuses a plain login, before any password is asked.
+    if tls_required && !stream.is_tls() {
+        return Err(SessionError::TlsRequired);
+    }
     let count = ClientCount::enter(shared)?;
     let user_name = startup.param("user").unwrap_or_default().to_owned();
     if user_name.is_empty() {
@@ -214,7 +278,8 @@ async fn login<'a>(
     let user = config.user(&user_name);
     let auth = async {
         login::negotiate(stream, &startup).await?;
-        login::authenticate(stream, &mut buf, &user_name, user.map(|u| &u.auth)).await
+        let auth = user.map(|u| &u.auth);
+        login::authenticate(stream, &mut buf, &user_name, auth, binding.as_deref()).await
     };
     tokio::time::timeout_at(deadline, auth)
         .await

@@ -7,7 +7,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use super::{replay, statements, Forwarder, Link, Replay, SessionError};
 use crate::config::{Consistency, PoolMode, PrimaryReads};
@@ -133,7 +132,7 @@ impl Forwarder<'_> {
             }
             if !out.is_empty() {
                 self.client
-                    .write_all(&out)
+                    .send(&out)
                     .await
                     .map_err(SessionError::ClientGone)?;
             }

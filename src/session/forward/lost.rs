@@ -21,7 +21,6 @@
 //! large to hold back that the server leaves half-sent ends the client.
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use super::{statements, Forwarder, Refusal, SessionError};
 use crate::config::PoolMode;
@@ -96,7 +95,7 @@ impl Forwarder<'_> {
             self.route_state().aborted = true;
         }
         self.client
-            .write_all(&out)
+            .send(&out)
             .await
             .map_err(SessionError::ClientGone)
     }

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::cancel::ClientSlot;
 use super::pending::Pending;
@@ -126,7 +124,7 @@ use routing::Next;
 
 pub struct Forwarder<'a> {
     shared: &'a Shared,
-    client: &'a mut TcpStream,
+    client: &'a mut crate::net::Stream,
     cbuf: BytesMut,
     csplit: Splitter,
     /// Tracked parameters as the client was told them.
@@ -151,7 +149,11 @@ pub struct Forwarder<'a> {
 }
 
 impl<'a> Forwarder<'a> {
-    pub fn new(shared: &'a Shared, client: &'a mut TcpStream, session: Session<'a>) -> Self {
+    pub fn new(
+        shared: &'a Shared,
+        client: &'a mut crate::net::Stream,
+        session: Session<'a>,
+    ) -> Self {
         let Session {
             buf,
             settings,
@@ -293,7 +295,7 @@ impl<'a> Forwarder<'a> {
                 Wake::Timeout => return Err(SessionError::IdleTimeout),
                 Wake::Client(Err(e)) => return Err(SessionError::ClientGone(e)),
                 Wake::Client(Ok(())) => {
-                    match read_some(self.client, &mut self.cbuf, &mut self.read_size) {
+                    match read_some(&mut *self.client, &mut self.cbuf, &mut self.read_size) {
                         Ok(None) => continue,
                         Ok(Some(0)) => {
                             return Err(SessionError::ClientGone(
@@ -376,7 +378,8 @@ impl<'a> Forwarder<'a> {
             // Matched at once: a named result would keep its room in the
             // session's state across the await below.
             match link.server.write_now(&self.cbuf[..pos]) {
-                Ok(n) if n == pos => Filled::Nothing,
+                // (With TLS, done once the encrypted bytes have left too.)
+                Ok(n) if n == pos && !link.server.pending_output() => Filled::Nothing,
                 Ok(n) => Filled::Partly(n),
                 // A replica that died under an armed request: the request
                 // never ran, so it can run on the primary instead.
@@ -445,7 +448,7 @@ impl<'a> Forwarder<'a> {
         let conn: &mut crate::pool::ServerConn = &mut link.server;
         if let Some(out) = link.rewritten.as_deref() {
             self.client
-                .write_all(out)
+                .send(out)
                 .await
                 .map_err(SessionError::ClientGone)?;
             self.pool.stats.bytes_out.inc_by(out.len() as u64);
@@ -453,7 +456,7 @@ impl<'a> Forwarder<'a> {
             link.server.buf.advance(pos);
         } else if pos > 0 {
             self.client
-                .write_all(&conn.buf[..pos])
+                .send(&conn.buf[..pos])
                 .await
                 .map_err(SessionError::ClientGone)?;
             conn.buf.advance(pos);
@@ -498,7 +501,7 @@ impl<'a> Forwarder<'a> {
         );
         messages::ready_for_query(&mut out, b'I');
         self.client
-            .write_all(&out)
+            .send(&out)
             .await
             .map_err(SessionError::ClientGone)?;
         self.detach().await;
@@ -540,7 +543,7 @@ const MAX_READ: usize = 64 * 1024;
 
 /// One non-blocking read into `buf`, growing it only when it is short.
 fn read_some(
-    client: &TcpStream,
+    client: &mut crate::net::Stream,
     buf: &mut BytesMut,
     read_size: &mut usize,
 ) -> std::io::Result<Option<usize>> {
@@ -548,7 +551,7 @@ fn read_some(
         buf.reserve(*read_size);
     }
     let spare = buf.capacity() - buf.len();
-    match crate::protocol::io::read_buf(client, buf) {
+    match client.try_read_buf(buf) {
         Ok(n) => {
             if n == spare {
                 *read_size = (*read_size * 2).min(MAX_READ);

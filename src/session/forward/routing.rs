@@ -4,7 +4,6 @@
 //! the primary.
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
 
 use super::{ConnState, Forwarder, PoolMode, Refusal, SessionError, Which};
 use crate::config::{Consistency, PrimaryReads, TransactionRouting};
@@ -220,7 +219,7 @@ impl Forwarder<'_> {
         messages::command_complete(&mut out, tag);
         messages::ready_for_query(&mut out, status);
         self.client
-            .write_all(&out)
+            .send(&out)
             .await
             .map_err(SessionError::ClientGone)
     }
@@ -279,7 +278,7 @@ impl Forwarder<'_> {
                 messages::ready_for_query(&mut out, b'I');
                 return self
                     .client
-                    .write_all(&out)
+                    .send(&out)
                     .await
                     .map_err(SessionError::ClientGone);
             }

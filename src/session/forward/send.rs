@@ -55,7 +55,7 @@ impl Forwarder<'_> {
                 Outgoing::Owned(b) => &b[off..],
             };
             match link.server.write_reading(bytes, SEND_CAP, read).await {
-                Ok(n) if n == bytes.len() => {
+                Ok(n) if n == bytes.len() && !link.server.pending_output() => {
                     // Output read while writing is no longer signalled by
                     // the socket: pass it on now.
                     if !link.server.buf.is_empty() {

@@ -2,7 +2,6 @@
 //! the request here (refusal, `SET pgswitch.route`).
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
 
 use super::{Flow, Forwarder, Item, Next, Refusal, SessionError};
 use crate::protocol::frame::peek_header;
@@ -150,7 +149,7 @@ impl Forwarder<'_> {
         self.cbuf.advance(pos);
         if !out.is_empty() {
             self.client
-                .write_all(&out)
+                .send(&out)
                 .await
                 .map_err(SessionError::ClientGone)?;
         }

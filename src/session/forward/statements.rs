@@ -3,7 +3,6 @@
 //! per-connection cap, and the metrics.
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use super::send::Outgoing;
 use super::{Filled, Forwarder, Link, Replay, SessionError};
@@ -151,7 +150,8 @@ impl Forwarder<'_> {
         let out = link.rewritten.take().unwrap_or_default();
         if !out.is_empty() {
             let next = match link.server.write_now(&out) {
-                Ok(n) if n == out.len() => Filled::Nothing,
+                // (With TLS, done once the encrypted bytes have left too.)
+                Ok(n) if n == out.len() && !link.server.pending_output() => Filled::Nothing,
                 // The server would not read until its output was taken.
                 Ok(n) => Box::pin(self.send_rest(Outgoing::Owned(out), n)).await?,
                 Err(e) => match link.replay.take_sent() {
@@ -230,7 +230,7 @@ impl Forwarder<'_> {
             return Ok(());
         }
         self.client
-            .write_all(&made)
+            .send(&made)
             .await
             .map_err(SessionError::ClientGone)
     }
