@@ -158,6 +158,8 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $PGB_DIR/userlist.txt
 pool_mode = transaction
+; plain TCP on both sides, as pgswitch's sslmode=disable (the cluster has ssl on)
+server_tls_sslmode = disable
 default_pool_size = $POOL
 max_client_conn = 6000
 $prepared_line
@@ -207,7 +209,7 @@ if [ -x "$PGSWITCH_BIN" ]; then
     port_busy "$PGS_PORT" && die "port $PGS_PORT is already in use"
     log "starting pgswitch on 127.0.0.1:$PGS_PORT (pool $POOL, transaction mode)"
     RUST_LOG=warn "$PGSWITCH_BIN" \
-        --primary "postgres://app:app-secret@127.0.0.1:$PRIMARY_PORT/bench" \
+        --primary "postgres://app:app-secret@127.0.0.1:$PRIMARY_PORT/bench?sslmode=disable" \
         --listen "127.0.0.1:$PGS_PORT" --pool-mode transaction --pool-size "$POOL" \
         >"$BENCH_DIR/pgswitch.log" 2>&1 &
     PGS_PID=$!

@@ -2,6 +2,7 @@
 //! over it), [`tls`] settings, and the SSLRequest that opens TLS towards a
 //! server.
 
+pub mod client;
 pub mod stream;
 pub mod tls;
 

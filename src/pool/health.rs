@@ -114,7 +114,7 @@ impl Probe {
             Ok(Ok(row)) => Ok(row),
             Ok(Err(e)) => {
                 self.client = None;
-                Err(e.to_string())
+                Err(crate::net::client::describe(&e))
             }
             Err(_) => {
                 self.client = None;
@@ -124,24 +124,13 @@ impl Probe {
     }
 
     async fn connect(&self, cfg: &MonitorConfig) -> Result<tokio_postgres::Client, String> {
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(&self.addr.host)
-            .port(self.addr.port)
-            .user(&cfg.login.0)
-            .dbname(&cfg.login.2);
-        pg.application_name("pgswitch-monitor")
-            .connect_timeout(cfg.connect_timeout);
-        if let Some(p) = &cfg.login.1 {
-            pg.password(p);
-        }
-        let (client, conn) = pg
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
+        let login = (
+            cfg.login.0.as_str(),
+            cfg.login.1.as_deref(),
+            cfg.login.2.as_str(),
+        );
+        let timeout = cfg.connect_timeout;
+        crate::net::client::connect(&self.addr, login, "pgswitch-monitor", timeout).await
     }
 }
 

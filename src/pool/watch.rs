@@ -135,21 +135,10 @@ async fn refresh_catalog(
     stop: CancellationToken,
 ) {
     loop {
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(&addr.host)
-            .port(addr.port)
-            .user(&login.0)
-            .dbname(&login.2);
-        pg.application_name("pgswitch-catalog")
-            .connect_timeout(Duration::from_secs(5));
-        if let Some(p) = &login.1 {
-            pg.password(p);
-        }
-        match pg.connect(tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+        let user = (login.0.as_str(), login.1.as_deref(), login.2.as_str());
+        let timeout = Duration::from_secs(5);
+        match crate::net::client::connect(&addr, user, "pgswitch-catalog", timeout).await {
+            Ok(client) => {
                 let mut policy = FunctionPolicy::new(read_only.iter().cloned());
                 match catalog::load(&client, &mut policy).await {
                     Ok(n) => {

@@ -5,6 +5,7 @@
 
 pub mod outage;
 pub mod raw;
+pub mod tls;
 
 #[allow(unused_imports)]
 pub use outage::{assert_ended_cleanly, port_of, Node, ReadLoad, Restart, StopMode, OUTAGE};

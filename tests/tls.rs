@@ -1,0 +1,419 @@
+//! TLS on both sides (issue 11), against the real cluster, whose servers
+//! have `ssl = on` and a role (`app_tls`) that `pg_hba.conf` admits only
+//! over TLS, as managed services do:
+//! - towards servers: sslmode verify-full/require/disable with the
+//!   cluster's CA, in session and transaction modes, reads routed to
+//!   replicas over TLS; the wrong CA and a name mismatch fail with the cause
+//!   in the client's message; SNI is sent (and not with sslsni=0);
+//! - towards clients: SSLRequest and direct TLS (ALPN), psql with
+//!   verify-full, channel binding, `client_tls = require` refusing plain
+//!   clients, and a certificate swapped by RELOAD while TLS clients stay.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::tls::*;
+use common::*;
+
+/// The cluster URL of `node` for `user`, with `options` (`k=v&...`).
+fn server_url(port: i32, (user, password): (&str, &str), options: &str) -> String {
+    format!("postgres://{user}:{password}@127.0.0.1:{port}/app?{options}")
+}
+
+fn verify_full(ca: &Path) -> String {
+    format!("sslmode=verify-full&sslrootcert={}", ca.display())
+}
+
+/// A config file for database `app` with these server URLs and one user.
+fn tls_config(
+    settings: &str,
+    primary: &str,
+    replicas: &[String],
+    (user, password): (&str, &str),
+) -> pgswitch::config::Config {
+    config_from_toml(&format!(
+        "[pgswitch]\nlisten = \"127.0.0.1:0\"\n{settings}\n\
+         [[databases]]\nname = \"app\"\nprimary = \"{primary}\"\nreplicas = {replicas:?}\n\
+         [[users]]\nname = \"{user}\"\npassword = \"{password}\"\n"
+    ))
+}
+
+/// Whether the server session under `c` runs over TLS, and whether it is a
+/// standby.
+async fn server_side(c: &tokio_postgres::Client) -> (bool, bool) {
+    let row = c
+        .query_one(
+            "SELECT ssl, pg_is_in_recovery() FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_connections_use_tls_in_both_modes_and_reads_reach_replicas_over_it() {
+    let ca = cluster_ca();
+    let replicas: Vec<String> = [1, 2]
+        .map(|i| server_url(replica_port(i - 1), TLS_USER, &verify_full(&ca)))
+        .to_vec();
+    let primary = server_url(primary_port(), TLS_USER, &verify_full(&ca));
+    for mode in ["session", "transaction"] {
+        let settings = format!("pool_mode = \"{mode}\"\nconsistency = \"eventual\"");
+        let proxy = Proxy::start(tls_config(&settings, &primary, &replicas, TLS_USER)).await;
+        let c = connect(&proxy.url_as(TLS_USER.0, TLS_USER.1, "app"))
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: the hostssl-only role logs in: {e}"));
+        // The client itself is plain; what pgswitch opened is TLS.
+        assert_eq!(
+            first_row(&c, "SELECT current_user").await,
+            ["app_tls"],
+            "{mode}"
+        );
+        if mode == "transaction" {
+            // A read goes to a replica (once the monitor has found them
+            // in rotation), and every session of the role there is TLS.
+            let within = std::time::Duration::from_secs(10);
+            let read = "SELECT inet_server_port(), pg_is_in_recovery()";
+            let on_replica = || async {
+                let row = c.query_one(read, &[]).await.unwrap();
+                row.get::<_, bool>(1).then(|| row.get::<_, i32>(0))
+            };
+            assert!(
+                eventually(within, || async { on_replica().await.is_some() }).await,
+                "{mode}: no read reached a replica"
+            );
+            let port = on_replica().await.unwrap_or(replica_port(0));
+            let su = connect(&format!("postgres://postgres@127.0.0.1:{port}/app"))
+                .await
+                .unwrap();
+            let tls_sessions = "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s \
+                JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'app_tls'";
+            let row = su.query_one(tls_sessions, &[]).await.unwrap();
+            let (n, all): (i64, Option<bool>) = (row.get(0), row.get(1));
+            assert!(
+                n > 0 && all == Some(true),
+                "{mode}: replica sessions {n}, all TLS {all:?}"
+            );
+            c.batch_execute("BEGIN").await.unwrap();
+            let (ssl, standby) = server_side(&c).await;
+            assert!(
+                ssl && !standby,
+                "{mode}: transaction on the primary over TLS"
+            );
+            c.batch_execute("COMMIT").await.unwrap();
+        } else {
+            let (ssl, standby) = server_side(&c).await;
+            assert!(ssl && !standby, "{mode}: session on the primary over TLS");
+        }
+        drop(c);
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostssl_only_role_needs_tls_in_the_server_url() {
+    let port = primary_port();
+    for (options, works) in [
+        ("sslmode=disable", false),
+        ("sslmode=require", true),
+        // libpq's default.
+        ("", true),
+        ("sslmode=allow", true),
+        // SCRAM-SHA-256-PLUS towards the server, bound to its certificate.
+        ("sslmode=require&channel_binding=require", true),
+        ("sslmode=disable&channel_binding=require", false),
+    ] {
+        let primary = server_url(port, TLS_USER, options);
+        let settings = "pool_mode = \"transaction\"";
+        let proxy = Proxy::start(tls_config(settings, &primary, &[], TLS_USER)).await;
+        let url = proxy.url_as(TLS_USER.0, TLS_USER.1, "app");
+        let got = match connect(&url).await {
+            Ok(c) => c.simple_query("SELECT 1").await.map(drop),
+            Err(e) => Err(e),
+        };
+        match (got, works) {
+            (Ok(()), true) => {}
+            (Err(e), false) => {
+                let m = message(&e);
+                assert!(
+                    ["08006", "08P01"].contains(&sqlstate(&e).as_str()),
+                    "{options}: {m}"
+                );
+                let cause = ["pg_hba.conf", "channel_binding=require"];
+                assert!(
+                    cause.iter().any(|c| m.contains(c)) && m.contains(&format!("127.0.0.1:{port}")),
+                    "{options}: the server's refusal and the server are named: {m}"
+                );
+            }
+            (got, _) => panic!("{options}: expected works = {works}, got {got:?}"),
+        }
+        proxy.stop().await;
+    }
+}
+
+/// What a client sees when pgswitch cannot get a server with this primary
+/// URL: its SQLSTATE and message.
+async fn failure_with(primary: &str) -> (String, String) {
+    let settings = "pool_mode = \"transaction\"";
+    let proxy = Proxy::start(tls_config(settings, primary, &[], TLS_USER)).await;
+    let url = proxy.url_as(TLS_USER.0, TLS_USER.1, "app");
+    let e = match connect(&url).await {
+        Ok(c) => c.simple_query("SELECT 1").await.expect_err("no server"),
+        Err(e) => e,
+    };
+    proxy.stop().await;
+    (sqlstate(&e), message(&e))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wrong_ca_and_a_name_mismatch_fail_with_the_cause() {
+    let dir = temp_dir("wrong-ca");
+    let other = write(
+        &dir,
+        "other-ca.crt",
+        &TestCa::new("not the cluster's CA").pem(),
+    );
+    let port = primary_port();
+    let (code, m) = failure_with(&server_url(port, TLS_USER, &verify_full(&other))).await;
+    assert_eq!(code, "08006", "{m}");
+    assert!(m.contains("unknown issuer"), "{m}");
+    assert!(m.contains(&format!("127.0.0.1:{port}")), "{m}");
+    // The certificate names localhost and 127.0.0.1; connect to 127.0.0.1
+    // under another name.
+    let ca = cluster_ca();
+    let mismatch = format!(
+        "host=db.invalid hostaddr=127.0.0.1 port={port} user={} password={} dbname=app sslmode=verify-full sslrootcert={}",
+        TLS_USER.0,
+        TLS_USER.1,
+        ca.display()
+    );
+    let (code, m) = failure_with(&mismatch).await;
+    assert_eq!(code, "08006", "{m}");
+    assert!(m.contains("name mismatch"), "{m}");
+    // verify-ca checks the chain only: the same name passes.
+    let verify_ca = mismatch.replace("verify-full", "verify-ca");
+    let settings = "pool_mode = \"transaction\"";
+    let proxy = Proxy::start(tls_config(settings, &verify_ca, &[], TLS_USER)).await;
+    let c = connect(&proxy.url_as(TLS_USER.0, TLS_USER.1, "app"))
+        .await
+        .unwrap();
+    assert_eq!(server_side(&c).await, (true, false));
+    drop(c);
+    proxy.stop().await;
+}
+
+/// A TLS endpoint that answers SSLRequest with 'S', records the SNI name
+/// of each handshake and closes.
+async fn sni_recorder(ca: &TestCa) -> (u16, Arc<Mutex<Vec<Option<String>>>>) {
+    let (cert, key) = ca.leaf(&["sni.test"]);
+    let dir = temp_dir("sni");
+    let tls = pgswitch::net::tls::ClientTls::load(
+        &write(&dir, "c.crt", &cert),
+        &write(&dir, "c.key", &key),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut request = [0u8; 8];
+            if tcp.read_exact(&mut request).await.is_err() || tcp.write_all(b"S").await.is_err() {
+                continue;
+            }
+            if let Ok(s) = tls.acceptor.accept(tcp).await {
+                let name = s.get_ref().1.server_name().map(str::to_owned);
+                record.lock().unwrap().push(name);
+            }
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_name_is_sent_as_sni_unless_sslsni_is_off() {
+    let ca = TestCa::new("sni test CA");
+    let (port, seen) = sni_recorder(&ca).await;
+    for (sni, want) in [("1", Some("sni.test")), ("0", None)] {
+        let url = format!(
+            "host=sni.test hostaddr=127.0.0.1 port={port} user=u password=p dbname=app sslmode=require sslsni={sni}"
+        );
+        let before = seen.lock().unwrap().len();
+        let (code, _) = failure_with(&url).await;
+        assert_eq!(code, "08006");
+        let got = seen.lock().unwrap().get(before).cloned();
+        assert_eq!(got, Some(want.map(str::to_owned)), "sslsni={sni}");
+    }
+}
+
+/// pgswitch with a certificate for 127.0.0.1 and localhost, signed by a
+/// CA of the test's, and `settings`.
+struct ClientSide {
+    ca: TestCa,
+    dir: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl ClientSide {
+    fn new(tag: &str) -> ClientSide {
+        let ca = TestCa::new("pgswitch test CA");
+        let dir = temp_dir(tag);
+        let (cert, key) = ca.leaf(&["localhost", "127.0.0.1"]);
+        let cert = write(&dir, "pgswitch.crt", &cert);
+        let key = write(&dir, "pgswitch.key", &key);
+        ClientSide { ca, dir, cert, key }
+    }
+
+    fn settings(&self, extra: &str) -> String {
+        format!(
+            "pool_mode = \"transaction\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n{extra}",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+
+    fn ca_file(&self) -> std::path::PathBuf {
+        write(&self.dir, "ca.crt", &self.ca.pem())
+    }
+}
+
+fn tls_url(proxy: &Proxy, options: &str) -> String {
+    format!("{}?{options}", proxy.url())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_use_tls_with_channel_binding_and_plain_ones_are_refused_when_required() {
+    let side = ClientSide::new("clients");
+    let settings = side.settings("client_tls = \"require\"");
+    let proxy = Proxy::start(cluster_config(&settings, &replica_urls())).await;
+    // A plain client: refused with 28000 before any password.
+    let e = connect(&proxy.url()).await.expect_err("plain client");
+    assert_eq!(sqlstate(&e), "28000", "{e}");
+    assert!(message(&e).contains("requires TLS"), "{}", message(&e));
+    // tokio-postgres over rustls, verifying pgswitch's certificate, with
+    // channel binding required (SCRAM-SHA-256-PLUS).
+    let config = client_config(&side.ca.pem(), false);
+    let url = tls_url(&proxy, "sslmode=require&channel_binding=require");
+    let c = connect_tls(&url, config.clone()).await.expect("TLS client");
+    assert_eq!(first_row(&c, "SELECT 1").await, ["1"]);
+    // Direct TLS (PostgreSQL 17): no SSLRequest, ALPN "postgresql".
+    let direct = tls_url(&proxy, "sslmode=require&sslnegotiation=direct");
+    let d = connect_tls(&direct, client_config(&side.ca.pem(), true))
+        .await
+        .expect("direct TLS client");
+    assert_eq!(first_row(&d, "SELECT 2").await, ["2"]);
+    // ... without ALPN it is not taken for Postgres.
+    assert!(connect_tls(&direct, config).await.is_err());
+    // psql (libpq) checking the certificate and the host name.
+    let psql = std::process::Command::new("psql")
+        .args([
+            &format!(
+                "host=127.0.0.1 port={} user=app dbname=app sslmode=verify-full sslrootcert={} channel_binding=require",
+                proxy.addr.port(),
+                side.ca_file().display()
+            ),
+            "-XAtc",
+            "SELECT 40 + 2",
+        ])
+        .env("PGPASSWORD", "app-secret")
+        .output()
+        .expect("run psql");
+    assert!(
+        psql.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), "42");
+    drop((c, d));
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_clients_still_work_when_tls_is_allowed() {
+    let side = ClientSide::new("allow");
+    let proxy = Proxy::start(cluster_config(&side.settings(""), &[])).await;
+    let c = proxy.client().await;
+    assert_eq!(first_row(&c, "SELECT 1").await, ["1"]);
+    let t = connect_tls(
+        &tls_url(&proxy, "sslmode=require"),
+        client_config(&side.ca.pem(), false),
+    )
+    .await
+    .expect("TLS client");
+    assert_eq!(first_row(&t, "SELECT 1").await, ["1"]);
+    drop((c, t));
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_the_certificate_and_keeps_tls_clients() {
+    let side = ClientSide::new("reload");
+    let proxy = Proxy::start(cluster_config(&side.settings(""), &[])).await;
+    let url = tls_url(&proxy, "sslmode=require");
+    let old_ca = side.ca.pem();
+    let before = connect_tls(&url, client_config(&old_ca, false))
+        .await
+        .expect("TLS client before the swap");
+    // A broken new certificate: the reload fails, the old one stays.
+    std::fs::write(&side.cert, "not a certificate").unwrap();
+    let e = pgswitch::reload::reload(&proxy.shared).expect_err("a broken certificate");
+    assert!(e.to_string().contains("tls_cert_file"), "{e}");
+    connect_tls(&url, client_config(&old_ca, false))
+        .await
+        .expect("the old certificate is still served");
+    // A certificate from another CA.
+    let new_ca = TestCa::new("the next CA");
+    let (cert, key) = new_ca.leaf(&["localhost", "127.0.0.1"]);
+    std::fs::write(&side.cert, cert).unwrap();
+    std::fs::write(&side.key, key).unwrap();
+    pgswitch::reload::reload(&proxy.shared).expect("reload");
+    assert_eq!(first_row(&before, "SELECT 1").await, ["1"], "kept");
+    let after = connect_tls(&url, client_config(&new_ca.pem(), false))
+        .await
+        .expect("the new certificate is served");
+    assert_eq!(first_row(&after, "SELECT 1").await, ["1"]);
+    assert!(
+        connect_tls(&url, client_config(&old_ca, false))
+            .await
+            .is_err(),
+        "the old CA no longer verifies it"
+    );
+    drop((before, after));
+    proxy.stop().await;
+}
+
+#[test]
+fn tls_settings_errors_name_the_key_and_the_fix() {
+    let dir = temp_dir("config");
+    let key = write(&dir, "k.pem", "garbage");
+    let toml = format!(
+        "[pgswitch]\ntls_cert_file = \"{}/missing.crt\"\ntls_key_file = \"{}\"\n\
+         [[databases]]\nname = \"app\"\nprimary = \"{}\"\n[[users]]\nname = \"app\"\npassword = \"x\"\n",
+        dir.display(),
+        key.display(),
+        primary_url()
+    );
+    let path = write(&dir, "c.toml", &toml);
+    let e = pgswitch::config::Config::load(Some(&path), &Default::default())
+        .expect_err("missing certificate")
+        .to_string();
+    assert!(
+        e.contains("pgswitch.tls_cert_file") && e.contains("missing.crt"),
+        "{e}"
+    );
+    let toml = "[pgswitch]\nclient_tls = \"require\"\n[[databases]]\nname = \"app\"\nprimary = \"postgres://a@h/app\"\n";
+    let path = write(&dir, "d.toml", toml);
+    let e = pgswitch::config::Config::load(Some(&path), &Default::default())
+        .expect_err("require without a certificate")
+        .to_string();
+    assert!(
+        e.contains("pgswitch.client_tls") && e.contains("tls_cert_file"),
+        "{e}"
+    );
+}
