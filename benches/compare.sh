@@ -40,6 +40,8 @@ BENCH_DIR="$REPO/.bench"
 RESULTS="$BENCH_DIR/results.md"
 PGSWITCH_BIN="${PGSWITCH_BIN:-$REPO/target/release/pgswitch}"
 export PGPASSWORD=app-secret
+# The cluster has ssl on; every connection here is plain, as the poolers' are.
+export PGSSLMODE=disable
 CLK_TCK="$(getconf CLK_TCK)"
 
 mkdir -p "$BENCH_DIR"

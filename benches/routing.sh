@@ -241,10 +241,10 @@ consistency = "$3"
 
 [[databases]]
 name = "bench"
-primary = "postgres://app:app-secret@127.0.0.1:$PRIMARY_PORT/bench"
+primary = "postgres://app:app-secret@127.0.0.1:$PRIMARY_PORT/bench?sslmode=disable"
 replicas = [
-  "postgres://app:app-secret@127.0.0.1:$REPLICA1_PORT/bench",
-  "postgres://app:app-secret@127.0.0.1:$REPLICA2_PORT/bench",
+  "postgres://app:app-secret@127.0.0.1:$REPLICA1_PORT/bench?sslmode=disable",
+  "postgres://app:app-secret@127.0.0.1:$REPLICA2_PORT/bench?sslmode=disable",
 ]
 
 [[users]]
@@ -285,7 +285,7 @@ launch_target() {
     PGS_T0="$(now)"
     if [ "$how" = norep ]; then
         start_pgswitch "$name" "$port" \
-            --primary "postgres://app:app-secret@127.0.0.1:$PRIMARY_PORT/bench" \
+            --primary "postgres://app:app-secret@127.0.0.1:$PRIMARY_PORT/bench?sslmode=disable" \
             --pool-mode transaction --pool-size "$POOL" --listen "127.0.0.1:$port"
     else
         start_pgswitch "$name" "$port" --config "$how"

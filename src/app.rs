@@ -60,6 +60,11 @@ impl App {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| context("listen", listen, e))?;
+        if !listen.ip().is_loopback()
+            && config.general.client_tls == crate::config::ClientTlsMode::Disable
+        {
+            tracing::warn!(%listen, "listening beyond loopback without TLS: passwords and data cross the network in clear; set tls_cert_file and tls_key_file (--tls-cert, --tls-key)");
+        }
         let metrics = Arc::new(Metrics::new());
         let queries = QueryStats::new(config.general.query_stats_size);
         let shared = Arc::new(Shared {

@@ -417,3 +417,29 @@ fn tls_settings_errors_name_the_key_and_the_fix() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rebuilds_pools_whose_ca_file_changed() {
+    let dir = temp_dir("ca-reload");
+    let ca = write(&dir, "ca.crt", &TestCa::new("the wrong CA").pem());
+    let primary = server_url(primary_port(), TLS_USER, &verify_full(&ca));
+    let settings = "pool_mode = \"transaction\"";
+    let proxy = Proxy::start(tls_config(settings, &primary, &[], TLS_USER)).await;
+    let url = proxy.url_as(TLS_USER.0, TLS_USER.1, "app");
+    let e = match connect(&url).await {
+        Ok(c) => c.simple_query("SELECT 1").await.expect_err("wrong CA"),
+        Err(e) => e,
+    };
+    assert!(message(&e).contains("unknown issuer"), "{}", message(&e));
+    // The operator puts the right CA in the same file and reloads.
+    std::fs::copy(cluster_ca(), &ca).unwrap();
+    let notes = pgswitch::reload::reload(&proxy.shared).expect("reload");
+    let c = connect(&url).await.expect("connect after the reload");
+    assert_eq!(
+        server_side(&c).await,
+        (true, false),
+        "served over TLS after the reload ({notes:?})"
+    );
+    drop(c);
+    proxy.stop().await;
+}

@@ -72,6 +72,24 @@ const TLS: [&str; 6] = [
 ];
 
 impl ServerAddr {
+    /// Everything a connection to it is made from, as comparable text, so
+    /// that a RELOAD that changes any of it (the dbname, credentials, a TLS
+    /// option, or the contents of a file one names) rebuilds what uses it.
+    /// Kept in memory only: it holds the password.
+    pub fn identity(&self) -> String {
+        format!(
+            "{}:{} {:?} {:?} {:?} {:?} {:?} {:x}",
+            self.host,
+            self.port,
+            self.hostaddr,
+            self.user,
+            self.password,
+            self.dbname,
+            self.tls.options,
+            self.tls.digest
+        )
+    }
+
     /// Parses a URL or key=value connection string with one TCP host, and
     /// reads the TLS files it names.
     pub fn parse(url: &str) -> Result<Self, UrlError> {

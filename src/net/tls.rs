@@ -93,6 +93,9 @@ pub struct SslOptions {
 pub struct ServerTls {
     pub options: SslOptions,
     pub config: Option<Arc<rustls::ClientConfig>>,
+    /// A hash of the files the options name, as read (see
+    /// `ServerAddr::identity`).
+    pub digest: u64,
 }
 
 impl PartialEq for ServerTls {
@@ -119,6 +122,7 @@ impl Default for ServerTls {
         .unwrap_or(ServerTls {
             options: SslOptions::default(),
             config: None,
+            digest: 0,
         })
     }
 }
@@ -144,8 +148,10 @@ impl ServerTls {
             return Ok(ServerTls {
                 options,
                 config: None,
+                digest: 0,
             });
         }
+        let digest = files_digest(&options);
         let verify = match (&options.root, options.mode) {
             (None, SslMode::VerifyCa | SslMode::VerifyFull) => {
                 return Err(setting(
@@ -203,8 +209,27 @@ impl ServerTls {
         Ok(ServerTls {
             options,
             config: Some(Arc::new(config)),
+            digest,
         })
     }
+}
+
+/// A hash of the contents of the files `options` names (unreadable ones
+/// count as empty: loading them reports the error).
+fn files_digest(options: &SslOptions) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let root = match &options.root {
+        Some(RootCerts::File(p)) => Some(p),
+        _ => None,
+    };
+    for path in [root, options.cert.as_ref(), options.key.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::read(path).unwrap_or_default().hash(&mut h);
+    }
+    h.finish()
 }
 
 pub fn mode_name(m: SslMode) -> &'static str {

@@ -217,8 +217,11 @@ fn spec(cfg: &Config, db: &Database, user: &User) -> String {
         "{:?}",
         (
             (
-                &db.primary,
-                &db.replicas,
+                db.primary.identity(),
+                db.replicas
+                    .iter()
+                    .map(|r| (r.addr.identity(), r.weight))
+                    .collect::<Vec<_>>(),
                 &user.server_user,
                 &user.server_password
             ),

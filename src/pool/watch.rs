@@ -102,7 +102,14 @@ impl Watches {
     ) -> Arc<Watch> {
         // Everything it was started from (kept in memory only: it holds a
         // password).
-        let key = format!("{:?}", (primary, replicas, &login, connect_timeout, r));
+        let replicas_key: Vec<_> = replicas
+            .iter()
+            .map(|r| (r.addr.identity(), r.weight))
+            .collect();
+        let key = format!(
+            "{:?}",
+            (primary.identity(), replicas_key, &login, connect_timeout, r)
+        );
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|_, w| w.strong_count() > 0);
         if let Some(w) = running.get(&key).and_then(Weak::upgrade) {
