@@ -144,7 +144,12 @@ impl ReadLoad {
                     match port {
                         Ok(p) => *served.lock().unwrap().entry(p).or_default() += 1,
                         Err(e) => {
-                            failures.push(format!("client {i}: {e}"));
+                            // The SQLSTATE and message, not just "db error".
+                            let what = match e.as_db_error() {
+                                Some(d) => format!("{} {}", d.code().code(), d.message()),
+                                None => e.to_string(),
+                            };
+                            failures.push(format!("client {i}: {what}"));
                             break;
                         }
                     }
