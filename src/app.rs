@@ -41,6 +41,8 @@ pub struct Shared {
     pub statements: crate::prepared::Interner,
     /// Server problems, logged at start, in summaries and at the end.
     pub incidents: Arc<crate::incidents::Incidents>,
+    /// Users looked up with `auth_query`.
+    pub lookups: crate::auth::lookup::Lookups,
 }
 
 pub struct App {
@@ -78,6 +80,7 @@ impl App {
             queries,
             statements: crate::prepared::Interner::new(metrics.prepared_bytes.clone()),
             incidents: Default::default(),
+            lookups: Default::default(),
             metrics,
         });
         shared.pools.prepare(&shared.config.load());

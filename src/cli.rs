@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// certificate, else disable].
     #[arg(long, env = "PGSWITCH_CLIENT_TLS", value_enum)]
     pub client_tls: Option<ClientTlsMode>,
+    /// Look up users the config does not list on the primary, logging in
+    /// as this role with the --primary URL's password (auth_user).
+    #[arg(long, env = "PGSWITCH_AUTH_USER")]
+    pub auth_user: Option<String>,
     /// TOML config file (see config/pgswitch.example.toml).
     #[arg(long, env = "PGSWITCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -101,6 +105,7 @@ impl RunArgs {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             client_tls: self.client_tls,
+            auth_user: self.auth_user.clone(),
         }
     }
 }

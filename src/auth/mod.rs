@@ -2,9 +2,32 @@
 //! ([`scram`]) and md5. Backend (pgswitch-as-client) auth lives in
 //! `pool::conn`, using postgres-protocol.
 
+pub mod lookup;
 pub mod scram;
 
 pub use scram::ScramVerifier;
+
+/// What logs in to a server as a user looked up with `auth_query`, whose
+/// password pgswitch never sees: the keys its client proved (SCRAM), or its
+/// md5 verifier.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ServerSecret {
+    Scram(scram::ScramKeys),
+    Md5 { hash: String },
+}
+
+impl std::fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerSecret::Scram(k) => k.fmt(f),
+            ServerSecret::Md5 { hash } => {
+                // A digest of the hash: enough to tell two apart.
+                let d = <sha2::Sha256 as sha2::Digest>::digest(hash.as_bytes());
+                write!(f, "Md5({:02x}{:02x}{:02x}{:02x})", d[0], d[1], d[2], d[3])
+            }
+        }
+    }
+}
 
 use md5::{Digest, Md5};
 

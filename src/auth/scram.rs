@@ -165,12 +165,14 @@ impl ScramServer {
         Ok((server, server_first))
     }
 
-    /// Checks client-final-message; on success returns server-final-message.
+    /// Checks client-final-message; on success returns server-final-message
+    /// and the client's ClientKey, recovered from its proof (what logs in
+    /// to a server as this user without the password, see [`ScramKeys`]).
     pub fn finish(
         self,
         verifier: &ScramVerifier,
         client_final: &[u8],
-    ) -> Result<String, ScramError> {
+    ) -> Result<(String, [u8; 32]), ScramError> {
         let msg =
             std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
         let (without_proof, proof) = msg
@@ -212,7 +214,117 @@ impl ScramServer {
             return Err(ScramError::BadProof);
         }
         let server_signature = hmac(&verifier.server_key, auth_message.as_bytes());
-        Ok(format!("v={}", B64.encode(server_signature)))
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&client_key);
+        Ok((format!("v={}", B64.encode(server_signature)), key))
+    }
+}
+
+/// What logs in to a server as a user whose password pgswitch never saw:
+/// the ClientKey a client proved, and the ServerKey of the stored
+/// verifier (to check the server's signature). Valid while the server
+/// keeps that verifier (its salt and iterations).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramKeys {
+    pub client_key: [u8; 32],
+    pub server_key: [u8; 32],
+}
+
+impl std::fmt::Debug for ScramKeys {
+    /// A digest, never the keys: enough to tell two apart.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = Sha256::digest(self.client_key);
+        write!(
+            f,
+            "ScramKeys({:02x}{:02x}{:02x}{:02x})",
+            d[0], d[1], d[2], d[3]
+        )
+    }
+}
+
+/// The client side of SCRAM-SHA-256 from [`ScramKeys`] instead of a
+/// password (PgBouncer's SCRAM pass-through): the proof is the ClientKey
+/// XOR the ClientSignature, which needs only StoredKey = H(ClientKey).
+pub struct KeyClient {
+    keys: ScramKeys,
+    nonce: String,
+    gs2_header: &'static str,
+    /// The gs2 header and channel binding data (`c=`).
+    channel: Vec<u8>,
+    client_first_bare: String,
+    auth_message: String,
+}
+
+impl KeyClient {
+    /// `binding`: the `tls-server-end-point` data when bound
+    /// (SCRAM-SHA-256-PLUS), and whether the client could bind at all
+    /// (TLS) when not.
+    pub fn new(keys: ScramKeys, binding: Option<Vec<u8>>, could_bind: bool) -> KeyClient {
+        let mut raw = [0u8; 18];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let nonce = B64.encode(raw);
+        let (gs2_header, data) = match binding {
+            Some(data) => ("p=tls-server-end-point,,", data),
+            None if could_bind => ("y,,", Vec::new()),
+            None => ("n,,", Vec::new()),
+        };
+        let mut channel = gs2_header.as_bytes().to_vec();
+        channel.extend_from_slice(&data);
+        KeyClient {
+            keys,
+            gs2_header,
+            client_first_bare: format!("n=,r={nonce}"),
+            nonce,
+            channel,
+            auth_message: String::new(),
+        }
+    }
+
+    /// client-first-message.
+    pub fn first(&self) -> Vec<u8> {
+        format!("{}{}", self.gs2_header, self.client_first_bare).into_bytes()
+    }
+
+    /// server-first-message in, client-final-message out.
+    pub fn update(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let msg =
+            std::str::from_utf8(server_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let nonce = msg
+            .split(',')
+            .find_map(|a| a.strip_prefix("r="))
+            .ok_or(ScramError::Malformed("no nonce"))?;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err(ScramError::Malformed(
+                "the server's nonce does not extend ours",
+            ));
+        }
+        let without_proof = format!("c={},r={nonce}", B64.encode(&self.channel));
+        self.auth_message = format!("{},{msg},{without_proof}", self.client_first_bare);
+        let stored_key: [u8; 32] = Sha256::digest(self.keys.client_key).into();
+        let signature = hmac(&stored_key, self.auth_message.as_bytes());
+        let proof: Vec<u8> = self
+            .keys
+            .client_key
+            .iter()
+            .zip(signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
+    }
+
+    /// Checks server-final-message.
+    pub fn finish(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let msg =
+            std::str::from_utf8(server_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let given = msg
+            .strip_prefix("v=")
+            .and_then(|v| B64.decode(v).ok())
+            .ok_or(ScramError::Malformed("no server signature"))?;
+        let expected = hmac(&self.keys.server_key, self.auth_message.as_bytes());
+        match super::ct_eq(&given, &expected) {
+            true => Ok(()),
+            false => Err(ScramError::BadProof),
+        }
     }
 }
 
@@ -252,7 +364,7 @@ mod tests {
         client
             .update(first.as_bytes())
             .map_err(|_| ScramError::Malformed("client rejected"))?;
-        let fin = server.finish(&verifier, client.message())?;
+        let (fin, _) = server.finish(&verifier, client.message())?;
         client
             .finish(fin.as_bytes())
             .map_err(|_| ScramError::Malformed("server signature rejected"))
@@ -293,6 +405,64 @@ mod tests {
         assert_eq!(
             run("pw", "guess", bound(&ours), plus),
             Err(ScramError::BadProof)
+        );
+    }
+
+    /// A client that logs in with the keys another client proved.
+    fn pass_through(
+        binding: Binding<'_>,
+        cb: Option<Vec<u8>>,
+        could: bool,
+    ) -> Result<(), ScramError> {
+        let verifier = ScramVerifier::from_password("s3cret");
+        // A real client proves its password; pgswitch keeps its ClientKey.
+        let mut client = ScramSha256::new(b"s3cret", ChannelBinding::unsupported());
+        let (server, first) =
+            ScramServer::start(&verifier, client.message(), Binding::Unavailable)?;
+        client.update(first.as_bytes()).unwrap();
+        let (_, client_key) = server.finish(&verifier, client.message())?;
+        let keys = ScramKeys {
+            client_key,
+            server_key: verifier.server_key,
+        };
+        // pgswitch logs in to a server holding the same verifier.
+        let mut ours = KeyClient::new(keys, cb, could);
+        let (server, first) = ScramServer::start(&verifier, &ours.first(), binding)?;
+        let last = ours.update(first.as_bytes())?;
+        let (fin, key) = server.finish(&verifier, &last)?;
+        assert_eq!(key, client_key);
+        ours.finish(fin.as_bytes())
+    }
+
+    #[test]
+    fn keys_a_client_proved_log_in_without_the_password() {
+        pass_through(Binding::Unavailable, None, false).unwrap();
+        let data = [9u8; 32];
+        let plus = Binding::Offered {
+            plus: true,
+            data: &data,
+        };
+        pass_through(plus, Some(data.to_vec()), true).unwrap();
+        let plain = Binding::Offered {
+            plus: false,
+            data: &data,
+        };
+        pass_through(plain, None, false).unwrap();
+        // Bound to another certificate: refused.
+        assert!(pass_through(plus, Some(vec![1u8; 32]), true).is_err());
+        // Keys of another password: refused by the server.
+        let verifier = ScramVerifier::from_password("other");
+        let keys = ScramKeys {
+            client_key: [3u8; 32],
+            server_key: verifier.server_key,
+        };
+        let mut ours = KeyClient::new(keys, None, false);
+        let (server, first) =
+            ScramServer::start(&verifier, &ours.first(), Binding::Unavailable).unwrap();
+        let last = ours.update(first.as_bytes()).unwrap();
+        assert_eq!(
+            server.finish(&verifier, &last).err(),
+            Some(ScramError::BadProof)
         );
     }
 

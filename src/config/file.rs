@@ -72,6 +72,10 @@ pub struct GeneralFile {
     pub tls_cert_file: Option<std::path::PathBuf>,
     pub tls_key_file: Option<std::path::PathBuf>,
     pub client_tls: Option<super::ClientTlsMode>,
+    pub auth_user: Option<String>,
+    pub auth_query: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub auth_cache_ttl: Option<Duration>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.
@@ -91,6 +95,8 @@ pub struct DatabaseFile {
     pub replicas: Vec<ReplicaFile>,
     pub pool_size: Option<usize>,
     pub pool_mode: Option<PoolMode>,
+    pub auth_user: Option<String>,
+    pub auth_query: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -205,6 +205,8 @@ pub struct General {
     /// While a server problem lasts, at most one summary line per this
     /// (see `incidents`).
     pub log_repeat_interval: Duration,
+    /// How long a verifier looked up with `auth_query` is reused.
+    pub auth_cache_ttl: Duration,
     /// TLS towards clients.
     pub client_tls: ClientTlsMode,
     /// The certificate presented to clients, read at load (and reload).
@@ -219,7 +221,29 @@ pub struct Database {
     pub replicas: Vec<Replica>,
     pub pool_size: Option<usize>,
     pub pool_mode: Option<PoolMode>,
+    /// Where users not in the config are looked up (`auth_user`).
+    pub auth: Option<AuthLookup>,
 }
+
+/// `auth_user` and `auth_query`: the login that looks users up on the
+/// primary, and the query (one parameter: the user name; columns: name,
+/// `rolpassword`).
+#[derive(Clone)]
+pub struct AuthLookup {
+    pub user: String,
+    pub password: Option<String>,
+    pub query: String,
+}
+
+impl std::fmt::Debug for AuthLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuthLookup({}, {:?})", self.user, self.query)
+    }
+}
+
+/// The default `auth_query`: what a superuser `auth_user` can read.
+pub const DEFAULT_AUTH_QUERY: &str =
+    "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1 AND rolcanlogin";
 
 /// What a client must present, precomputed at load time so that a connection
 /// storm costs no key derivation.
@@ -251,6 +275,9 @@ pub struct User {
     pub auth: ClientAuth,
     pub server_user: String,
     pub server_password: Option<String>,
+    /// Users looked up with `auth_query` (never in the file): what logs in
+    /// to servers for them.
+    pub server_secret: Option<crate::auth::ServerSecret>,
     pub pool_size: Option<usize>,
 }
 
@@ -318,4 +345,5 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub client_tls: Option<ClientTlsMode>,
+    pub auth_user: Option<String>,
 }

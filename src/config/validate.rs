@@ -116,6 +116,8 @@ pub fn build(file: FileConfig, ov: &Overrides, path: Option<&Path>) -> Result<Co
     let (databases, url_user) = databases(&mut c, &file, ov);
     let url_admin = url_user.as_ref().map(|(name, _)| name.clone());
     let users = users(&mut c, &file.users, url_user);
+    let mut databases = databases;
+    auth_lookups(&mut c, &file, ov, &users, &mut databases);
     let mut general = general;
     general.admin_users = match &file.pgswitch.admin_users {
         Some(names) => {
@@ -298,6 +300,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         session_state: g.session_state.unwrap_or(super::SessionState::Pin),
         slow_query_threshold: nonzero(g.slow_query_threshold, None),
         log_repeat_interval,
+        auth_cache_ttl: g.auth_cache_ttl.unwrap_or(Duration::from_secs(60)),
         client_tls,
         tls,
     }
@@ -374,6 +377,7 @@ fn databases(
                 replicas,
                 pool_size: d.pool_size,
                 pool_mode: d.pool_mode,
+                auth: None,
             });
         }
     }
@@ -413,6 +417,7 @@ fn databases(
                 replicas,
                 pool_size: None,
                 pool_mode: None,
+                auth: None,
             });
         }
     } else if !ov.replicas.is_empty() {
@@ -443,6 +448,57 @@ fn replica(c: &mut Checker, key: &str, r: &ReplicaFile) -> Option<Replica> {
     }
     let addr = parse_url(c, key, url)?;
     Some(Replica { addr, weight })
+}
+
+/// `auth_user`/`auth_query` of each database (its own, else
+/// `[pgswitch]`'s, else `--auth-user`). The auth user's password: its
+/// `[[users]]` entry's server password, else the primary URL's.
+fn auth_lookups(
+    c: &mut Checker,
+    file: &FileConfig,
+    ov: &Overrides,
+    users: &[super::User],
+    databases: &mut [Database],
+) {
+    let g = &file.pgswitch;
+    for (i, db) in databases.iter_mut().enumerate() {
+        let own = file.databases.iter().find(|d| d.name == db.name);
+        let user = own
+            .and_then(|d| d.auth_user.clone())
+            .or_else(|| g.auth_user.clone())
+            .or_else(|| ov.auth_user.clone());
+        let query = own
+            .and_then(|d| d.auth_query.clone())
+            .or_else(|| g.auth_query.clone());
+        let Some(user) = user.filter(|u| !u.is_empty()) else {
+            if query.is_some() {
+                c.problem(
+                    &format!("databases[{i}].auth_query"),
+                    "auth_query is set but no auth_user logs in to run it",
+                    "set auth_user (in [pgswitch] or the database, or --auth-user)",
+                );
+            }
+            continue;
+        };
+        let query = query.unwrap_or_else(|| super::DEFAULT_AUTH_QUERY.to_owned());
+        if !query.contains("$1") {
+            c.problem(
+                &format!("databases[{i}].auth_query"),
+                "auth_query does not use $1 (the user name)",
+                "use e.g. SELECT usename, passwd FROM pgswitch.user_lookup($1)",
+            );
+        }
+        let password = users
+            .iter()
+            .find(|u| u.name == user)
+            .and_then(|u| u.server_password.clone())
+            .or_else(|| db.primary.password.clone());
+        db.auth = Some(super::AuthLookup {
+            user,
+            password,
+            query,
+        });
+    }
 }
 
 /// The certificate for clients (read now, so that a broken file is a load
@@ -549,6 +605,7 @@ fn users(
                 .server_password
                 .clone()
                 .or_else(|| plain.map(str::to_owned)),
+            server_secret: None,
             pool_size: u.pool_size,
         });
     }
@@ -565,6 +622,7 @@ fn users(
                     name,
                     auth,
                     server_password: password,
+                    server_secret: None,
                     pool_size: None,
                 });
             }

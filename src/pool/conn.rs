@@ -23,6 +23,9 @@ pub struct Target {
     pub addr: ServerAddr,
     pub user: String,
     pub password: Option<String>,
+    /// For users looked up with `auth_query`: what logs in without the
+    /// password (see `auth::ServerSecret`).
+    pub secret: Option<crate::auth::ServerSecret>,
     pub database: String,
     pub connect_timeout: Duration,
 }
@@ -70,6 +73,21 @@ impl ServerError {
             | ServerError::Timeout { addr, .. } => addr,
         }
     }
+}
+
+/// A SASL exchange towards a server, with the password or with keys a
+/// client proved.
+pub(crate) enum Sasl {
+    Password(ScramSha256),
+    Keys(crate::auth::scram::KeyClient),
+}
+
+/// Channel binding towards a server: bound (the certificate's hash), able
+/// but not offered (TLS), or not possible.
+pub(crate) enum Bind {
+    Plus(Vec<u8>),
+    Could,
+    No,
 }
 
 /// Where a connection stands, as pgswitch last saw it.
@@ -165,7 +183,7 @@ impl ServerConn {
         frontend::startup_message(params.iter().copied(), &mut out)
             .map_err(|e| self.proto(e.to_string()))?;
         self.write(&out).await?;
-        let mut scram: Option<ScramSha256> = None;
+        let mut scram: Option<Sasl> = None;
         loop {
             let (tag, body) = self.read_message().await?;
             match tag {
@@ -199,7 +217,7 @@ impl ServerConn {
         &self,
         t: &Target,
         data: &[u8],
-    ) -> Result<(&'static str, ChannelBinding), ServerError> {
+    ) -> Result<(&'static str, Bind), ServerError> {
         let plus = data.split(|&b| b == 0).any(|m| m == b"SCRAM-SHA-256-PLUS");
         let want = t.addr.tls.options.channel_binding;
         let cert = self
@@ -210,20 +228,15 @@ impl ServerConn {
         match (cert, plus, want) {
             (Some(cert), true, TlsBinding::Prefer | TlsBinding::Require) => {
                 let hash = crate::net::tls::end_point_hash(cert);
-                Ok((
-                    "SCRAM-SHA-256-PLUS",
-                    ChannelBinding::tls_server_end_point(hash),
-                ))
+                Ok(("SCRAM-SHA-256-PLUS", Bind::Plus(hash)))
             }
             (_, _, TlsBinding::Require) => Err(self.proto(
                 "channel_binding=require, but the server offers no SCRAM-SHA-256-PLUS over TLS"
                     .into(),
             )),
             // On TLS and able to bind, but the server did not offer it.
-            (Some(_), false, TlsBinding::Prefer) => {
-                Ok(("SCRAM-SHA-256", ChannelBinding::unrequested()))
-            }
-            _ => Ok(("SCRAM-SHA-256", ChannelBinding::unsupported())),
+            (Some(_), false, TlsBinding::Prefer) => Ok(("SCRAM-SHA-256", Bind::Could)),
+            _ => Ok(("SCRAM-SHA-256", Bind::No)),
         }
     }
 
@@ -231,7 +244,7 @@ impl ServerConn {
         &mut self,
         t: &Target,
         body: &[u8],
-        scram: &mut Option<ScramSha256>,
+        scram: &mut Option<Sasl>,
     ) -> Result<(), ServerError> {
         let code = body
             .get(0..4)
@@ -262,34 +275,65 @@ impl ServerConn {
                     .get(0..4)
                     .and_then(|s| s.try_into().ok())
                     .ok_or_else(|| self.proto("short md5 salt".into()))?;
-                let hash = postgres_protocol::authentication::md5_hash(
-                    t.user.as_bytes(),
-                    password()?.as_bytes(),
-                    salt,
-                );
+                // A looked-up md5 verifier answers as the password would.
+                let hash = match (&t.password, &t.secret) {
+                    (None, Some(crate::auth::ServerSecret::Md5 { hash })) => {
+                        crate::auth::md5_expected(hash, salt)
+                    }
+                    _ => postgres_protocol::authentication::md5_hash(
+                        t.user.as_bytes(),
+                        password()?.as_bytes(),
+                        salt,
+                    ),
+                };
                 frontend::password_message(hash.as_bytes(), &mut out)
             }
             10 => {
-                let (mechanism, binding) = self.channel_binding(t, data)?;
-                let s = ScramSha256::new(password()?.as_bytes(), binding);
-                let r = frontend::sasl_initial_response(mechanism, s.message(), &mut out);
+                let (mechanism, bind) = self.channel_binding(t, data)?;
+                let (s, first) = match (&t.password, &t.secret) {
+                    (None, Some(crate::auth::ServerSecret::Scram(keys))) => {
+                        let (cb, could) = match bind {
+                            Bind::Plus(data) => (Some(data), true),
+                            Bind::Could => (None, true),
+                            Bind::No => (None, false),
+                        };
+                        let c = crate::auth::scram::KeyClient::new(keys.clone(), cb, could);
+                        let first = c.first();
+                        (Sasl::Keys(c), first)
+                    }
+                    _ => {
+                        let binding = match bind {
+                            Bind::Plus(data) => ChannelBinding::tls_server_end_point(data),
+                            Bind::Could => ChannelBinding::unrequested(),
+                            Bind::No => ChannelBinding::unsupported(),
+                        };
+                        let c = ScramSha256::new(password()?.as_bytes(), binding);
+                        let first = c.message().to_vec();
+                        (Sasl::Password(c), first)
+                    }
+                };
                 *scram = Some(s);
-                r
+                frontend::sasl_initial_response(mechanism, &first, &mut out)
             }
             11 => {
-                let s = scram
-                    .as_mut()
-                    .ok_or_else(|| self.proto("SASL continue without SASL start".into()))?;
-                s.update(data).map_err(|e| self.proto(e.to_string()))?;
-                frontend::sasl_response(s.message(), &mut out)
+                let next = match scram.as_mut() {
+                    None => return Err(self.proto("SASL continue without SASL start".into())),
+                    Some(Sasl::Password(s)) => s
+                        .update(data)
+                        .map(|()| s.message().to_vec())
+                        .map_err(|e| e.to_string()),
+                    Some(Sasl::Keys(c)) => c.update(data).map_err(|e| e.to_string()),
+                };
+                let next = next.map_err(|e| self.proto(e))?;
+                frontend::sasl_response(&next, &mut out)
             }
             12 => {
-                let s = scram
-                    .as_mut()
-                    .ok_or_else(|| self.proto("SASL final without SASL start".into()))?;
-                return s
-                    .finish(data)
-                    .map_err(|e| self.proto(format!("server SCRAM signature: {e}")));
+                let checked = match scram.as_mut() {
+                    None => return Err(self.proto("SASL final without SASL start".into())),
+                    Some(Sasl::Password(s)) => s.finish(data).map_err(|e| e.to_string()),
+                    Some(Sasl::Keys(c)) => c.finish(data).map_err(|e| e.to_string()),
+                };
+                return checked.map_err(|e| self.proto(format!("server SCRAM signature: {e}")));
             }
             other => return Err(self.proto(format!("unsupported authentication request {other}"))),
         }

@@ -92,11 +92,14 @@ impl PoolSet {
             addr: addr.clone(),
             user: user.server_user.clone(),
             password: user.server_password.clone().or_else(|| {
-                // The --primary URL's own credentials serve its own user.
-                (db.primary.user.as_deref() == Some(user.server_user.as_str()))
-                    .then(|| db.primary.password.clone())
-                    .flatten()
+                // The --primary URL's own credentials serve its own user
+                // (not one looked up, who has keys of its own).
+                (db.primary.user.as_deref() == Some(user.server_user.as_str())
+                    && user.server_secret.is_none())
+                .then(|| db.primary.password.clone())
+                .flatten()
             }),
+            secret: user.server_secret.clone(),
             database: addr.dbname.clone().unwrap_or_else(|| db.name.clone()),
             connect_timeout: g.connect_timeout,
         };
@@ -223,7 +226,8 @@ fn spec(cfg: &Config, db: &Database, user: &User) -> String {
                     .map(|r| (r.addr.identity(), r.weight))
                     .collect::<Vec<_>>(),
                 &user.server_user,
-                &user.server_password
+                &user.server_password,
+                &user.server_secret
             ),
             (g.connect_timeout, g.query_wait_timeout, g.server_lifetime),
             &g.routing,
@@ -298,7 +302,17 @@ impl Pools {
 
     pub fn get(&self, cfg: &Config, db: &Database, user: &User) -> Arc<PoolSet> {
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
-        sets.entry((db.name.clone(), user.name.clone()))
+        let key = (db.name.clone(), user.name.clone());
+        // A looked-up user whose password changed since its pool was made
+        // logs in with new keys: a new pool (see `reload` for retiring).
+        if user.server_secret.is_some() {
+            if let Some(old) = sets.get(&key).filter(|p| p.spec != spec(cfg, db, user)) {
+                old.retired
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                sets.remove(&key);
+            }
+        }
+        sets.entry(key)
             .or_insert_with(|| Arc::new(PoolSet::new(cfg, db, user, &self.metrics, &self.watches)))
             .clone()
     }

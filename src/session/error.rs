@@ -55,6 +55,8 @@ pub enum SessionError {
     TransactionAborted,
     #[error("connection without TLS refused: pgswitch requires TLS (client_tls = require)")]
     TlsRequired,
+    #[error("could not look up the user: {0}")]
+    Lookup(String),
 }
 
 impl SessionError {
@@ -84,6 +86,7 @@ impl SessionError {
             SessionError::ServerLost { .. } => "08006",
             SessionError::TransactionAborted => "25P02",
             SessionError::TlsRequired => "28000",
+            SessionError::Lookup(_) => "08006",
         }
     }
 
@@ -106,6 +109,7 @@ impl SessionError {
             SessionError::ServerLost { in_transaction: true, .. } => Some("you are still connected: run ROLLBACK, then retry the transaction"),
             SessionError::TransactionAborted => Some("the server under this transaction went away; run ROLLBACK"),
             SessionError::TlsRequired => Some("connect with sslmode=require (or verify-full with pgswitch's CA)"),
+            SessionError::Lookup(_) => Some("check auth_user, its password and auth_query in the pgswitch config, and that the primary is up"),
             _ => None,
         }
     }

@@ -113,7 +113,7 @@ pub async fn authenticate(
     user: &str,
     auth: Option<&ClientAuth>,
     binding: Option<&[u8]>,
-) -> Result<(), SessionError> {
+) -> Result<Option<[u8; 32]>, SessionError> {
     let fail = || {
         if auth.is_some() {
             SessionError::Auth(user.to_owned())
@@ -135,9 +135,12 @@ pub async fn authenticate(
                 return Err(fail());
             }
         }
-        Some(ClientAuth::Scram(v)) => scram(stream, buf, v, binding)
-            .await
-            .map_err(|e| e.unwrap_or_else(fail))?,
+        Some(ClientAuth::Scram(v)) => {
+            let key = scram(stream, buf, v, binding)
+                .await
+                .map_err(|e| e.unwrap_or_else(fail))?;
+            return Ok(Some(key));
+        }
         None => {
             let v = ScramVerifier::dummy();
             scram(stream, buf, &v, binding)
@@ -146,16 +149,17 @@ pub async fn authenticate(
             return Err(fail());
         }
     }
-    Ok(())
+    Ok(None)
 }
 
-/// SCRAM-SHA-256; `Err(None)` means "wrong password".
+/// SCRAM-SHA-256; returns the ClientKey the client proved. `Err(None)`
+/// means "wrong password".
 async fn scram(
     stream: &mut Stream,
     buf: &mut BytesMut,
     v: &ScramVerifier,
     binding: Option<&[u8]>,
-) -> Result<(), Option<SessionError>> {
+) -> Result<[u8; 32], Option<SessionError>> {
     let mut out = BytesMut::new();
     messages::auth_sasl(&mut out, binding.is_some());
     send(stream, &out).await?;
@@ -176,11 +180,11 @@ async fn scram(
     messages::auth_sasl_continue(&mut out, server_first.into_bytes());
     send(stream, &out).await?;
     let last = read_password_message(stream, buf).await?;
-    let server_final = server.finish(v, &last).map_err(scram_error)?;
+    let (server_final, client_key) = server.finish(v, &last).map_err(scram_error)?;
     out.clear();
     messages::auth_sasl_final(&mut out, server_final.into_bytes());
     send(stream, &out).await?;
-    Ok(())
+    Ok(client_key)
 }
 
 fn scram_error(e: ScramError) -> Option<SessionError> {

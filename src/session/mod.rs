@@ -275,16 +275,62 @@ async fn login<'a>(
         .unwrap_or(&user_name)
         .to_owned();
     let config = &shared.config.load_full();
-    let user = config.user(&user_name);
+    let listed = config.user(&user_name);
+    // A user the config does not list is looked up on the database's
+    // primary (auth_query), if the database says how.
+    let lookup = match listed {
+        Some(_) => None,
+        None => config
+            .database(&db_name)
+            .and_then(|db| Some((db, db.auth.as_ref()?))),
+    };
+    let found = match lookup {
+        Some((db, auth)) => {
+            let g = &config.general;
+            let find =
+                shared
+                    .lookups
+                    .find(db, auth, &user_name, g.auth_cache_ttl, g.connect_timeout);
+            let found = tokio::time::timeout_at(deadline, find)
+                .await
+                .map_err(|_| SessionError::LoginTimeout)?
+                .map_err(SessionError::Lookup)?;
+            Some(found)
+        }
+        None => None,
+    };
+    let looked_up_auth = found
+        .as_ref()
+        .and_then(|f| f.stored.as_ref())
+        .map(|s| s.client_auth());
     let auth = async {
         login::negotiate(stream, &startup).await?;
-        let auth = user.map(|u| &u.auth);
+        let auth = listed.map(|u| &u.auth).or(looked_up_auth.as_ref());
         login::authenticate(stream, &mut buf, &user_name, auth, binding.as_deref()).await
     };
-    tokio::time::timeout_at(deadline, auth)
+    let proved = tokio::time::timeout_at(deadline, auth)
         .await
-        .map_err(|_| SessionError::LoginTimeout)??;
-    let user = user.ok_or(SessionError::NoUser)?;
+        .map_err(|_| SessionError::LoginTimeout)?;
+    let client_key = match proved {
+        Ok(key) => key,
+        Err(e) => {
+            // A kept verifier that failed may be stale (ALTER ROLE ...
+            // PASSWORD): the next login reads it again.
+            if found.as_ref().is_some_and(|f| f.cached) {
+                shared.lookups.forget(&db_name, &user_name);
+            }
+            return Err(e);
+        }
+    };
+    let owned;
+    let user = match (listed, &found) {
+        (Some(u), _) => u,
+        (None, Some(f)) => {
+            owned = looked_up_user(&user_name, f, client_key).ok_or(SessionError::NoUser)?;
+            &owned
+        }
+        (None, None) => return Err(SessionError::NoUser),
+    };
     if db_name == crate::admin::DATABASE {
         if !config.general.admin_users.contains(&user.name) {
             return Err(SessionError::NotAdmin(user.name.clone()));
@@ -344,6 +390,36 @@ async fn login<'a>(
 }
 
 /// A CancelRequest reaches the server only while the client holds one.
+/// A user looked up with `auth_query`, after its client proved itself:
+/// the server login uses the keys of that proof (SCRAM) or the md5
+/// verifier, never a password.
+fn looked_up_user(
+    name: &str,
+    found: &crate::auth::lookup::Found,
+    client_key: Option<[u8; 32]>,
+) -> Option<crate::config::User> {
+    use crate::auth::lookup::Stored;
+    use crate::auth::ServerSecret;
+    let secret = match (found.stored.as_ref()?, client_key) {
+        (Stored::Scram(v), Some(client_key)) => {
+            ServerSecret::Scram(crate::auth::scram::ScramKeys {
+                client_key,
+                server_key: v.server_key,
+            })
+        }
+        (Stored::Md5(hash), _) => ServerSecret::Md5 { hash: hash.clone() },
+        (Stored::Scram(_), None) => return None,
+    };
+    Some(crate::config::User {
+        name: name.to_owned(),
+        auth: found.stored.as_ref()?.client_auth(),
+        server_user: name.to_owned(),
+        server_password: None,
+        server_secret: Some(secret),
+        pool_size: None,
+    })
+}
+
 async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
     match shared.cancels.target(pid, secret) {
         Some((addr, key)) => crate::pool::cancel(&addr, key).await,
