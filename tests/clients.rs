@@ -30,15 +30,58 @@ fn transaction_mode() -> pgswitch::config::Config {
 /// pgswitch answered from a server connection's cache (proof that
 /// statements really were shared and moved).
 async fn run_script(program: &Path, script: &str) -> (String, u64) {
+    run(program, script, None).await
+}
+
+/// The same over TLS (`client_tls = require`): `options` are the DSN's
+/// TLS options for that library; `NODE_EXTRA_CA_CERTS` and the CA file
+/// `{ca}` in them name pgswitch's test CA.
+async fn run_script_tls(program: &Path, script: &str, options: &str) -> (String, u64) {
+    run(program, script, Some(options)).await
+}
+
+async fn run(program: &Path, script: &str, tls: Option<&str>) -> (String, u64) {
     assert!(
         program.exists() || program.components().count() == 1,
         "{} is missing: run scripts/client-deps.sh to install the client libraries",
         program.display()
     );
-    let proxy = Proxy::start(transaction_mode()).await;
-    let out = tokio::process::Command::new(program)
+    let mut config = transaction_mode();
+    let mut dsn_options = String::new();
+    let mut ca_file = None;
+    if let Some(options) = tls {
+        let ca = common::tls::TestCa::new("clients test CA");
+        let dir = common::tls::temp_dir("clients");
+        let (cert, key) = ca.leaf(&["localhost", "127.0.0.1"]);
+        let cert = common::tls::write(&dir, "pgswitch.crt", &cert);
+        let key = common::tls::write(&dir, "pgswitch.key", &key);
+        let ca_path = common::tls::write(&dir, "ca.crt", &ca.pem());
+        config = cluster_config(
+            &format!(
+                "pool_mode = \"transaction\"\npool_size = {SERVERS}\nclient_tls = \"require\"\n\
+                 tls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
+                cert.display(),
+                key.display()
+            ),
+            &[],
+        );
+        dsn_options = format!(
+            "?{}",
+            options.replace("{ca}", &ca_path.display().to_string())
+        );
+        ca_file = Some(ca_path);
+    }
+    let proxy = Proxy::start(config).await;
+    let mut command = tokio::process::Command::new(program);
+    if let Some(ca) = &ca_file {
+        command.env("NODE_EXTRA_CA_CERTS", ca);
+    }
+    let out = command
         .arg(repo().join("tests/clients").join(script))
-        .env("PGSWITCH_CLIENT_DSN", proxy.url())
+        .env(
+            "PGSWITCH_CLIENT_DSN",
+            format!("{}{dsn_options}", proxy.url()),
+        )
         .env("PGSWITCH_CLIENT_CONNS", "20")
         .env("PGSWITCH_CLIENT_TIMEOUT", "120")
         .kill_on_drop(true)
@@ -87,6 +130,33 @@ async fn postgres_js_defaults() {
     let (out, _) = run_script(Path::new("node"), "postgres_js_test.js").await;
     // Its statement names are random per connection and it parses each
     // once per connection: sharing is not guaranteed, correctness is.
+    assert!(out.contains("postgres.js: 20 connections"), "{out}");
+}
+
+#[tokio::test]
+async fn asyncpg_over_tls() {
+    let (out, _) = run_script_tls(&python(), "asyncpg_test.py", "sslmode=require").await;
+    assert!(out.contains("asyncpg: 20 connections"), "{out}");
+}
+
+#[tokio::test]
+async fn psycopg_over_tls_verifying_the_certificate() {
+    let options = "sslmode=verify-full&sslrootcert={ca}";
+    let (out, _) = run_script_tls(&python(), "psycopg_test.py", options).await;
+    assert!(out.contains("psycopg: 20 connections"), "{out}");
+}
+
+#[tokio::test]
+async fn node_postgres_over_tls_verifying_the_certificate() {
+    let program = Path::new("node");
+    let (out, _) = run_script_tls(program, "node_pg_test.js", "sslmode=verify-full").await;
+    assert!(out.contains("node-pg: 20 connections"), "{out}");
+}
+
+#[tokio::test]
+async fn postgres_js_over_tls() {
+    let program = Path::new("node");
+    let (out, _) = run_script_tls(program, "postgres_js_test.js", "sslmode=require").await;
     assert!(out.contains("postgres.js: 20 connections"), "{out}");
 }
 

@@ -357,6 +357,7 @@ fn config(shared: &Shared) -> Table {
             "log_repeat_interval",
             format!("{:?}", g.log_repeat_interval),
         ),
+        ("auth_cache_ttl", format!("{:?}", g.auth_cache_ttl)),
         ("client_tls", g.client_tls.to_string()),
         (
             "tls_cert_file",
