@@ -62,9 +62,7 @@ impl App {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| context("listen", listen, e))?;
-        if !listen.ip().is_loopback()
-            && config.general.client_tls == crate::config::ClientTlsMode::Disable
-        {
+        if in_clear(&config.general) {
             tracing::warn!(%listen, "listening beyond loopback without TLS: passwords and data cross the network in clear; set tls_cert_file and tls_key_file (--tls-cert, --tls-key)");
         }
         let metrics = Arc::new(Metrics::new());
@@ -171,6 +169,11 @@ impl App {
 }
 
 /// Idle timeouts, lifetimes and min_idle warm-up, once a second.
+/// Clients beyond loopback would send passwords and data in clear.
+fn in_clear(g: &crate::config::General) -> bool {
+    !g.listen.ip().is_loopback() && g.client_tls == crate::config::ClientTlsMode::Disable
+}
+
 async fn maintain(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -200,5 +203,24 @@ pub fn raise_nofile_limit() -> std::io::Result<u64> {
             }
         }
         Ok(lim.rlim_cur)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ClientTlsMode, Config, Overrides};
+
+    #[test]
+    fn listening_beyond_loopback_without_tls_is_in_clear() {
+        let ov = Overrides {
+            primary: Some("postgres://a:b@127.0.0.1:1/x".into()),
+            ..Default::default()
+        };
+        let mut g = Config::load(None, &ov).unwrap().general;
+        assert!(!super::in_clear(&g), "loopback");
+        g.listen = "0.0.0.0:6432".parse().unwrap();
+        assert!(super::in_clear(&g), "all interfaces, no TLS");
+        g.client_tls = ClientTlsMode::Allow;
+        assert!(!super::in_clear(&g), "TLS offered");
     }
 }

@@ -5,43 +5,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::*;
-
-/// Log lines written by the proxy running on this test's thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
-        text.lines().map(str::to_owned).collect()
-    }
-}
 
 #[tokio::test]
 async fn a_replica_outage_is_logged_at_start_and_end_only() {
     let _outage = OUTAGE.lock().await;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
     // The test runtime is single-threaded: the proxy's tasks log here.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::logs::Captured::start();
 
     // Health checks slow enough that requests meet the stopped replica
     // before the monitor takes it out of rotation.

@@ -205,16 +205,45 @@ async fn the_wrong_ca_and_a_name_mismatch_fail_with_the_cause() {
     proxy.stop().await;
 }
 
-/// A TLS endpoint that answers SSLRequest with 'S', records the SNI name
-/// of each handshake and closes.
-async fn sni_recorder(ca: &TestCa) -> (u16, Arc<Mutex<Vec<Option<String>>>>) {
-    let (cert, key) = ca.leaf(&["sni.test"]);
-    let dir = temp_dir("sni");
-    let tls = pgswitch::net::tls::ClientTls::load(
-        &write(&dir, "c.crt", &cert),
-        &write(&dir, "c.key", &key),
-    )
-    .unwrap();
+/// What a fake server saw of one connection's TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    sni: Option<String>,
+    /// pgswitch presented a client certificate (the fake asks for one when
+    /// it trusts a client CA).
+    client_cert: bool,
+}
+
+/// A server that answers SSLRequest with `answer`; with 'S' it runs a TLS
+/// handshake with `cert` (asking for a client certificate signed by
+/// `client_ca`, if any), records what it saw, and closes.
+async fn fake_server(
+    answer: u8,
+    cert: (String, String),
+    client_ca: Option<&TestCa>,
+) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+    use rustls::pki_types::pem::PemObject;
+    let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.0.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(ca.roots()),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = Arc::new(builder.with_single_cert(chain, key).unwrap());
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -223,32 +252,87 @@ async fn sni_recorder(ca: &TestCa) -> (u16, Arc<Mutex<Vec<Option<String>>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         while let Ok((mut tcp, _)) = listener.accept().await {
             let mut request = [0u8; 8];
-            if tcp.read_exact(&mut request).await.is_err() || tcp.write_all(b"S").await.is_err() {
+            if tcp.read_exact(&mut request).await.is_err()
+                || tcp.write_all(&[answer]).await.is_err()
+            {
                 continue;
             }
-            if let Ok(s) = tls.acceptor.accept(tcp).await {
-                let name = s.get_ref().1.server_name().map(str::to_owned);
-                record.lock().unwrap().push(name);
+            if answer != b'S' {
+                continue;
+            }
+            if let Ok(s) = acceptor.accept(tcp).await {
+                let conn = s.get_ref().1;
+                record.lock().unwrap().push(Seen {
+                    sni: conn.server_name().map(str::to_owned),
+                    client_cert: conn.peer_certificates().is_some(),
+                });
             }
         }
     });
     (port, seen)
 }
 
+/// The server URL of a fake server named `sni.test`, with `options`.
+fn fake_url(port: u16, options: &str) -> String {
+    format!("host=sni.test hostaddr=127.0.0.1 port={port} user=u password=p dbname=app {options}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_name_is_sent_as_sni_unless_sslsni_is_off() {
     let ca = TestCa::new("sni test CA");
-    let (port, seen) = sni_recorder(&ca).await;
+    let (port, seen) = fake_server(b'S', ca.leaf(&["sni.test"]), None).await;
     for (sni, want) in [("1", Some("sni.test")), ("0", None)] {
-        let url = format!(
-            "host=sni.test hostaddr=127.0.0.1 port={port} user=u password=p dbname=app sslmode=require sslsni={sni}"
-        );
         let before = seen.lock().unwrap().len();
-        let (code, _) = failure_with(&url).await;
+        let (code, _) =
+            failure_with(&fake_url(port, &format!("sslmode=require sslsni={sni}"))).await;
         assert_eq!(code, "08006");
-        let got = seen.lock().unwrap().get(before).cloned();
+        let got = seen.lock().unwrap().get(before).map(|s| s.sni.clone());
         assert_eq!(got, Some(want.map(str::to_owned)), "sslsni={sni}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslcert_and_sslkey_are_presented_to_the_server() {
+    let server_ca = TestCa::new("server CA");
+    let client_ca = TestCa::new("client CA");
+    let (port, seen) = fake_server(b'S', server_ca.leaf(&["sni.test"]), Some(&client_ca)).await;
+    let dir = temp_dir("client-cert");
+    let (cert, key) = client_ca.leaf(&["pgswitch"]);
+    let options = format!(
+        "sslmode=require sslcert={} sslkey={}",
+        write(&dir, "client.crt", &cert).display(),
+        write(&dir, "client.key", &key).display()
+    );
+    failure_with(&fake_url(port, &options)).await;
+    failure_with(&fake_url(port, "sslmode=require")).await;
+    let seen: Vec<bool> = seen.lock().unwrap().iter().map(|s| s.client_cert).collect();
+    assert_eq!(
+        seen,
+        [true, false],
+        "a certificate with sslcert, none without"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_tls_and_an_expired_certificate_are_named() {
+    // The server answers the SSLRequest with 'N'.
+    let ca = TestCa::new("expiry CA");
+    let (port, _) = fake_server(b'N', ca.leaf(&["sni.test"]), None).await;
+    let (code, m) = failure_with(&fake_url(port, "sslmode=require")).await;
+    assert_eq!(code, "08006", "{m}");
+    assert!(m.contains("server does not support SSL"), "{m}");
+    // A certificate that expired.
+    let expired = ca.leaf_with(&["sni.test"], |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let (port, _) = fake_server(b'S', expired, None).await;
+    let dir = temp_dir("expired");
+    let root = write(&dir, "ca.crt", &ca.pem());
+    let options = format!("sslmode=verify-full sslrootcert={}", root.display());
+    let (code, m) = failure_with(&fake_url(port, &options)).await;
+    assert_eq!(code, "08006", "{m}");
+    assert!(m.contains("expired"), "{m}");
 }
 
 /// pgswitch with a certificate for 127.0.0.1 and localhost, signed by a
@@ -442,4 +526,39 @@ async fn a_reload_rebuilds_pools_whose_ca_file_changed() {
     );
     drop(c);
     proxy.stop().await;
+}
+
+/// Sends an 8-byte negotiation request and returns the one-byte answer.
+async fn negotiate(stream: &mut tokio::net::TcpStream, code: [u8; 4]) -> u8 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = vec![0, 0, 0, 8];
+    request.extend_from_slice(&code);
+    stream.write_all(&request).await.unwrap();
+    stream.read_u8().await.unwrap()
+}
+
+const SSL: [u8; 4] = [0x04, 0xd2, 0x16, 0x2f];
+const GSSENC: [u8; 4] = [0x04, 0xd2, 0x16, 0x30];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gss_encryption_is_refused_and_ssl_offered_only_with_a_certificate() {
+    let side = ClientSide::new("negotiate");
+    let with_cert = Proxy::start(cluster_config(&side.settings(""), &[])).await;
+    let mut s = tokio::net::TcpStream::connect(with_cert.addr)
+        .await
+        .unwrap();
+    // As libpq with gssencmode=prefer: GSSENCRequest first, then SSLRequest.
+    assert_eq!(negotiate(&mut s, GSSENC).await, b'N');
+    assert_eq!(negotiate(&mut s, SSL).await, b'S');
+    with_cert.stop().await;
+    let plain = Proxy::start(cluster_config("pool_mode = \"transaction\"", &[])).await;
+    let mut s = tokio::net::TcpStream::connect(plain.addr).await.unwrap();
+    assert_eq!(negotiate(&mut s, SSL).await, b'N');
+    assert_eq!(negotiate(&mut s, GSSENC).await, b'N');
+    // ... and the client goes on in plain text.
+    drop(s);
+    let c = plain.client().await;
+    assert_eq!(first_row(&c, "SELECT 1").await, ["1"]);
+    drop(c);
+    plain.stop().await;
 }

@@ -3,6 +3,7 @@
 //! the script's defaults).
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod outage;
 pub mod raw;
 pub mod tls;

@@ -44,11 +44,28 @@ impl TestCa {
 
     /// A certificate for `names` (DNS names or IP addresses): (cert, key) PEM.
     pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        self.leaf_with(names, |_| {})
+    }
+
+    /// The same, with `edit` applied to its parameters (validity, ...).
+    pub fn leaf_with(
+        &self,
+        names: &[&str],
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let params = CertificateParams::new(names).unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        edit(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    /// The CA as a rustls trust store.
+    pub fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).unwrap();
+        roots
     }
 }
 
