@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side pgbench: direct primary vs PgBouncer vs pgswitch. NOT a test;
-# numbers depend on the machine. Results: stdout and .bench/results.md.
+# numbers depend on the machine. Results: stdout and .bench/results.md
+# (.bench/results-tls.md with BENCH_TLS=1).
 #
 #   benches/compare.sh
+#   BENCH_TLS=1 benches/compare.sh      TLS on both sides of both poolers
 #
 # Environment:
 #   BENCH_SECONDS  duration of each pgbench run (15)
@@ -11,6 +13,19 @@
 #   BENCH_SCALE    pgbench scale factor (10)
 #   BENCH_BUILD    1 = cargo build --release first (default); 0 = use the existing binary
 #   BENCH_ONLY     run only workloads whose name matches this grep -E pattern
+#   BENCH_TLS      1 = TLS on both sides (default 0: plain TCP everywhere). pgbench
+#                  (direct too) connects with PGSSLMODE=require; both poolers
+#                  require TLS from clients (a throwaway self-signed certificate
+#                  for 127.0.0.1/localhost, made with openssl in the PgBouncer
+#                  work dir, tls/) and use sslmode=require to the primary
+#                  (PgBouncer: server_tls_sslmode = require; pgswitch:
+#                  sslmode=require in --primary). Runs only the select-only
+#                  simple c=16 and reconnect (-C) workloads (BENCH_ONLY still
+#                  filters them) and no idle-client test (idle_clients.py speaks
+#                  plain TCP only). Before the workloads it checks, through each
+#                  target, that the client connection and the server connection
+#                  are TLS (psql \conninfo, pg_stat_ssl), and that a plain client
+#                  is refused by the poolers.
 #   PGBOUNCER_PORT / PGSWITCH_PORT  listen ports (16432 / 16433)
 #   PGSWITCH_BIN   pgswitch binary (target/release/pgswitch)
 #   PGBOUNCER_BIN  PgBouncer binary; default: PgBouncer 1.24 from Debian trixie
@@ -34,14 +49,23 @@ POOL="${POOL:-20}"
 IDLE_CLIENTS="${IDLE_CLIENTS:-2000}"
 BENCH_SCALE="${BENCH_SCALE:-10}"
 BENCH_BUILD="${BENCH_BUILD:-1}"
+BENCH_TLS="${BENCH_TLS:-0}"
 PGB_PORT="${PGBOUNCER_PORT:-16432}"
 PGS_PORT="${PGSWITCH_PORT:-16433}"
 BENCH_DIR="$REPO/.bench"
 RESULTS="$BENCH_DIR/results.md"
+[ "$BENCH_TLS" = 1 ] && RESULTS="$BENCH_DIR/results-tls.md"
 PGSWITCH_BIN="${PGSWITCH_BIN:-$REPO/target/release/pgswitch}"
 export PGPASSWORD=app-secret
-# The cluster has ssl on; every connection here is plain, as the poolers' are.
-export PGSSLMODE=disable
+if [ "$BENCH_TLS" = 1 ]; then
+    # TLS everywhere: pgbench and psql to all targets, both poolers to the primary.
+    export PGSSLMODE=require
+    SERVER_SSLMODE=require
+else
+    # The cluster has ssl on; every connection here is plain, as the poolers' are.
+    export PGSSLMODE=disable
+    SERVER_SSLMODE=disable
+fi
 CLK_TCK="$(getconf CLK_TCK)"
 
 mkdir -p "$BENCH_DIR"
@@ -128,6 +152,22 @@ else
 fi
 chmod 0700 "$PGB_DIR"
 
+# BENCH_TLS: a throwaway self-signed certificate the poolers present to
+# pgbench (sslmode=require does not verify it). In $PGB_DIR so the postgres
+# OS user (PgBouncer) can read it as well as pgswitch.
+TLS_CERT="" TLS_KEY=""
+if [ "$BENCH_TLS" = 1 ]; then
+    command -v openssl >/dev/null 2>&1 || apt_install openssl || die "openssl is needed for BENCH_TLS=1"
+    as_pg mkdir -p "$PGB_DIR/tls"
+    TLS_CERT="$PGB_DIR/tls/pooler.crt" TLS_KEY="$PGB_DIR/tls/pooler.key"
+    as_pg openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" >"$BENCH_DIR/openssl.log" 2>&1 \
+        || { cat "$BENCH_DIR/openssl.log" >&2; die "openssl could not make the poolers' certificate"; }
+    as_pg chmod 0600 "$TLS_KEY"
+    log "TLS: poolers' certificate $TLS_CERT (P-256, CN=localhost, SAN 127.0.0.1/localhost)"
+fi
+
 # A PgBouncer with max_prepared_statements (>= 1.21) for the -M prepared
 # rows; Debian bookworm's is 1.18.
 if [ -n "${PGBOUNCER_BIN:-}" ]; then
@@ -160,8 +200,18 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $PGB_DIR/userlist.txt
 pool_mode = transaction
+$(if [ "$BENCH_TLS" = 1 ]; then cat <<TLS
+; BENCH_TLS=1: TLS on both sides, as pgswitch's --client-tls require and sslmode=require
+client_tls_sslmode = require
+client_tls_cert_file = $TLS_CERT
+client_tls_key_file = $TLS_KEY
+server_tls_sslmode = require
+TLS
+else cat <<PLAIN
 ; plain TCP on both sides, as pgswitch's sslmode=disable (the cluster has ssl on)
 server_tls_sslmode = disable
+PLAIN
+fi)
 default_pool_size = $POOL
 max_client_conn = 6000
 $prepared_line
@@ -210,10 +260,14 @@ wait_port "$PGB_PORT" "$PGB_PID" pgbouncer "$PGB_DIR/pgbouncer.log" || die "pgbo
 if [ -x "$PGSWITCH_BIN" ]; then
     port_busy "$PGS_PORT" && die "port $PGS_PORT is already in use"
     log "starting pgswitch on 127.0.0.1:$PGS_PORT (pool $POOL, transaction mode)"
+    pgs_tls=()
+    if [ "$BENCH_TLS" = 1 ]; then
+        pgs_tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" --client-tls require)
+    fi
     RUST_LOG=warn "$PGSWITCH_BIN" \
-        --primary "postgres://app:app-secret@127.0.0.1:$PRIMARY_PORT/bench?sslmode=disable" \
+        --primary "postgres://app:app-secret@127.0.0.1:$PRIMARY_PORT/bench?sslmode=$SERVER_SSLMODE" \
         --listen "127.0.0.1:$PGS_PORT" --pool-mode transaction --pool-size "$POOL" \
-        >"$BENCH_DIR/pgswitch.log" 2>&1 &
+        "${pgs_tls[@]}" >"$BENCH_DIR/pgswitch.log" 2>&1 &
     PGS_PID=$!
     if ! wait_port "$PGS_PORT" "$PGS_PID" pgswitch "$BENCH_DIR/pgswitch.log"; then
         warn "skipping the pgswitch target"
@@ -234,9 +288,48 @@ WORKLOADS=(
     "select-only simple c=16 reconnect (-C)|-C -S -n -M simple -c 16"
     "TPC-B-like c=16|-c 16"
 )
+if [ "$BENCH_TLS" = 1 ]; then
+    WORKLOADS=(
+        "TLS select-only simple c=16|-S -n -M simple -c 16"
+        "TLS select-only simple c=16 reconnect (-C)|-C -S -n -M simple -c 16"
+    )
+fi
 TARGETS=("direct|$PRIMARY_PORT|")
 TARGETS+=("pgbouncer|$PGB_PORT|$PGB_PID")
 [ -n "$PGS_PID" ] && TARGETS+=("pgswitch|$PGS_PORT|$PGS_PID")
+
+# BENCH_TLS: check, through each target, that TLS is really in use. The
+# client side from psql's \conninfo; the server side from pg_stat_ssl of the
+# backend that runs the query (for a pooler: one of its server connections).
+# A plain client must be refused by the poolers (client TLS required).
+TLS_CHECKS=()
+if [ "$BENCH_TLS" = 1 ]; then
+    for t in "${TARGETS[@]}"; do
+        IFS='|' read -r tname tport tpid <<<"$t"
+        conninfo="$("$PSQL" -X -h 127.0.0.1 -p "$tport" -U app -d bench -c '\conninfo' 2>&1)" \
+            || die "TLS check: psql (sslmode=require) via $tname failed: $conninfo"
+        client_ssl="$(grep -o 'SSL connection (protocol: [^,]*, cipher: [^,]*' <<<"$conninfo" \
+            | sed 's/^SSL connection (//; s/protocol: //; s/cipher: //')" \
+            || die "TLS check: psql's connection via $tname is not TLS: $conninfo"
+        server_ssl="$("$PSQL" -X -q -tA -F ' ' -h 127.0.0.1 -p "$tport" -U app -d bench \
+            -c "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()" 2>&1)" \
+            || die "TLS check: pg_stat_ssl via $tname failed: $server_ssl"
+        case "$server_ssl" in
+            "t "*) ;;
+            *) die "TLS check: the server connection behind $tname is not TLS (pg_stat_ssl: $server_ssl)" ;;
+        esac
+        plain="n/a"
+        if [ -n "$tpid" ]; then
+            if PGSSLMODE=disable "$PSQL" -X -q -tA -h 127.0.0.1 -p "$tport" -U app -d bench \
+                    -c 'SELECT 1' >"$BENCH_DIR/tls-plain-$tname.out" 2>&1; then
+                die "TLS check: $tname accepted a plain (sslmode=disable) client"
+            fi
+            plain="refused: $(head -n 1 "$BENCH_DIR/tls-plain-$tname.out")"
+        fi
+        log "TLS check $tname: client $client_ssl; server ${server_ssl#t }; plain client $plain"
+        TLS_CHECKS+=("| $tname | $client_ssl | ${server_ssl#t } | $plain |")
+    done
+fi
 
 ROWS=()
 FAILED=0
@@ -254,6 +347,7 @@ for w in "${WORKLOADS[@]}"; do
         log "$wname -> $tname (${BENCH_SECONDS}s)"
         before=""; [ -n "$tpid" ] && before="$(cpu_ticks "$tpid")"
         out="$BENCH_DIR/pgbench-${wi}-$tname.out"
+        [ "$BENCH_TLS" = 1 ] && out="$BENCH_DIR/pgbench-tls-${wi}-$tname.out"
         rc=0
         "$PGBENCH" -h 127.0.0.1 -p "$tport" -U app -j 2 -T "$BENCH_SECONDS" "${wargs[@]}" bench \
             >"$out" 2>&1 || rc=$?
@@ -287,7 +381,9 @@ done
 # ------------------------------------------------------------ idle clients
 
 MEM_ROWS=()
-if [ "$IDLE_CLIENTS" -gt 0 ]; then
+if [ "$BENCH_TLS" = 1 ] && [ "$IDLE_CLIENTS" -gt 0 ]; then
+    log "BENCH_TLS=1: skipping the idle-client test (idle_clients.py speaks plain TCP only)"
+elif [ "$IDLE_CLIENTS" -gt 0 ]; then
     for t in "${TARGETS[@]}"; do
         IFS='|' read -r tname tport tpid <<<"$t"
         [ -n "$tpid" ] || continue   # poolers only
@@ -326,9 +422,17 @@ trap - EXIT
 
 cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 {
-    echo "# pgswitch vs PgBouncer vs direct"
-    echo
-    echo "$BENCH_SECONDS s per run, pgbench -j 2, scale $BENCH_SCALE, pool size $POOL, transaction mode."
+    if [ "$BENCH_TLS" = 1 ]; then
+        echo "# pgswitch vs PgBouncer vs direct, TLS on both sides"
+        echo
+        echo "$BENCH_SECONDS s per run, pgbench -j 2, scale $BENCH_SCALE, pool size $POOL, transaction mode."
+        echo "TLS: pgbench sslmode=require to every target; both poolers require TLS from"
+        echo "clients (self-signed P-256 certificate) and use sslmode=require to the primary."
+    else
+        echo "# pgswitch vs PgBouncer vs direct"
+        echo
+        echo "$BENCH_SECONDS s per run, pgbench -j 2, scale $BENCH_SCALE, pool size $POOL, transaction mode."
+    fi
     echo
     echo "| workload | target | TPS | ratio to direct | pooler CPU µs/tx |"
     echo "|---|---|---:|---:|---:|"
@@ -339,6 +443,17 @@ cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
     echo "dominates the -C workload."
     if [ "$NOTE_CONN" = 1 ]; then
         echo "\\* pgbench's initial connection time exceeded 25% of the run: that TPS is unreliable."
+    fi
+    if [ "$BENCH_TLS" = 1 ]; then
+        echo
+        echo "In the -C workload each transaction is a new TLS handshake plus SCRAM login, so its"
+        echo "TPS is connections per second and its CPU is pooler CPU per connection."
+        echo
+        echo "TLS checks before the runs (psql \\conninfo; pg_stat_ssl of the backend serving the query):"
+        echo
+        echo "| target | client side (protocol, cipher) | server side (ssl, version, cipher) | plain client |"
+        echo "|---|---|---|---|"
+        printf '%s\n' "${TLS_CHECKS[@]}"
     fi
     if [ "${#MEM_ROWS[@]}" -gt 0 ]; then
         echo
