@@ -49,6 +49,9 @@ pub struct Found {
 /// Kept verifiers by (database, user), with when they were read.
 type Cache = HashMap<(String, String), (Option<Stored>, Instant)>;
 
+/// Most verifiers kept; past it the cache starts afresh.
+const CACHE_MAX: usize = 10_000;
+
 #[derive(Default)]
 pub struct Lookups {
     /// One connection per database, reused.
@@ -83,10 +86,20 @@ impl Lookups {
             let row = tokio::time::timeout(timeout, client.query_opt(&auth.query, &[&user])).await;
             match row {
                 Ok(Ok(row)) => {
-                    let stored = row
-                        .and_then(|r| r.try_get::<_, Option<String>>(1).ok().flatten())
-                        .and_then(|p| Stored::parse(&p));
-                    self.cache().insert(key, (stored.clone(), Instant::now()));
+                    let password = match row.map(|r| r.try_get::<_, Option<String>>(1)) {
+                        None => None,
+                        Some(Ok(p)) => p,
+                        Some(Err(e)) => return Err(format!(
+                            "auth_query must return the name and the stored password as text: {e}"
+                        )),
+                    };
+                    let stored = password.and_then(|p| Stored::parse(&p));
+                    let mut cache = self.cache();
+                    // Bounded: every name tried leaves an entry.
+                    if cache.len() >= CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(key, (stored.clone(), Instant::now()));
                     return Ok(Found {
                         stored,
                         cached: false,

@@ -463,10 +463,12 @@ fn auth_lookups(
     let g = &file.pgswitch;
     for (i, db) in databases.iter_mut().enumerate() {
         let own = file.databases.iter().find(|d| d.name == db.name);
+        // The database's own, else the flag (flags beat the file), else
+        // [pgswitch]'s.
         let user = own
             .and_then(|d| d.auth_user.clone())
-            .or_else(|| g.auth_user.clone())
-            .or_else(|| ov.auth_user.clone());
+            .or_else(|| ov.auth_user.clone())
+            .or_else(|| g.auth_user.clone());
         let query = own
             .and_then(|d| d.auth_query.clone())
             .or_else(|| g.auth_query.clone());
@@ -485,14 +487,18 @@ fn auth_lookups(
             c.problem(
                 &format!("databases[{i}].auth_query"),
                 "auth_query does not use $1 (the user name)",
-                "use e.g. SELECT usename, passwd FROM pgswitch.user_lookup($1)",
+                "use e.g. SELECT uname, phash FROM pgswitch.user_lookup($1)",
             );
         }
+        // The URL's password is the auth user's only if the URL names it,
+        // or --auth-user says so.
+        let url_is_its = db.primary.user.as_deref() == Some(user.as_str())
+            || ov.auth_user.as_deref() == Some(user.as_str());
         let password = users
             .iter()
             .find(|u| u.name == user)
             .and_then(|u| u.server_password.clone())
-            .or_else(|| db.primary.password.clone());
+            .or_else(|| url_is_its.then(|| db.primary.password.clone()).flatten());
         db.auth = Some(super::AuthLookup {
             user,
             password,

@@ -181,17 +181,50 @@ impl Stream {
 
 impl TlsStream {
     fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(16 * 1024);
+        loop {
+            // How much plaintext rustls holds, so that only that much of
+            // the buffer is zeroed before rustls copies into it.
+            let state = self
+                .conn
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let ready = state.plaintext_bytes_to_read();
+            if ready > 0 {
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(READ_CHUNK);
+                }
+                let start = buf.len();
+                let take = ready.min(buf.capacity() - start);
+                buf.resize(start + take, 0);
+                let got = self.conn.reader().read(&mut buf[start..]);
+                buf.truncate(start + *got.as_ref().unwrap_or(&0));
+                let n = got?;
+                self.buffered = n < ready;
+                return Ok(n);
+            }
+            if state.peer_has_closed() {
+                self.buffered = false;
+                return Ok(0);
+            }
+            // Handshake messages after the handshake (tickets, key
+            // updates) may ask for an answer.
+            self.flush_tls()?;
+            match self.conn.read_tls(&mut SyncIo(&self.tcp)) {
+                // The socket's end without close_notify: the protocol's own
+                // framing tells a cut message, so treat it as the end.
+                Ok(0) => {
+                    self.buffered = false;
+                    return Ok(0);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        self.buffered = false;
+                    }
+                    return Err(e);
+                }
+            }
         }
-        // Zeroed before rustls copies into it: bounded, so a large buffer
-        // does not cost a large memset per read.
-        let start = buf.len();
-        let want = (buf.capacity() - start).min(READ_CHUNK);
-        buf.resize(start + want, 0);
-        let got = self.read_plain(&mut buf[start..]);
-        buf.truncate(start + *got.as_ref().unwrap_or(&0));
-        got
     }
 
     /// Reads plaintext into `dst`: what rustls holds, else what decrypting

@@ -389,7 +389,6 @@ async fn login<'a>(
     }))
 }
 
-/// A CancelRequest reaches the server only while the client holds one.
 /// A user looked up with `auth_query`, after its client proved itself:
 /// the server login uses the keys of that proof (SCRAM) or the md5
 /// verifier, never a password.
@@ -420,6 +419,7 @@ fn looked_up_user(
     })
 }
 
+/// A CancelRequest reaches the server only while the client holds one.
 async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
     match shared.cancels.target(pid, secret) {
         Some((addr, key)) => crate::pool::cancel(&addr, key).await,
