@@ -53,6 +53,7 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
     let new = Arc::new(new);
     shared.config.store(new.clone());
     notes.extend(shared.pools.reload(&new));
+    shared.lookups.clear();
     if notes.is_empty() {
         notes.push("reloaded; no pool changed".to_owned());
     }

@@ -93,6 +93,14 @@ async fn a_role_created_after_start_logs_in_as_itself_without_pgswitch_knowing_i
         unknown,
         format!("28P01 password authentication failed for user \"{ghost}\"")
     );
+    // A RELOAD keeps the looked-up user's pool (it is not in the file, but
+    // its database still looks users up), and its clients go on.
+    let notes = pgswitch::reload::reload(&proxy.shared).expect("reload");
+    assert!(
+        !notes.iter().any(|n| n.contains(&role)),
+        "the looked-up pool was touched: {notes:?}"
+    );
+    assert_eq!(first_row(&c, "SELECT current_user").await, [role.as_str()]);
     // Users the config lists work as before.
     let app = proxy.client().await;
     assert_eq!(first_row(&app, "SELECT current_user").await, ["app"]);

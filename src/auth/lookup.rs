@@ -89,9 +89,11 @@ impl Lookups {
                     let password = match row.map(|r| r.try_get::<_, Option<String>>(1)) {
                         None => None,
                         Some(Ok(p)) => p,
-                        Some(Err(e)) => return Err(format!(
+                        Some(Err(e)) => {
+                            return Err(format!(
                             "auth_query must return the name and the stored password as text: {e}"
-                        )),
+                        ))
+                        }
                     };
                     let stored = password.and_then(|p| Stored::parse(&p));
                     let mut cache = self.cache();
@@ -111,6 +113,13 @@ impl Lookups {
             self.clients_map().remove(&db.name);
         }
         Err(last)
+    }
+
+    /// Forgets every kept verifier and connection (RELOAD: auth_user, its
+    /// password or the primary may have changed).
+    pub fn clear(&self) {
+        self.cache().clear();
+        self.clients_map().clear();
     }
 
     /// Forgets a kept verifier (a login failed against it).

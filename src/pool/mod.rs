@@ -64,6 +64,9 @@ pub struct PoolSet {
     /// Replaced by a RELOAD: sessions move to the new pool at their next
     /// transaction.
     retired: std::sync::atomic::AtomicBool,
+    /// A user looked up with `auth_query` (not in the config): what the
+    /// pool was built for, so that a RELOAD can build it again.
+    looked_up: Option<Box<User>>,
     pub primary: Pool,
     pub replicas: Option<replicas::Replicas>,
     /// This pool's metric handles.
@@ -123,6 +126,7 @@ impl PoolSet {
             user: user.name.clone(),
             spec: spec(cfg, db, user),
             retired: std::sync::atomic::AtomicBool::new(false),
+            looked_up: user.server_secret.is_some().then(|| Box::new(user.clone())),
             primary: build_pool(primary_target, cfg, size),
             replicas,
             wait_timeout: g.query_wait_timeout,
@@ -327,7 +331,14 @@ impl Pools {
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
         let keys: Vec<_> = sets.keys().cloned().collect();
         for key in keys {
-            let (Some(db), Some(user)) = (cfg.database(&key.0), cfg.user(&key.1)) else {
+            // A looked-up user stays while its database still looks users
+            // up.
+            let looked_up = sets.get(&key).and_then(|p| p.looked_up.clone());
+            let user = cfg.user(&key.1).or_else(|| {
+                let db = cfg.database(&key.0)?;
+                db.auth.as_ref().and(looked_up.as_deref())
+            });
+            let (Some(db), Some(user)) = (cfg.database(&key.0), user) else {
                 if let Some(old) = sets.remove(&key) {
                     old.retired
                         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -361,6 +372,12 @@ impl Pools {
         drop(sets);
         self.prepare(cfg);
         notes
+    }
+
+    /// The pool clients of (database, user) get now, if there is one.
+    pub fn current(&self, database: &str, user: &str) -> Option<Arc<PoolSet>> {
+        let sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
+        sets.get(&(database.to_owned(), user.to_owned())).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<PoolSet>> {

@@ -102,11 +102,18 @@ impl Forwarder<'_> {
     /// which still works, until the client leaves).
     fn move_pool(&mut self) {
         let config = self.shared.config.load();
-        if let (Some(db), Some(user)) = (
-            config.database(&self.pool.database),
-            config.user(&self.pool.user),
-        ) {
-            self.pool = self.shared.pools.get(&config, db, user);
+        let Some(db) = config.database(&self.pool.database) else {
+            return;
+        };
+        match config.user(&self.pool.user) {
+            Some(user) => self.pool = self.shared.pools.get(&config, db, user),
+            // A user looked up with auth_query: the pool its latest login
+            // made, or a RELOAD rebuilt.
+            None => {
+                if let Some(p) = self.shared.pools.current(&db.name, &self.pool.user) {
+                    self.pool = p;
+                }
+            }
         }
     }
 
