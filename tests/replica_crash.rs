@@ -764,3 +764,60 @@ async fn a_read_whose_replica_backend_is_killed_mid_reply_gets_a_clean_error() {
     assert_eq!(ended(closed).await, None, "the client was disconnected");
     proxy.stop().await;
 }
+
+/// A replica backend terminated after it produced its first rows but before
+/// the end of its reply: Postgres sends those rows with the FATAL, so the
+/// client has seen nothing and the read runs again on another server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_terminated_after_its_first_rows_runs_again_elsewhere() {
+    let _outage = OUTAGE.lock().await;
+    let cluster = Cluster::checked().await;
+    let proxy = Proxy::start(crash_config()).await;
+    let probe = proxy.client().await;
+    assert!(
+        all_serve(&probe, &cluster.replica_ports()).await,
+        "the replicas are not both in rotation"
+    );
+    let (c, mut closed) = connect_watched(&proxy.url()).await;
+    let supers = [
+        superuser_on(&cluster.replicas[0]).await,
+        superuser_on(&cluster.replicas[1]).await,
+    ];
+    for protocol in [Protocol::Simple, Protocol::Extended] {
+        let what = format!("{protocol:?} read terminated after its first rows");
+        let marker = format!("first_rows_{}_{protocol:?}", std::process::id());
+        // Row 1 at once; row 2 after a long sleep, on a standby only.
+        let sql = format!(
+            "/* pgswitch:replica */ SELECT inet_server_port(), pg_is_in_recovery() AS {marker} \
+             UNION ALL SELECT inet_server_port(), pg_is_in_recovery() \
+             FROM pg_sleep(CASE WHEN pg_is_in_recovery() THEN 60 ELSE 0 END)"
+        );
+        let answer = read(&c, protocol, &sql);
+        tokio::pin!(answer);
+        let (at, pid) = tokio::select! {
+            a = &mut answer => panic!("{what}: ended before it was terminated: {a:?}"),
+            found = backend_running(&supers, &marker, false) => {
+                found.unwrap_or_else(|| panic!("{what}: no replica backend runs it"))
+            }
+        };
+        let terminated: bool = supers[at]
+            .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(terminated, "{what}: not terminated");
+        let (port, standby) = tokio::time::timeout(WITHIN, answer)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer within {WITHIN:?}"))
+            .unwrap_or_else(|e| panic!("{what}: the read failed instead of running again: {e}"));
+        assert_eq!(
+            port, cluster.primary.port,
+            "{what}: run again on the primary"
+        );
+        assert!(!standby, "{what}");
+        still_connected(&c, &mut closed, &what).await;
+    }
+    drop((c, probe));
+    assert_eq!(ended(closed).await, None, "the client was disconnected");
+    proxy.stop().await;
+}

@@ -87,11 +87,14 @@ pub enum Verdict {
     Proceed,
 }
 
-/// Looks at the replica's reply so far. Replies that only acknowledge or
+/// Looks at the server's reply so far. Replies that only acknowledge or
 /// describe (ParseComplete, BindComplete, ParameterDescription, NoData,
 /// RowDescription, notices, parameter reports) may come before the error;
-/// no row may.
-pub fn verdict(buf: &[u8]) -> Verdict {
+/// no row may. On a replica (`hold`), a reply that has begun is still held
+/// while it is small, until its ReadyForQuery: a replica that dies before
+/// the end (a FATAL after the first rows, as a shutdown sends) has then
+/// still sent the client nothing, and the read runs again elsewhere.
+pub fn verdict(buf: &[u8], hold: bool) -> Verdict {
     let mut pos = 0;
     loop {
         let Ok(Some((tag, len))) = peek_header(&buf[pos..]) else {
@@ -132,8 +135,43 @@ pub fn verdict(buf: &[u8]) -> Verdict {
                 }
                 return Verdict::NeedMore;
             }
+            _ if hold => return held(buf, pos),
             _ => return Verdict::Proceed,
         }
+    }
+}
+
+/// Most of a replica's reply held back until its end (see `verdict`).
+const HOLD_REPLY: usize = 64 * 1024;
+
+/// The rest of a reply that has begun (from `pos`): `NeedMore` until its
+/// ReadyForQuery, `Lost` if the server goes away first; `Proceed` at the
+/// end, or once the reply is too large to hold.
+fn held(buf: &[u8], mut pos: usize) -> Verdict {
+    if buf.len() > HOLD_REPLY {
+        return Verdict::Proceed;
+    }
+    loop {
+        let Ok(Some((tag, len))) = peek_header(&buf[pos..]) else {
+            return Verdict::NeedMore;
+        };
+        let Some(body) = buf.get(pos + HEADER_LEN..pos + HEADER_LEN + len) else {
+            return Verdict::NeedMore;
+        };
+        match tag {
+            b'Z' => return Verdict::Proceed,
+            b'E' => {
+                let e = BackendError::parse(body);
+                if matches!(e.severity.as_str(), "FATAL" | "PANIC")
+                    || e.code.starts_with("57P")
+                    || e.code.starts_with("08")
+                {
+                    return Verdict::Lost;
+                }
+            }
+            _ => {}
+        }
+        pos += HEADER_LEN + len;
     }
 }
 
@@ -159,22 +197,53 @@ mod tests {
     #[test]
     fn read_only_error_is_retried() {
         let r = reply("25006");
-        assert_eq!(verdict(&r), Verdict::Refused { len: r.len() });
-        assert_eq!(verdict(&r[..r.len() - 1]), Verdict::NeedMore);
-        assert_eq!(verdict(&r[..3]), Verdict::NeedMore);
+        assert_eq!(verdict(&r, false), Verdict::Refused { len: r.len() });
+        assert_eq!(verdict(&r[..r.len() - 1], false), Verdict::NeedMore);
+        assert_eq!(verdict(&r[..3], false), Verdict::NeedMore);
+    }
+
+    #[test]
+    fn a_replica_reply_is_held_until_its_end() {
+        let mut rows = BytesMut::from(&b"T\0\0\0\x06\0\0"[..]);
+        rows.extend_from_slice(b"D\0\0\0\x06\0\0");
+        assert_eq!(verdict(&rows, true), Verdict::NeedMore);
+        // The server went away after the first rows: nothing reached the
+        // client, the read runs again.
+        let mut lost = rows.clone();
+        let mut fatal = BytesMut::new();
+        messages::error_response(
+            &mut fatal,
+            Severity::Fatal,
+            "57P01",
+            "terminating connection",
+            None,
+        );
+        lost.extend_from_slice(&fatal);
+        assert_eq!(verdict(&lost, true), Verdict::Lost);
+        let mut done = rows.clone();
+        messages::command_complete(&mut done, "SELECT 1");
+        messages::ready_for_query(&mut done, b'I');
+        assert_eq!(verdict(&done, true), Verdict::Proceed);
+        // Too large to hold: it streams.
+        let mut big = rows.clone();
+        for _ in 0..70 {
+            big.extend_from_slice(b"D\0\0\x04\0");
+            big.extend_from_slice(&[0u8; 1020]);
+        }
+        assert_eq!(verdict(&big, true), Verdict::Proceed);
     }
 
     #[test]
     fn row_description_may_come_first() {
         let mut b = BytesMut::new();
         b.extend_from_slice(b"T\0\0\0\x06\0\0");
-        assert_eq!(verdict(&b), Verdict::NeedMore);
+        assert_eq!(verdict(&b, false), Verdict::NeedMore);
         let r = reply("25006");
         b.extend_from_slice(&r);
-        assert_eq!(verdict(&b), Verdict::Refused { len: b.len() });
+        assert_eq!(verdict(&b, false), Verdict::Refused { len: b.len() });
         let mut rows = BytesMut::from(&b"T\0\0\0\x06\0\0"[..]);
         rows.extend_from_slice(b"D\0\0\0\x06\0\0");
-        assert_eq!(verdict(&rows), Verdict::Proceed);
+        assert_eq!(verdict(&rows, false), Verdict::Proceed);
     }
 
     #[test]
@@ -183,9 +252,9 @@ mod tests {
         b.extend_from_slice(b"1\0\0\0\x04"); // ParseComplete
         b.extend_from_slice(b"2\0\0\0\x04"); // BindComplete
         b.extend_from_slice(b"n\0\0\0\x04"); // NoData
-        assert_eq!(verdict(&b), Verdict::NeedMore);
+        assert_eq!(verdict(&b, false), Verdict::NeedMore);
         b.extend_from_slice(&reply("25006"));
-        assert_eq!(verdict(&b), Verdict::Refused { len: b.len() });
+        assert_eq!(verdict(&b, false), Verdict::Refused { len: b.len() });
     }
 
     #[test]
@@ -200,10 +269,10 @@ mod tests {
             None,
         );
         messages::ready_for_query(&mut b, b'I');
-        assert_eq!(verdict(&b), Verdict::Stale { len: b.len() });
+        assert_eq!(verdict(&b, false), Verdict::Stale { len: b.len() });
         let mut other = BytesMut::new();
         messages::error_response(&mut other, Severity::Error, "0A000", "other", None);
-        assert_eq!(verdict(&other), Verdict::Proceed);
+        assert_eq!(verdict(&other, false), Verdict::Proceed);
     }
 
     #[test]
@@ -216,8 +285,8 @@ mod tests {
             "terminating connection due to administrator command",
             None,
         );
-        assert_eq!(verdict(&b), Verdict::Lost);
-        assert_eq!(verdict(&reply("57P01")), Verdict::Lost);
+        assert_eq!(verdict(&b, false), Verdict::Lost);
+        assert_eq!(verdict(&reply("57P01"), false), Verdict::Lost);
     }
 
     #[test]
@@ -242,9 +311,9 @@ mod tests {
 
     #[test]
     fn other_replies_are_forwarded() {
-        assert_eq!(verdict(&reply("42P01")), Verdict::Proceed);
+        assert_eq!(verdict(&reply("42P01"), false), Verdict::Proceed);
         let mut b = BytesMut::new();
         messages::command_complete(&mut b, "SELECT 1");
-        assert_eq!(verdict(&b), Verdict::Proceed);
+        assert_eq!(verdict(&b, false), Verdict::Proceed);
     }
 }

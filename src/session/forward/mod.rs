@@ -421,7 +421,7 @@ impl<'a> Forwarder<'a> {
         if let Replay::Sent(query) = &link.replay {
             // The primary has no one to hand a refused request to.
             let on_replica = matches!(link.which, Which::Replica(_));
-            match replay::verdict(&link.server.buf) {
+            match replay::verdict(&link.server.buf, on_replica) {
                 Verdict::NeedMore => return Ok(()),
                 Verdict::Refused { len } if on_replica => {
                     let query = query.clone();
