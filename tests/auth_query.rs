@@ -93,6 +93,14 @@ async fn a_role_created_after_start_logs_in_as_itself_without_pgswitch_knowing_i
         unknown,
         format!("28P01 password authentication failed for user \"{ghost}\"")
     );
+    // A name longer than Postgres allows (63 bytes) is no role: the same
+    // 28P01, not a failed look-up.
+    let long = "x".repeat(100);
+    let too_long = login(&proxy, &long, "guess").await.expect_err("too long");
+    assert_eq!(
+        too_long,
+        format!("28P01 password authentication failed for user \"{long}\"")
+    );
     // A RELOAD keeps the looked-up user's pool (it is not in the file, but
     // its database still looks users up), and its clients go on.
     let notes = pgswitch::reload::reload(&proxy.shared).expect("reload");

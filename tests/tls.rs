@@ -562,3 +562,79 @@ async fn gss_encryption_is_refused_and_ssl_offered_only_with_a_certificate() {
     drop(c);
     plain.stop().await;
 }
+
+/// A plain server that reads the startup packet and answers with `first`;
+/// if `then` is given, it reads pgswitch's next message and answers with
+/// `then`. It never checks anything: an impostor.
+async fn impostor(first: Vec<u8>, then: Option<Vec<u8>>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (first, then) = (first.clone(), then.clone());
+            tokio::spawn(async move {
+                let len = tcp.read_i32().await.ok()? as usize;
+                let mut rest = vec![0u8; len.checked_sub(4)?];
+                tcp.read_exact(&mut rest).await.ok()?;
+                tcp.write_all(&first).await.ok()?;
+                if let Some(then) = then {
+                    let _tag = tcp.read_u8().await.ok()?;
+                    let len = tcp.read_i32().await.ok()? as usize;
+                    let mut body = vec![0u8; len.checked_sub(4)?];
+                    tcp.read_exact(&mut body).await.ok()?;
+                    tcp.write_all(&then).await.ok()?;
+                }
+                // Hold the connection until pgswitch drops it.
+                let mut sink = [0u8; 64];
+                while tcp.read(&mut sink).await.ok()? > 0 {}
+                Some(())
+            });
+        }
+    });
+    port
+}
+
+fn wire(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_skips_authentication_is_not_trusted() {
+    let ready = [wire(b'K', &[0, 0, 0, 1, 0, 0, 0, 2]), wire(b'Z', b"I")].concat();
+    let auth_ok = wire(b'R', &0i32.to_be_bytes());
+    let mut sasl = 10i32.to_be_bytes().to_vec();
+    sasl.extend_from_slice(b"SCRAM-SHA-256\0\0");
+    let cases = [
+        // Straight to ReadyForQuery, no authentication at all.
+        ("no authentication", ready.clone(), None),
+        // A SCRAM exchange cut short by AuthenticationOk: the server never
+        // proved it knows the password.
+        (
+            "AuthenticationOk mid-SCRAM",
+            wire(b'R', &sasl),
+            Some([auth_ok, ready].concat()),
+        ),
+    ];
+    for (what, first, then) in cases {
+        let port = impostor(first, then).await;
+        let url = format!("postgres://u:p@127.0.0.1:{port}/app?sslmode=disable");
+        // Taken for a server, it would get the client's query and never
+        // answer it.
+        let within = std::time::Duration::from_secs(30);
+        let (code, m) = tokio::time::timeout(within, failure_with(&url))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the impostor was taken for a server"));
+        assert!(
+            ["08P01", "08006"].contains(&code.as_str()),
+            "{what}: {code} {m}"
+        );
+        assert!(
+            m.contains("before authenticating") || m.contains("before the SCRAM exchange ended"),
+            "{what}: {m}"
+        );
+    }
+}

@@ -56,6 +56,8 @@ const CACHE_MAX: usize = 10_000;
 pub struct Lookups {
     /// One connection per database, reused.
     clients: Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
+    /// Held while a lookup connection is being opened.
+    connecting: tokio::sync::Mutex<()>,
     cache: Mutex<Cache>,
 }
 
@@ -69,6 +71,14 @@ impl Lookups {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<Found, String> {
+        // Postgres names are at most 63 bytes: a longer one is no role
+        // (and would make the query fail on its `name` parameter).
+        if user.len() > 63 {
+            return Ok(Found {
+                stored: None,
+                cached: false,
+            });
+        }
         let key = (db.name.clone(), user.to_owned());
         if let Some((stored, at)) = self.cache().get(&key) {
             if at.elapsed() < ttl {
@@ -86,9 +96,19 @@ impl Lookups {
             let row = tokio::time::timeout(timeout, client.query_opt(&auth.query, &[&user])).await;
             match row {
                 Ok(Ok(row)) => {
-                    let password = match row.map(|r| r.try_get::<_, Option<String>>(1)) {
+                    let shaped = row.map(|r| {
+                        let name = r.try_get::<_, String>(0)?;
+                        Ok::<_, tokio_postgres::Error>((name, r.try_get::<_, Option<String>>(1)?))
+                    });
+                    let password = match shaped {
                         None => None,
-                        Some(Ok(p)) => p,
+                        // A row about another role must not check this one.
+                        Some(Ok((name, _))) if name != user => {
+                            return Err(format!(
+                                "auth_query returned role '{name}' when asked for another"
+                            ))
+                        }
+                        Some(Ok((_, p))) => p,
                         Some(Err(e)) => {
                             return Err(format!(
                             "auth_query must return the name and the stored password as text: {e}"
@@ -106,6 +126,11 @@ impl Lookups {
                         stored,
                         cached: false,
                     });
+                }
+                // The server's answer (a wrong query, a name it refuses):
+                // the connection is fine, and trying again would not help.
+                Ok(Err(e)) if e.as_db_error().is_some() => {
+                    return Err(crate::net::client::describe(&e))
                 }
                 Ok(Err(e)) => last = crate::net::client::describe(&e),
                 Err(_) => last = format!("auth_query did not answer within {timeout:?}"),
@@ -133,6 +158,12 @@ impl Lookups {
         auth: &AuthLookup,
         timeout: Duration,
     ) -> Result<Arc<tokio_postgres::Client>, String> {
+        if let Some(c) = self.clients_map().get(&db.name).filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        // One login at a time: a burst of new clients after a start or a
+        // RELOAD waits for it rather than opening one connection each.
+        let _one = self.connecting.lock().await;
         if let Some(c) = self.clients_map().get(&db.name).filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }

@@ -184,10 +184,14 @@ impl TlsStream {
         loop {
             // How much plaintext rustls holds, so that only that much of
             // the buffer is zeroed before rustls copies into it.
-            let state = self
-                .conn
-                .process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let state = match self.conn.process_new_packets() {
+                Ok(state) => state,
+                Err(e) => {
+                    // Tell the peer why before giving up.
+                    let _ = self.flush_tls();
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            };
             let ready = state.plaintext_bytes_to_read();
             if ready > 0 {
                 if buf.capacity() - buf.len() < 1024 {

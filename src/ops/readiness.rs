@@ -16,8 +16,14 @@ pub async fn check(shared: &Shared) -> Result<(), String> {
     let mut problems = Vec::new();
     let config = shared.config.load_full();
     for db in &config.databases {
-        let addr = (db.primary.host.as_str(), db.primary.port);
-        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        let p = &db.primary;
+        let connect = async {
+            match p.hostaddr {
+                Some(ip) => tokio::net::TcpStream::connect((ip, p.port)).await,
+                None => tokio::net::TcpStream::connect((p.host.as_str(), p.port)).await,
+            }
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => problems.push(format!(
                 "database {}: primary {} unreachable: {e}",

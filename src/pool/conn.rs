@@ -75,6 +75,18 @@ impl ServerError {
     }
 }
 
+/// Where pgswitch's own login to a server stands.
+#[derive(Default)]
+struct AuthState {
+    sasl: Option<Sasl>,
+    /// The server's SCRAM signature was checked.
+    sasl_done: bool,
+    /// The exchange is bound to the TLS channel (SCRAM-SHA-256-PLUS).
+    bound: bool,
+    /// AuthenticationOk came, after what it must follow.
+    ok: bool,
+}
+
 /// A SASL exchange towards a server, with the password or with keys a
 /// client proved.
 pub(crate) enum Sasl {
@@ -183,9 +195,18 @@ impl ServerConn {
         frontend::startup_message(params.iter().copied(), &mut out)
             .map_err(|e| self.proto(e.to_string()))?;
         self.write(&out).await?;
-        let mut scram: Option<Sasl> = None;
+        let mut scram = AuthState::default();
         loop {
             let (tag, body) = self.read_message().await?;
+            // Nothing but the authentication exchange before
+            // AuthenticationOk: a server (or someone in the middle) that
+            // skips it must not be taken as logged in.
+            if !scram.ok && !matches!(tag, b'R' | b'E' | b'N' | b'v') {
+                return Err(self.proto(format!(
+                    "server sent message type '{}' before authenticating pgswitch",
+                    char::from(tag).escape_default()
+                )));
+            }
             match tag {
                 b'R' => self.auth_step(t, &body, &mut scram).await?,
                 b'E' => {
@@ -244,8 +265,9 @@ impl ServerConn {
         &mut self,
         t: &Target,
         body: &[u8],
-        scram: &mut Option<Sasl>,
+        state: &mut AuthState,
     ) -> Result<(), ServerError> {
+        let scram = &mut state.sasl;
         let code = body
             .get(0..4)
             .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -268,7 +290,21 @@ impl ServerConn {
             ));
         }
         match code {
-            0 => return Ok(()),
+            0 => {
+                // After SASL, only once the server proved itself (its
+                // signature checked); bound, if channel binding is required.
+                if scram.is_some() && !state.sasl_done {
+                    return Err(
+                        self.proto("AuthenticationOk before the SCRAM exchange ended".into())
+                    );
+                }
+                if binding_required && !state.bound {
+                    return Err(self
+                        .proto("channel_binding=require, but the exchange was not bound".into()));
+                }
+                state.ok = true;
+                return Ok(());
+            }
             3 => frontend::password_message(password()?.as_bytes(), &mut out),
             5 => {
                 let salt: [u8; 4] = data
@@ -290,6 +326,7 @@ impl ServerConn {
             }
             10 => {
                 let (mechanism, bind) = self.channel_binding(t, data)?;
+                state.bound = matches!(bind, Bind::Plus(_));
                 let (s, first) = match (&t.password, &t.secret) {
                     (None, Some(crate::auth::ServerSecret::Scram(keys))) => {
                         let (cb, could) = match bind {
@@ -333,7 +370,9 @@ impl ServerConn {
                     Some(Sasl::Password(s)) => s.finish(data).map_err(|e| e.to_string()),
                     Some(Sasl::Keys(c)) => c.finish(data).map_err(|e| e.to_string()),
                 };
-                return checked.map_err(|e| self.proto(format!("server SCRAM signature: {e}")));
+                checked.map_err(|e| self.proto(format!("server SCRAM signature: {e}")))?;
+                state.sasl_done = true;
+                return Ok(());
             }
             other => return Err(self.proto(format!("unsupported authentication request {other}"))),
         }

@@ -488,7 +488,12 @@ pub async fn cancel(addr: &crate::config::ServerAddr, key: (i32, i32)) {
     use tokio::io::AsyncWriteExt;
     let mut buf = bytes::BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(key.0, key.1, &mut buf);
-    let connect = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port));
+    let connect = async {
+        match addr.hostaddr {
+            Some(ip) => tokio::net::TcpStream::connect((ip, addr.port)).await,
+            None => tokio::net::TcpStream::connect((addr.host.as_str(), addr.port)).await,
+        }
+    };
     match tokio::time::timeout(Duration::from_secs(2), connect).await {
         Ok(Ok(mut s)) => {
             let _ = s.write_all(&buf).await;

@@ -314,9 +314,10 @@ async fn login<'a>(
     let client_key = match proved {
         Ok(key) => key,
         Err(e) => {
-            // A kept verifier that failed may be stale (ALTER ROLE ...
-            // PASSWORD): the next login reads it again.
-            if found.as_ref().is_some_and(|f| f.cached) {
+            // A kept verifier that failed a password may be stale (ALTER
+            // ROLE ... PASSWORD): the next login reads it again.
+            let refused = matches!(e, SessionError::Auth(_) | SessionError::NoUser);
+            if refused && found.as_ref().is_some_and(|f| f.cached) {
                 shared.lookups.forget(&db_name, &user_name);
             }
             return Err(e);

@@ -160,12 +160,11 @@ fn held(buf: &[u8], mut pos: usize) -> Verdict {
         };
         match tag {
             b'Z' => return Verdict::Proceed,
+            // The server itself going away, not an error a query reports
+            // (08xxx from dblink or postgres_fdw is the query's).
             b'E' => {
                 let e = BackendError::parse(body);
-                if matches!(e.severity.as_str(), "FATAL" | "PANIC")
-                    || e.code.starts_with("57P")
-                    || e.code.starts_with("08")
-                {
+                if matches!(e.severity.as_str(), "FATAL" | "PANIC") || e.code.starts_with("57P") {
                     return Verdict::Lost;
                 }
             }
