@@ -40,14 +40,21 @@ impl ScramVerifier {
     pub fn from_password(password: &str) -> Self {
         let encoded = postgres_protocol::password::scram_sha_256(password.as_bytes());
         // postgres-protocol always produces the well-formed format parsed above.
-        Self::parse(&encoded).unwrap_or_else(Self::dummy)
+        Self::parse(&encoded).unwrap_or_else(|| Self::dummy(""))
     }
 
     /// A verifier nobody can satisfy, used for unknown users so that the
-    /// exchange looks the same and reveals nothing.
-    pub fn dummy() -> Self {
-        let mut salt = vec![0u8; 16];
-        rand::thread_rng().fill_bytes(&mut salt);
+    /// exchange looks the same and reveals nothing. Its salt is the same
+    /// for the same name on every attempt, as a real user's is (Postgres's
+    /// mock salt): a hash of the name and a secret drawn once per process.
+    pub fn dummy(user: &str) -> Self {
+        static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let secret = SECRET.get_or_init(|| {
+            let mut s = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut s);
+            s
+        });
+        let salt = hmac(secret, user.as_bytes())[..16].to_vec();
         let mut stored_key = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut stored_key);
         ScramVerifier {
@@ -464,6 +471,16 @@ mod tests {
             server.finish(&verifier, &last).err(),
             Some(ScramError::BadProof)
         );
+    }
+
+    #[test]
+    fn an_unknown_user_gets_the_same_salt_every_time() {
+        let (a, b) = (ScramVerifier::dummy("ghost"), ScramVerifier::dummy("ghost"));
+        assert_eq!(a.salt, b.salt);
+        assert_eq!(a.salt.len(), 16);
+        assert_ne!(a.salt, ScramVerifier::dummy("other").salt);
+        // ... and nobody logs in with it.
+        assert_ne!(a.stored_key, b.stored_key);
     }
 
     #[test]

@@ -142,7 +142,7 @@ pub async fn authenticate(
             return Ok(Some(key));
         }
         None => {
-            let v = ScramVerifier::dummy();
+            let v = ScramVerifier::dummy(user);
             scram(stream, buf, &v, binding)
                 .await
                 .map_err(|e| e.unwrap_or_else(fail))?;
