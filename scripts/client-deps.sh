@@ -74,7 +74,7 @@ node_deps() {
     else
         want="$(hash_of "$CLIENTS/package.json")-$(node --version)"
     fi
-    if up_to_date "$stamp" "$want" && [ -d "$CLIENTS/node_modules/pg" ] && [ -d "$CLIENTS/node_modules/postgres" ]; then
+    if up_to_date "$stamp" "$want" && [ -d "$CLIENTS/node_modules/pg" ] && [ -d "$CLIENTS/node_modules/postgres" ] && [ -d "$CLIENTS/node_modules/@neondatabase/serverless" ] && [ -d "$CLIENTS/node_modules/ws" ]; then
         log "node: tests/clients/node_modules is up to date"
         return 0
     fi
@@ -87,7 +87,7 @@ node_deps() {
         log "node: no package-lock.json; npm install in tests/clients"
         (cd "$CLIENTS" && npm install "${npm_flags[@]}") || die "npm install in $CLIENTS failed"
     fi
-    (cd "$CLIENTS" && node -e 'require("pg"); require("postgres"); const v = n => JSON.parse(require("fs").readFileSync("node_modules/" + n + "/package.json")).version; console.log("pg", v("pg"), "postgres", v("postgres"))') \
+    (cd "$CLIENTS" && node -e 'require("pg"); require("postgres"); require("@neondatabase/serverless"); require("ws"); const v = n => JSON.parse(require("fs").readFileSync("node_modules/" + n + "/package.json")).version; console.log("pg", v("pg"), "postgres", v("postgres"))') \
         >"$STATE/node.versions" || die "installed Node packages do not load"
     log "node: installed $(cat "$STATE/node.versions")"
     echo "$want" >"$stamp"

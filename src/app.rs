@@ -43,6 +43,8 @@ pub struct Shared {
     pub incidents: Arc<crate::incidents::Incidents>,
     /// Users looked up with `auth_query`.
     pub lookups: crate::auth::lookup::Lookups,
+    /// Clear-text passwords that passed (the serverless front).
+    pub passwords: crate::auth::password::Passwords,
 }
 
 pub struct App {
@@ -50,6 +52,8 @@ pub struct App {
     listener: TcpListener,
     /// The `/metrics`, `/healthz`, `/readyz` listener, if configured.
     ops: Option<TcpListener>,
+    /// The serverless front's listener (`http_listen`), if configured.
+    http: Option<TcpListener>,
 }
 
 impl App {
@@ -79,6 +83,7 @@ impl App {
             statements: crate::prepared::Interner::new(metrics.prepared_bytes.clone()),
             incidents: Default::default(),
             lookups: Default::default(),
+            passwords: Default::default(),
             metrics,
         });
         shared.pools.prepare(&shared.config.load());
@@ -90,10 +95,19 @@ impl App {
             ),
             None => None,
         };
+        let http = match shared.config.load().general.http.as_ref().map(|h| h.listen) {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| context("http_listen", addr, e))?,
+            ),
+            None => None,
+        };
         Ok(App {
             shared,
             listener,
             ops,
+            http,
         })
     }
 
@@ -104,6 +118,11 @@ impl App {
     /// The address of the `/metrics` endpoint, if it is on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.ops.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The address of the serverless front, if it is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The state sessions share (for tests and embedding).
@@ -124,8 +143,20 @@ impl App {
             shared,
             listener,
             ops,
+            http,
         } = self;
         let tracker = TaskTracker::new();
+        // Stops accepting with the TCP listener; its connections drain on
+        // the same tracker as TCP clients.
+        let http_task = http.map(|l| {
+            let front = crate::serverless::serve(
+                l,
+                shared.clone(),
+                tracker.clone(),
+                shared.shutdown.clone(),
+            );
+            tokio::spawn(front)
+        });
         tracker.spawn(maintain(shared.clone()));
         // Serves through the drain (so /readyz can say so), stopped last.
         let ops_stop = CancellationToken::new();
@@ -148,6 +179,9 @@ impl App {
             }
         }
         drop(listener);
+        if let Some(task) = http_task {
+            let _ = task.await;
+        }
         tracker.close();
         let timeout = shared.config.load().general.shutdown_timeout;
         tracing::info!(

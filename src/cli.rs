@@ -72,6 +72,11 @@ pub struct RunArgs {
     /// as this role with the --primary URL's password (auth_user).
     #[arg(long, env = "PGSWITCH_AUTH_USER")]
     pub auth_user: Option<String>,
+    /// Address for the serverless front: SQL over HTTP (POST /sql) and
+    /// Postgres over WebSocket (GET /v2), as @neondatabase/serverless
+    /// speaks them, e.g. 127.0.0.1:8432 [default: off].
+    #[arg(long, env = "PGSWITCH_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
     /// TOML config file (see config/pgswitch.example.toml).
     #[arg(long, env = "PGSWITCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -106,6 +111,7 @@ impl RunArgs {
             tls_key: self.tls_key.clone(),
             client_tls: self.client_tls,
             auth_user: self.auth_user.clone(),
+            http_listen: self.http_listen.clone(),
         }
     }
 }

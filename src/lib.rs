@@ -16,6 +16,8 @@
 //! - [`metrics`]: the Prometheus registry and its typed handles.
 //! - [`ops`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 //! - [`admin`]: the admin console (database `pgswitch`).
+//! - [`serverless`]: SQL over HTTP and the wire protocol over WebSocket,
+//!   as Neon's driver speaks them (`http_listen`).
 //! - [`reload`]: SIGHUP / RELOAD: re-read, validate, swap, resize.
 //! - [`stats`]: per-query statistics by fingerprint.
 //! - [`incidents`]: server problems logged at start, in summaries, at end.
@@ -38,5 +40,6 @@ pub mod prepared;
 pub mod protocol;
 pub mod reload;
 pub mod router;
+pub mod serverless;
 pub mod session;
 pub mod stats;

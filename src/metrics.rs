@@ -21,6 +21,8 @@ pub struct Metrics {
     pub replica_reruns: IntCounterVec,
     /// Requests refused before reaching a server, by SQLSTATE.
     pub requests_refused: IntCounterVec,
+    /// Requests to the serverless front, by endpoint and HTTP status.
+    pub http_requests: IntCounterVec,
     /// Client connections by state, set at scrape time (`ops`), except
     /// `waiting`, kept live by the sessions.
     pub clients: IntGaugeVec,
@@ -129,6 +131,12 @@ impl Metrics {
             "pgswitch_requests_refused_total",
             "Requests answered with an error before reaching any server, by SQLSTATE.",
             &["sqlstate"],
+        );
+        let http_requests = counter_vec(
+            r,
+            "pgswitch_http_requests_total",
+            "Requests to the serverless front (http_listen), by endpoint (sql, v2, options, other) and HTTP status (a WebSocket that opened counts 101).",
+            &["endpoint", "status"],
         );
         let replica_reruns = counter_vec(
             r,
@@ -285,6 +293,7 @@ impl Metrics {
             read_fallbacks,
             replica_reruns,
             requests_refused,
+            http_requests,
             clients,
             clients_waiting,
             auth_failures,

@@ -35,6 +35,18 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
         ));
         n.listen = o.listen;
     }
+    if o.http.as_ref().map(|h| h.listen) != n.http.as_ref().map(|h| h.listen) {
+        notes.push(
+            "http_listen changes need a restart; the serverless front is unchanged".to_owned(),
+        );
+        n.http = match (&o.http, n.http.take()) {
+            (Some(old), Some(new)) => Some(crate::config::HttpFront {
+                listen: old.listen,
+                ..new
+            }),
+            (old, _) => old.clone(),
+        };
+    }
     if o.metrics_listen != n.metrics_listen {
         notes.push("metrics_listen changes need a restart; the endpoint is unchanged".to_owned());
         n.metrics_listen = o.metrics_listen;
@@ -54,6 +66,7 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
     shared.config.store(new.clone());
     notes.extend(shared.pools.reload(&new));
     shared.lookups.clear();
+    shared.passwords.clear();
     if notes.is_empty() {
         notes.push("reloaded; no pool changed".to_owned());
     }

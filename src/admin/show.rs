@@ -384,6 +384,19 @@ fn config(shared: &Shared) -> Table {
     for (k, v) in rows {
         t.row([k.to_owned(), v]);
     }
+    // The serverless front's keys, present only while it is on.
+    if let Some(h) = &g.http {
+        for (k, v) in [
+            ("http_listen", h.listen.to_string()),
+            ("http_max_request_bytes", h.max_request_bytes.to_string()),
+            ("http_max_response_bytes", h.max_response_bytes.to_string()),
+            ("http_read_timeout", format!("{:?}", h.read_timeout)),
+            ("http_allow_plain", h.allow_plain.to_string()),
+            ("http_cors_origin", h.cors_origin.clone()),
+        ] {
+            t.row([k.to_owned(), v]);
+        }
+    }
     for d in &c.databases {
         let replicas: Vec<String> = d
             .replicas

@@ -3,6 +3,7 @@
 //! `pool::conn`, using postgres-protocol.
 
 pub mod lookup;
+pub mod password;
 pub mod scram;
 
 pub use scram::ScramVerifier;

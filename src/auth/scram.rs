@@ -335,6 +335,43 @@ impl KeyClient {
     }
 }
 
+impl ScramVerifier {
+    /// Checks a clear-text password against the verifier, as Postgres does
+    /// for `password` authentication of a SCRAM role: SASLprep, PBKDF2 over
+    /// the verifier's salt and rounds, then the stored key. Returns the
+    /// ClientKey (what a server login as this user needs) when it matches.
+    pub fn check_password(&self, password: &str) -> Option<[u8; 32]> {
+        // As Postgres: a password SASLprep refuses is used as it is.
+        let prepared = stringprep::saslprep(password).unwrap_or(password.into());
+        let salted = pbkdf2(prepared.as_bytes(), &self.salt, self.iterations);
+        let client_key = hmac(&salted, b"Client Key");
+        let stored: [u8; 32] = Sha256::digest(client_key).into();
+        super::ct_eq(&stored, &self.stored_key).then_some(client_key)
+    }
+}
+
+/// PBKDF2-HMAC-SHA-256 with one 32-byte block (SCRAM's `Hi`, RFC 5802).
+/// The keyed state is made once and cloned for each round.
+fn pbkdf2(password: &[u8], salt: &[u8], rounds: u32) -> [u8; 32] {
+    let Ok(keyed) = HmacSha256::new_from_slice(password) else {
+        return [0u8; 32];
+    };
+    let mut mac = keyed.clone();
+    mac.update(salt);
+    mac.update(&1u32.to_be_bytes());
+    let mut u: [u8; 32] = mac.finalize().into_bytes().into();
+    let mut out = u;
+    for _ in 1..rounds {
+        let mut mac = keyed.clone();
+        mac.update(&u);
+        u = mac.finalize().into_bytes().into();
+        for (o, x) in out.iter_mut().zip(u) {
+            *o ^= x;
+        }
+    }
+    out
+}
+
 fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length; new_from_slice cannot fail for it.
     let mut mac = match HmacSha256::new_from_slice(key) {
@@ -486,6 +523,17 @@ mod tests {
     #[test]
     fn right_password_passes_both_ways() {
         exchange("s3cret", "s3cret").unwrap();
+    }
+
+    #[test]
+    fn clear_text_passwords_check_against_postgres_verifiers() {
+        let encoded = postgres_protocol::password::scram_sha_256(b"s3cret");
+        let v = ScramVerifier::parse(&encoded).unwrap();
+        let key = v.check_password("s3cret").expect("the right password");
+        assert_eq!(<Sha256 as Digest>::digest(key)[..], v.stored_key[..]);
+        assert_eq!(v.check_password("s3cret "), None);
+        assert_eq!(v.check_password(""), None);
+        assert_eq!(ScramVerifier::dummy("x").check_password(""), None);
     }
 
     #[test]

@@ -76,6 +76,13 @@ pub struct GeneralFile {
     pub auth_query: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub auth_cache_ttl: Option<Duration>,
+    pub http_listen: Option<String>,
+    pub http_max_request_bytes: Option<usize>,
+    pub http_max_response_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub http_read_timeout: Option<Duration>,
+    pub http_allow_plain: Option<bool>,
+    pub http_cors_origin: Option<String>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.

@@ -211,6 +211,26 @@ pub struct General {
     pub client_tls: ClientTlsMode,
     /// The certificate presented to clients, read at load (and reload).
     pub tls: Option<std::sync::Arc<crate::net::tls::ClientTls>>,
+    /// The serverless front (`http_listen`); `None`: off.
+    pub http: Option<HttpFront>,
+}
+
+/// The serverless front: SQL over HTTP (`POST /sql`) and the wire protocol
+/// over WebSocket (`GET /v2`), as Neon's driver speaks them (see
+/// `crate::serverless`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpFront {
+    pub listen: SocketAddr,
+    /// Larger request bodies get 413.
+    pub max_request_bytes: usize,
+    /// Larger results get 507.
+    pub max_response_bytes: usize,
+    /// Time allowed for a request's headers and body to arrive.
+    pub read_timeout: Duration,
+    /// Plain HTTP beyond loopback (behind a proxy that ends TLS).
+    pub allow_plain: bool,
+    /// `Access-Control-Allow-Origin` of every answer.
+    pub cors_origin: String,
 }
 
 /// A database clients can name, and the servers behind it.
@@ -346,4 +366,5 @@ pub struct Overrides {
     pub tls_key: Option<PathBuf>,
     pub client_tls: Option<ClientTlsMode>,
     pub auth_user: Option<String>,
+    pub http_listen: Option<String>,
 }

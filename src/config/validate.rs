@@ -251,6 +251,12 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
             addr
         });
     let (client_tls, tls) = access::client_tls(c, g, ov);
+    let http = http::front(
+        c,
+        g,
+        ov,
+        tls.is_some() && client_tls != super::ClientTlsMode::Disable,
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     General {
         listen,
@@ -303,6 +309,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         auth_cache_ttl: g.auth_cache_ttl.unwrap_or(Duration::from_secs(60)),
         client_tls,
         tls,
+        http,
     }
 }
 
@@ -589,6 +596,7 @@ fn client_auth(
 }
 
 mod access;
+mod http;
 
 #[cfg(test)]
 mod tests;

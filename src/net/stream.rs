@@ -22,13 +22,17 @@ use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// Plain TCP, or TLS over TCP (boxed: rustls's state is large, and most
-/// connections on a trusted network are plain).
+/// connections on a trusted network are plain), or one end of a socket
+/// pair inside pgswitch: the serverless front (`crate::serverless`) hands
+/// its WebSocket and HTTP clients to the session code through one (boxed,
+/// so that the enum stays the size of a TCP socket for every session).
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream>),
+    Local(Box<UnixStream>),
 }
 
 /// TLS on a TCP socket, driven by readiness.
@@ -68,13 +72,6 @@ impl Stream {
         }))
     }
 
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(t) => &t.tcp,
-        }
-    }
-
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }
@@ -82,7 +79,7 @@ impl Stream {
     /// The rustls connection, for channel binding and the negotiated ALPN.
     pub fn tls_conn(&self) -> Option<&rustls::Connection> {
         match self {
-            Stream::Plain(_) => None,
+            Stream::Plain(_) | Stream::Local(_) => None,
             Stream::Tls(t) => Some(&t.conn),
         }
     }
@@ -91,6 +88,7 @@ impl Stream {
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Stream::Plain(s) => s.poll_read_ready(cx),
+            Stream::Local(s) => s.poll_read_ready(cx),
             Stream::Tls(t) if t.buffered => Poll::Ready(Ok(())),
             Stream::Tls(t) => t.tcp.poll_read_ready(cx),
         }
@@ -101,6 +99,7 @@ impl Stream {
     pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => crate::protocol::io::read_buf(s, buf),
+            Stream::Local(s) => s.try_read_buf(buf),
             Stream::Tls(t) => t.read_buf(buf),
         }
     }
@@ -110,6 +109,7 @@ impl Stream {
     pub fn try_write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.try_write(bytes),
+            Stream::Local(s) => s.try_write(bytes),
             Stream::Tls(t) => t.try_write(bytes),
         }
     }
@@ -117,7 +117,7 @@ impl Stream {
     /// Bytes taken by `try_write` that have not reached the socket yet.
     pub fn pending_output(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::Local(_) => false,
             Stream::Tls(t) => t.conn.wants_write(),
         }
     }
@@ -125,7 +125,7 @@ impl Stream {
     /// Passes pending output to the socket as far as it takes it now.
     pub fn try_flush(&mut self) -> io::Result<()> {
         match self {
-            Stream::Plain(_) => Ok(()),
+            Stream::Plain(_) | Stream::Local(_) => Ok(()),
             Stream::Tls(t) => t.flush_tls(),
         }
     }
@@ -141,7 +141,12 @@ impl Stream {
                     Poll::Pending => {}
                 }
             }
-            match self.tcp().poll_write_ready(cx) {
+            let writable = match self {
+                Stream::Plain(s) => s.poll_write_ready(cx),
+                Stream::Tls(t) => t.tcp.poll_write_ready(cx),
+                Stream::Local(s) => s.poll_write_ready(cx),
+            };
+            match writable {
                 Poll::Ready(Ok(())) => r.writable = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
@@ -326,6 +331,7 @@ impl AsyncRead for Stream {
         let this = self.get_mut();
         let t = match this {
             Stream::Plain(s) => return Pin::new(s).poll_read(cx, out),
+            Stream::Local(s) => return Pin::new(&mut **s).poll_read(cx, out),
             Stream::Tls(t) => t,
         };
         loop {
@@ -352,6 +358,7 @@ impl AsyncWrite for Stream {
         let this = self.get_mut();
         let t = match this {
             Stream::Plain(s) => return Pin::new(s).poll_write(cx, bytes),
+            Stream::Local(s) => return Pin::new(&mut **s).poll_write(cx, bytes),
             Stream::Tls(t) => t,
         };
         loop {
@@ -368,6 +375,7 @@ impl AsyncWrite for Stream {
         let this = self.get_mut();
         let t = match this {
             Stream::Plain(s) => return Pin::new(s).poll_flush(cx),
+            Stream::Local(s) => return Pin::new(&mut **s).poll_flush(cx),
             Stream::Tls(t) => t,
         };
         loop {
@@ -398,6 +406,7 @@ impl AsyncWrite for Stream {
         }
         match this {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Local(s) => Pin::new(&mut **s).poll_shutdown(cx),
             Stream::Tls(_) => Poll::Ready(Ok(())),
         }
     }

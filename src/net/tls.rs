@@ -396,6 +396,8 @@ impl ServerCertVerifier for Unchecked {
 /// hash (`tls-server-end-point`).
 pub struct ClientTls {
     pub acceptor: tokio_rustls::TlsAcceptor,
+    /// The same certificate for the serverless front (ALPN `http/1.1`).
+    pub http: tokio_rustls::TlsAcceptor,
     pub endpoint: Vec<u8>,
     /// The files it came from, to tell whether a reload changed them.
     pub files: (PathBuf, PathBuf),
@@ -423,9 +425,12 @@ impl ClientTls {
                     "give the certificate and its own private key, both PEM",
                 )
             })?;
+        let mut http = config.clone();
+        http.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.alpn_protocols = vec![ALPN.to_vec()];
         Ok(ClientTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            http: tokio_rustls::TlsAcceptor::from(Arc::new(http)),
             endpoint,
             files: (cert.to_path_buf(), key.to_path_buf()),
         })

@@ -127,6 +127,11 @@ pub fn auth_sasl_final(buf: &mut BytesMut, data: Vec<u8>) {
     put(Authentication::SASLFinal(Bytes::from(data)), buf);
 }
 
+/// AuthenticationCleartextPassword (the serverless front, inside its TLS).
+pub fn auth_cleartext(buf: &mut BytesMut) {
+    put(Authentication::CleartextPassword, buf);
+}
+
 pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
     put(Authentication::MD5Password(salt.to_vec()), buf);
 }

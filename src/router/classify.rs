@@ -190,10 +190,16 @@ fn set_decision(set: &sqlparser::ast::Set) -> Decision {
         variable, values, ..
     } = set
     {
-        if name_parts(variable)
-            .join(".")
-            .eq_ignore_ascii_case("pgswitch.route")
-        {
+        let name = name_parts(variable).join(".");
+        if name.eq_ignore_ascii_case("pgswitch.min_lsn") {
+            let value = values.first().map(|v| v.to_string()).unwrap_or_default();
+            let text = value.trim_matches(|c| c == '\'' || c == '"');
+            return match crate::pool::health::parse_lsn(text) {
+                Some(lsn) => Decision::any(Reason::MinLsnSetting(lsn)),
+                None => Decision::primary(Reason::InvalidMinLsn(value)),
+            };
+        }
+        if name.eq_ignore_ascii_case("pgswitch.route") {
             let value = values.first().map(|v| v.to_string()).unwrap_or_default();
             return match RouteHint::parse(&value) {
                 Ok(hint) => Decision::any(Reason::RouteSetting(hint)),

@@ -17,6 +17,8 @@ pub enum RouteHint {
 pub enum RouterError {
     #[error("invalid pgswitch route \"{0}\": use primary, replica or auto")]
     UnknownHint(String),
+    #[error("invalid pgswitch.min_lsn \"{0}\": use a WAL position such as '0/16B3748', as pg_current_wal_lsn() returns it")]
+    BadLsn(String),
 }
 
 impl RouteHint {

@@ -80,6 +80,11 @@ pub enum Reason {
     RouteSetting(RouteHint),
     /// `SET pgswitch.route` to a value that is not a route.
     InvalidRouteSetting(String),
+    /// `SET pgswitch.min_lsn = 'X/Y'`: reads must see the primary's WAL up
+    /// to here (causal reads, handled by the session).
+    MinLsnSetting(u64),
+    /// `SET pgswitch.min_lsn` to a value that is not a WAL position.
+    InvalidMinLsn(String),
 }
 
 impl Reason {
@@ -102,6 +107,8 @@ impl Reason {
             Reason::Hint => "hint",
             Reason::RouteSetting(_) => "route_setting",
             Reason::InvalidRouteSetting(_) => "invalid_route_setting",
+            Reason::MinLsnSetting(_) => "min_lsn_setting",
+            Reason::InvalidMinLsn(_) => "invalid_min_lsn",
         }
     }
 }
@@ -152,8 +159,10 @@ pub fn route(sql: &str, functions: &FunctionPolicy) -> Result<Decision, RouterEr
         });
     }
     let d = classify(sql, functions);
-    if let Reason::InvalidRouteSetting(value) = d.reason {
-        return Err(RouterError::UnknownHint(value));
+    match d.reason {
+        Reason::InvalidRouteSetting(value) => return Err(RouterError::UnknownHint(value)),
+        Reason::InvalidMinLsn(value) => return Err(RouterError::BadLsn(value)),
+        _ => {}
     }
     Ok(d)
 }

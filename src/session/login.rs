@@ -152,6 +152,34 @@ pub async fn authenticate(
     Ok(None)
 }
 
+/// Asks for the password in clear (AuthenticationCleartextPassword), as
+/// Neon's proxy does on its WebSocket (always inside TLS, or on loopback):
+/// `@neondatabase/serverless` sends it without waiting to be asked. The
+/// check is `Passwords`'s: the ClientKey of a SCRAM role, as `authenticate`.
+pub async fn authenticate_cleartext(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    user: &str,
+    auth: Option<&ClientAuth>,
+    passwords: &crate::auth::password::Passwords,
+    ttl: std::time::Duration,
+) -> Result<Option<[u8; 32]>, SessionError> {
+    let mut out = BytesMut::new();
+    messages::auth_cleartext(&mut out);
+    send(stream, &out).await?;
+    let body = read_password_message(stream, buf).await?;
+    let given = body.strip_suffix(b"\0").unwrap_or(&body);
+    let given = std::str::from_utf8(given)
+        .map_err(|_| SessionError::Protocol("the password is not UTF-8".into()))?;
+    passwords
+        .check(auth, user, given, ttl)
+        .await
+        .map_err(|_| match auth {
+            Some(_) => SessionError::Auth(user.to_owned()),
+            None => SessionError::NoUser,
+        })
+}
+
 /// SCRAM-SHA-256; returns the ClientKey the client proved. `Err(None)`
 /// means "wrong password".
 async fn scram(

@@ -55,12 +55,56 @@ const CLIENT_SETTABLE: [&str; 5] = [
 
 /// Serves one client connection to the end. Errors are reported to the
 /// client (FATAL) and logged here, once.
-pub async fn run(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
-    // Boxed: a TLS handshake's state is large, and the session's state
-    // should not make room for it while the client is connected.
-    let Some((mut stream, opened)) = Box::pin(negotiate(shared, tcp, peer)).await else {
-        return;
+/// (A plain function returning the session's future, so that the task's
+/// state is that future itself, not a wrapper around it.)
+pub fn run(
+    shared: &Shared,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> + Send + '_ {
+    serve_client(shared, Client::Tcp(tcp), peer)
+}
+
+/// Serves a client of the serverless front (`crate::serverless`): a
+/// WebSocket's wire protocol, or an HTTP request's, through one end of a
+/// socket pair. Its TLS (if any) ended at the front, which also applied
+/// `client_tls`; the password comes in clear, as Neon's driver sends it.
+pub fn run_local(
+    shared: &Shared,
+    local: tokio::net::UnixStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> + Send + '_ {
+    serve_client(shared, Client::Local(Box::new(local)), peer)
+}
+
+/// Where a client comes from.
+enum Client {
+    Tcp(TcpStream),
+    /// The serverless front's end of a socket pair (boxed, as in `Stream`).
+    Local(Box<tokio::net::UnixStream>),
+}
+
+async fn serve_client(shared: &Shared, client: Client, peer: SocketAddr) {
+    let (mut stream, opened) = match client {
+        Client::Tcp(tcp) => {
+            let _ = tcp.set_nodelay(true);
+            // Boxed: a TLS handshake's state is large, and the session's
+            // state should not make room for it while the client is
+            // connected.
+            let Some(negotiated) = Box::pin(negotiate(shared, tcp, peer)).await else {
+                return;
+            };
+            negotiated
+        }
+        Client::Local(local) => {
+            let opened = Opened {
+                buf: BytesMut::new(),
+                binding: None,
+                tls_required: false,
+                cleartext: true,
+            };
+            (Stream::Local(local), Box::new(opened))
+        }
     };
     let mut who = Who::default();
     let result = serve(shared, &mut stream, opened, &peer, &mut who).await;
@@ -114,6 +158,7 @@ async fn negotiate(
         buf,
         binding,
         tls_required: mode == ClientTlsMode::Require,
+        cleartext: false,
     };
     Some((stream, Box::new(opened)))
 }
@@ -127,6 +172,8 @@ struct Opened {
     binding: Option<Vec<u8>>,
     /// `client_tls = require`.
     tls_required: bool,
+    /// Ask for the password in clear (the serverless front).
+    cleartext: bool,
 }
 
 #[derive(Default)]
@@ -245,6 +292,7 @@ async fn login<'a>(
         mut buf,
         binding,
         tls_required,
+        cleartext,
     } = *opened;
     let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
     let opening = tokio::time::timeout_at(deadline, login::read_opening(stream, &mut buf))
@@ -306,6 +354,13 @@ async fn login<'a>(
     let auth = async {
         login::negotiate(stream, &startup).await?;
         let auth = listed.map(|u| &u.auth).or(looked_up_auth.as_ref());
+        if cleartext {
+            let (passwords, ttl) = (&shared.passwords, config.general.auth_cache_ttl);
+            return login::authenticate_cleartext(
+                stream, &mut buf, &user_name, auth, passwords, ttl,
+            )
+            .await;
+        }
         login::authenticate(stream, &mut buf, &user_name, auth, binding.as_deref()).await
     };
     let proved = tokio::time::timeout_at(deadline, auth)

@@ -3,6 +3,7 @@
 //! the script's defaults).
 #![allow(dead_code)]
 
+pub mod http;
 pub mod logs;
 pub mod outage;
 pub mod raw;
@@ -68,6 +69,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// The `/metrics` endpoint, when the config has `metrics_listen`.
     pub metrics_addr: Option<SocketAddr>,
+    /// The serverless front, when the config has `http_listen`.
+    pub http_addr: Option<SocketAddr>,
     pub shared: std::sync::Arc<pgswitch::app::Shared>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
@@ -78,12 +81,14 @@ impl Proxy {
         let app = App::bind(config).await.expect("bind");
         let addr = app.local_addr().expect("addr");
         let metrics_addr = app.metrics_addr();
+        let http_addr = app.http_addr();
         let shutdown = app.shutdown_token();
         let shared = app.shared();
         let task = tokio::spawn(app.run());
         Proxy {
             addr,
             metrics_addr,
+            http_addr,
             shared,
             shutdown,
             task,

@@ -231,3 +231,51 @@ fn admins_default_to_the_primary_url_user() {
     let err = load_str("[pgswitch]\nadmin_users = [\"ghost\"]\n", &ov).unwrap_err();
     assert_eq!(err.0[0].key, "pgswitch.admin_users[0]", "{err}");
 }
+
+#[test]
+fn the_serverless_front_is_off_by_default_and_plain_only_on_loopback() {
+    let ov = Overrides {
+        primary: Some("postgres://app:pw@127.0.0.1:15432/app".into()),
+        ..Default::default()
+    };
+    assert_eq!(Config::load(None, &ov).unwrap().general.http, None);
+    let on = Overrides {
+        http_listen: Some("127.0.0.1:8432".into()),
+        ..ov.clone()
+    };
+    let http = Config::load(None, &on).unwrap().general.http.unwrap();
+    assert_eq!(http.listen.port(), 8432);
+    assert_eq!(http.max_request_bytes, 10 << 20);
+    assert_eq!(http.cors_origin, "*");
+    // Beyond loopback without TLS, passwords would cross in clear.
+    let err = load_str("[pgswitch]\nhttp_listen = \"0.0.0.0:8432\"\n", &ov).unwrap_err();
+    assert_eq!(err.0[0].key, "pgswitch.http_listen", "{err}");
+    assert!(err.0[0].fix.contains("http_allow_plain"), "{err}");
+    let c = load_str(
+        "[pgswitch]\nhttp_listen = \"0.0.0.0:8432\"\nhttp_allow_plain = true\n",
+        &ov,
+    )
+    .unwrap();
+    assert!(c.general.http.unwrap().allow_plain);
+    let err = load_str(
+        "[pgswitch]\nhttp_listen = \"nowhere\"\nhttp_max_request_bytes = 0\nhttp_read_timeout = \"0s\"\n",
+        &ov,
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["pgswitch.http_listen"], "{err}");
+    let err = load_str(
+        "[pgswitch]\nhttp_listen = \"127.0.0.1:1\"\nhttp_max_request_bytes = 0\nhttp_read_timeout = \"0s\"\n",
+        &ov,
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "pgswitch.http_max_request_bytes",
+            "pgswitch.http_read_timeout"
+        ],
+        "{err}"
+    );
+}

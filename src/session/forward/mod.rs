@@ -247,6 +247,13 @@ impl<'a> Forwarder<'a> {
         let graceful_stop = shared.shutdown.cancelled();
         let hard_stop = shared.hard_shutdown.cancelled();
         tokio::pin!(graceful_stop, hard_stop);
+        // Requests sent along with the login, before it was answered (as
+        // Neon's driver pipelines its first query behind the password):
+        // no readiness event will announce them again.
+        // (Boxed: rare, and it should not widen every session's state.)
+        if !self.cbuf.is_empty() && Box::pin(self.on_client_bytes()).await? == Flow::Terminate {
+            return Ok(());
+        }
         loop {
             let phase = self.phase();
             // Read on every turn (a cheap load), so a RELOAD applies to

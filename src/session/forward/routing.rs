@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::{ConnState, Forwarder, PoolMode, Refusal, SessionError, Which};
 use crate::config::{Consistency, PrimaryReads, TransactionRouting};
 use crate::metrics::Fallback;
-use crate::pool::replicas::Pick;
+use crate::pool::replicas::{Fence, Pick};
 use crate::protocol::frame::{peek_header, whole_messages, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
 use crate::router::{Reason, Route, RouteHint};
@@ -24,6 +24,8 @@ pub(super) enum Next {
     Read,
     /// A `SET pgswitch.route` Query of the given length, answered locally.
     SetRoute(RouteHint, usize),
+    /// A `SET pgswitch.min_lsn` Query of the given length, answered locally.
+    SetMinLsn(u64, usize),
     /// A lone `BEGIN` Query of the given length with `transaction_routing =
     /// first_statement`: answered here, sent ahead of the next statement to
     /// wherever that statement goes.
@@ -85,6 +87,9 @@ impl Forwarder<'_> {
         match (&decision.reason, tag) {
             (Reason::RouteSetting(hint), b'Q') => {
                 return Ok(Some(Next::SetRoute(*hint, HEADER_LEN + len)))
+            }
+            (Reason::MinLsnSetting(lsn), b'Q') => {
+                return Ok(Some(Next::SetMinLsn(*lsn, HEADER_LEN + len)))
             }
             // DDL may have changed a function's volatility.
             (Reason::Write("DDL or other") | Reason::Unparsed, _) => replicas.catalog_changed(),
@@ -208,6 +213,24 @@ impl Forwarder<'_> {
         len: usize,
     ) -> Result<(), SessionError> {
         self.route_state().hint = hint;
+        self.cbuf.advance(len);
+        let status = if self.begin_deferred() { b'T' } else { b'I' };
+        self.answer_here("SET", status).await
+    }
+
+    /// `SET pgswitch.min_lsn = '...'` as a Query of its own: the client's
+    /// reads must see the primary's WAL up to there (a position it got
+    /// from another connection, instance or HTTP request: causal reads).
+    /// It joins the client's own read-your-writes fence.
+    pub(super) async fn set_min_lsn(&mut self, lsn: u64, len: usize) -> Result<(), SessionError> {
+        let r = self.route_state();
+        r.fence = match r.fence {
+            Fence::None => Fence::Lsn(lsn),
+            Fence::Lsn(n) => Fence::Lsn(n.max(lsn)),
+            // A write whose position is not known yet: the primary's
+            // position read after now covers both.
+            Fence::After(_) => Fence::After(std::time::Instant::now()),
+        };
         self.cbuf.advance(len);
         let status = if self.begin_deferred() { b'T' } else { b'I' };
         self.answer_here("SET", status).await

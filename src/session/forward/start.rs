@@ -56,6 +56,13 @@ impl Forwarder<'_> {
                             }
                             continue;
                         }
+                        Ok(Some(Next::SetMinLsn(lsn, len))) => {
+                            self.set_min_lsn(lsn, len).await?;
+                            if self.cbuf.is_empty() {
+                                return Ok(Some(Flow::Continue));
+                            }
+                            continue;
+                        }
                         Ok(Some(Next::DeferBegin(len))) => {
                             self.defer_begin(len).await?;
                             if self.cbuf.is_empty() {

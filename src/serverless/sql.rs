@@ -1,0 +1,593 @@
+//! `POST /sql`: SQL over HTTP as Neon's proxy serves it. One statement
+//! (`{"query", "params"}`), or a batch (`{"queries": [...]}`) run as one
+//! transaction, per request. The credentials and database come from the
+//! `Neon-Connection-String` header; the statement runs through a session
+//! of its own (see `wire`), with parameters sent as text through the
+//! extended protocol, never into the SQL.
+//!
+//! Causal reads: with replicas, an answer that may follow a write carries
+//! the primary's WAL position after it (`Pgswitch-Lsn`); a request that
+//! sends one back is read from a replica only once that replica has
+//! replayed it (`SET pgswitch.min_lsn`), else from the primary.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{HeaderMap, StatusCode};
+use postgres_protocol::message::frontend;
+use postgres_protocol::IsNull;
+use serde_json::{json, Map, Value};
+
+use super::values;
+use super::wire::{PgError, Wire, WireError};
+use super::Answer;
+use crate::app::Shared;
+use crate::config::HttpFront;
+use crate::router::Route;
+
+/// The header that carries a WAL position both ways.
+pub const LSN_HEADER: &str = "pgswitch-lsn";
+
+/// The primary's position after a request's writes (a read on the primary
+/// with any volatile function goes there; see the router).
+const CURRENT_LSN: &str = "/* pgswitch:primary */ SELECT pg_current_wal_insert_lsn()::text";
+
+/// One statement of a request.
+#[derive(Debug)]
+struct Statement {
+    sql: String,
+    params: Vec<Option<String>>,
+}
+
+/// The request headers that shape the answer and the batch.
+struct Options {
+    raw_text: bool,
+    array_mode: bool,
+    isolation: Option<&'static str>,
+    read_only: bool,
+    deferrable: bool,
+    min_lsn: Option<String>,
+}
+
+/// A request refused before it reached a server, or answered with an error.
+fn refuse(status: StatusCode, message: impl Into<String>) -> Answer {
+    Answer::new(status, json!({ "message": message.into() }))
+}
+
+pub async fn handle(
+    shared: &Arc<Shared>,
+    front: &HttpFront,
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Answer {
+    let (parts, body) = req.into_parts();
+    let h = &parts.headers;
+    let Some(conn) = header(h, "neon-connection-string") else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "missing Neon-Connection-String header: send postgres://user:password@host/database",
+        );
+    };
+    let Some((user, password, database)) = credentials(conn) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Neon-Connection-String is not a postgres://user:password@host/database URL",
+        );
+    };
+    let options = match options(h) {
+        Ok(o) => o,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+    };
+    let declared = header(h, "content-length").and_then(|l| l.parse::<u64>().ok());
+    if declared.is_some_and(|l| l > front.max_request_bytes as u64) {
+        return too_large(front);
+    }
+    let limited = http_body_util::Limited::new(body, front.max_request_bytes);
+    let bytes = match tokio::time::timeout(front.read_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(front),
+        Ok(Err(e)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the body: {e}"),
+            )
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {:?}", front.read_timeout),
+            )
+        }
+    };
+    let (statements, batch) = match parse_body(&bytes) {
+        Ok(r) => r,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+    };
+    let mut wire = match Wire::login(shared, peer, &user, &password, &database).await {
+        Ok(w) => w,
+        Err(WireError::Fatal(e)) => {
+            let status = match e.code() {
+                "28P01" | "28000" => StatusCode::UNAUTHORIZED,
+                "53300" | "57P01" | "57P03" => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return Answer::new(status, error_json(&e));
+        }
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let run = Run::plan(shared, &user, &database, &statements, batch, &options);
+    let answer = run.exchange(&mut wire, &statements, front).await;
+    wire.close().await;
+    answer
+}
+
+fn too_large(front: &HttpFront) -> Answer {
+    refuse(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is over http_max_request_bytes ({} bytes)",
+            front.max_request_bytes
+        ),
+    )
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn flag(h: &HeaderMap, name: &str) -> bool {
+    header(h, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// User, password and database of a `postgres://` URL (the host is not
+/// used: the request already reached pgswitch).
+fn credentials(url: &str) -> Option<(String, String, String)> {
+    let config: tokio_postgres::Config = url.parse().ok()?;
+    let user = config.get_user()?.to_owned();
+    let password = String::from_utf8(config.get_password().unwrap_or_default().to_vec()).ok()?;
+    let database = config.get_dbname().unwrap_or(&user).to_owned();
+    Some((user, password, database))
+}
+
+fn options(h: &HeaderMap) -> Result<Options, String> {
+    let isolation = match header(h, "neon-batch-isolation-level") {
+        None => None,
+        Some(level) => Some(match level.to_ascii_lowercase().replace([' ', '_'], "").as_str() {
+            "serializable" => "SERIALIZABLE",
+            "repeatableread" => "REPEATABLE READ",
+            "readcommitted" => "READ COMMITTED",
+            "readuncommitted" => "READ UNCOMMITTED",
+            _ => {
+                return Err(format!(
+                    "Neon-Batch-Isolation-Level '{level}' is not one of Serializable, RepeatableRead, ReadCommitted, ReadUncommitted"
+                ))
+            }
+        }),
+    };
+    let min_lsn = header(h, LSN_HEADER)
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    if let Some(lsn) = min_lsn {
+        if crate::pool::health::parse_lsn(lsn).is_none() {
+            return Err(format!(
+                "Pgswitch-Lsn '{lsn}' is not a WAL position: send back the value of an earlier answer's Pgswitch-Lsn header"
+            ));
+        }
+    }
+    Ok(Options {
+        raw_text: flag(h, "neon-raw-text-output"),
+        array_mode: flag(h, "neon-array-mode"),
+        isolation,
+        read_only: flag(h, "neon-batch-read-only"),
+        deferrable: flag(h, "neon-batch-deferrable"),
+        min_lsn: min_lsn.map(str::to_owned),
+    })
+}
+
+/// `{"query", "params"}` or `{"queries": [...]}`; `true` for a batch.
+fn parse_body(bytes: &[u8]) -> Result<(Vec<Statement>, bool), String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!("the body is not JSON ({e}): send {{\"query\": \"...\", \"params\": [...]}}")
+    })?;
+    let one = |q: &Value| -> Result<Statement, String> {
+        let sql = q
+            .get("query")
+            .and_then(Value::as_str)
+            .ok_or("each query needs a \"query\" string")?;
+        if sql.contains('\0') {
+            return Err("a query may not contain a NUL character".into());
+        }
+        let params = match q.get("params") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(p)) => p.iter().map(values::param_text).collect(),
+            Some(_) => return Err("\"params\" must be an array".into()),
+        };
+        Ok(Statement {
+            sql: sql.to_owned(),
+            params,
+        })
+    };
+    match v.get("queries") {
+        Some(Value::Array(qs)) => Ok((qs.iter().map(one).collect::<Result<_, _>>()?, true)),
+        Some(_) => Err("\"queries\" must be an array".into()),
+        None if v.is_object() => Ok((vec![one(&v)?], false)),
+        None => Err("send a JSON object: {\"query\": \"...\", \"params\": [...]}".into()),
+    }
+}
+
+/// What a request sends to its session, in one write.
+struct Run {
+    out: BytesMut,
+    /// Sync segments before the statements' own (the `SET pgswitch.min_lsn`
+    /// and the batch's BEGIN), and whether the WAL position is asked after.
+    before: usize,
+    ask_lsn: bool,
+    batch: bool,
+    raw_text: bool,
+    array_mode: bool,
+    min_lsn: Option<String>,
+}
+
+impl Run {
+    fn plan(
+        shared: &Shared,
+        user: &str,
+        database: &str,
+        statements: &[Statement],
+        batch: bool,
+        o: &Options,
+    ) -> Run {
+        let pool = shared.pools.current(database, user);
+        let replicas = pool.as_ref().and_then(|p| p.replicas.as_ref());
+        let mut out = BytesMut::new();
+        let mut before = 0;
+        // Without replicas every read is on the primary: nothing to wait for.
+        if let (Some(lsn), Some(_)) = (&o.min_lsn, replicas) {
+            crate::protocol::messages::query(&mut out, &format!("SET pgswitch.min_lsn = '{lsn}'"));
+            before += 1;
+        }
+        if batch {
+            let mut begin = String::from("BEGIN");
+            if let Some(level) = o.isolation {
+                begin.push_str(" ISOLATION LEVEL ");
+                begin.push_str(level);
+            }
+            if o.read_only {
+                begin.push_str(" READ ONLY");
+            }
+            if o.deferrable {
+                begin.push_str(" DEFERRABLE");
+            }
+            crate::protocol::messages::query(&mut out, &begin);
+            before += 1;
+        }
+        for s in statements {
+            let _ = extended(&mut out, &s.sql, &s.params, true);
+        }
+        if batch {
+            let _ = extended(&mut out, "COMMIT", &[], false);
+        }
+        frontend::sync(&mut out);
+        // A request that may have written asks for the primary's position
+        // after its commit.
+        let reads_only = |r: &crate::pool::replicas::Replicas| {
+            (batch && o.read_only)
+                || statements
+                    .iter()
+                    .all(|s| r.route(&s.sql).is_ok_and(|d| d.route == Route::Replica))
+        };
+        let ask_lsn = replicas.is_some_and(|r| !reads_only(r));
+        if ask_lsn {
+            let _ = extended(&mut out, CURRENT_LSN, &[], false);
+            frontend::sync(&mut out);
+        }
+        Run {
+            out,
+            before,
+            ask_lsn,
+            batch,
+            raw_text: o.raw_text,
+            array_mode: o.array_mode,
+            min_lsn: o.min_lsn.clone(),
+        }
+    }
+
+    async fn exchange(
+        self,
+        wire: &mut Wire,
+        statements: &[Statement],
+        front: &HttpFront,
+    ) -> Answer {
+        if let Err(e) = wire.write(&self.out).await {
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+        let mut results: Vec<Value> = Vec::with_capacity(statements.len());
+        let mut current: Option<Table> = None;
+        let mut error: Option<PgError> = None;
+        let mut lsn: Option<String> = None;
+        let mut size = 0usize;
+        let main = self.before;
+        let segments = self.before + 1 + usize::from(self.ask_lsn);
+        let mut segment = 0;
+        let mut failed_block = false;
+        while segment < segments {
+            let m = match wire.next().await {
+                Ok(m) => m,
+                Err(WireError::Fatal(e)) => {
+                    error.get_or_insert(e);
+                    break;
+                }
+                Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            };
+            match m.tag {
+                b'Z' => {
+                    if segment == main && m.body.first() == Some(&b'E') {
+                        failed_block = true;
+                    }
+                    segment += 1;
+                }
+                // The first error is the answer (the LSN query after a
+                // failed batch fails too: not news).
+                b'E' => {
+                    error.get_or_insert(PgError::parse(&m.body));
+                }
+                _ if segment == main => {
+                    let wanted = results.len() < statements.len();
+                    match m.tag {
+                        b'T' if wanted => current = Some(Table::describe(&m.body)),
+                        b'D' if wanted => {
+                            size += m.body.len();
+                            if size > front.max_response_bytes {
+                                // Dropping the wire cancels the query.
+                                return Answer::new(
+                                    StatusCode::INSUFFICIENT_STORAGE,
+                                    json!({ "message": format!("the result is over http_max_response_bytes ({} bytes)", front.max_response_bytes) }),
+                                );
+                            }
+                            let t = current.get_or_insert_with(Table::default);
+                            t.row(&m.body, self.raw_text, self.array_mode);
+                        }
+                        b'C' | b'I' if wanted => {
+                            let tag = match m.tag {
+                                b'C' => tag_text(&m.body),
+                                _ => String::new(),
+                            };
+                            results.push(
+                                current
+                                    .take()
+                                    .unwrap_or_default()
+                                    .finish(&tag, self.array_mode),
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                b'D' if segment == main + 1 => {
+                    lsn = crate::protocol::messages::parse_data_row(&m.body)
+                        .into_iter()
+                        .next()
+                        .flatten();
+                }
+                _ => {}
+            }
+        }
+        if failed_block {
+            // The batch's transaction is still open, failed: end it.
+            let mut out = BytesMut::new();
+            crate::protocol::messages::query(&mut out, "ROLLBACK");
+            if wire.write(&out).await.is_ok() {
+                while let Ok(m) = wire.next().await {
+                    if m.tag == b'Z' {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = error {
+            return Answer::new(StatusCode::BAD_REQUEST, error_json(&e));
+        }
+        let body = match self.batch {
+            true => json!({ "results": results }),
+            false => results.pop().unwrap_or(Value::Null),
+        };
+        let mut answer = Answer::new(StatusCode::OK, body);
+        answer.lsn = lsn.or(self.min_lsn);
+        answer
+    }
+}
+
+/// Parse, Bind (text parameters, text results), Describe (with `describe`)
+/// and Execute of the unnamed statement.
+fn extended(
+    out: &mut BytesMut,
+    sql: &str,
+    params: &[Option<String>],
+    describe: bool,
+) -> std::io::Result<()> {
+    frontend::parse("", sql, std::iter::empty(), out)?;
+    let bound = frontend::bind(
+        "",
+        "",
+        std::iter::once(0i16),
+        params.iter(),
+        |p, buf| match p {
+            Some(text) => {
+                buf.extend_from_slice(text.as_bytes());
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        },
+        std::iter::once(0i16),
+        out,
+    );
+    if bound.is_err() {
+        return Err(std::io::Error::other("too many parameters"));
+    }
+    if describe {
+        frontend::describe(b'P', "", out)?;
+    }
+    frontend::execute("", 0, out)
+}
+
+/// A CommandComplete's tag.
+fn tag_text(body: &[u8]) -> String {
+    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+    String::from_utf8_lossy(&body[..end]).into_owned()
+}
+
+/// One statement's result as it arrives.
+#[derive(Default)]
+struct Table {
+    fields: Vec<Value>,
+    names: Vec<String>,
+    types: Vec<u32>,
+    rows: Vec<Value>,
+}
+
+impl Table {
+    /// From a RowDescription body.
+    fn describe(body: &[u8]) -> Table {
+        let mut t = Table::default();
+        let mut b = body;
+        if b.len() < 2 {
+            return t;
+        }
+        let count = b.get_i16();
+        for _ in 0..count.max(0) {
+            let Some(end) = b.iter().position(|&x| x == 0) else {
+                break;
+            };
+            let name = String::from_utf8_lossy(&b[..end]).into_owned();
+            b.advance(end + 1);
+            if b.len() < 18 {
+                break;
+            }
+            let (table, column, oid) = (b.get_u32(), b.get_i16(), b.get_u32());
+            let (size, modifier, format) = (b.get_i16(), b.get_i32(), b.get_i16());
+            t.fields.push(json!({
+                "name": name,
+                "tableID": table,
+                "columnID": column,
+                "dataTypeID": oid,
+                "dataTypeSize": size,
+                "dataTypeModifier": modifier,
+                "format": if format == 1 { "binary" } else { "text" },
+            }));
+            t.names.push(name);
+            t.types.push(oid);
+        }
+        t
+    }
+
+    fn row(&mut self, body: &[u8], raw: bool, array_mode: bool) {
+        let texts = crate::protocol::messages::parse_data_row(body);
+        let values: Vec<Value> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                values::to_json(self.types.get(i).copied().unwrap_or(25), v.as_deref(), raw)
+            })
+            .collect();
+        self.rows.push(match array_mode {
+            true => Value::Array(values),
+            false => values::row_object(&self.names, values),
+        });
+    }
+
+    fn finish(self, tag: &str, array_mode: bool) -> Value {
+        let mut words = tag.split_whitespace();
+        let command = words.next().unwrap_or("");
+        let count = tag.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok());
+        json!({
+            "command": command,
+            "rowCount": count,
+            "rows": self.rows,
+            "fields": self.fields,
+            "rowAsArray": array_mode,
+        })
+    }
+}
+
+/// An ErrorResponse as Neon's driver reads it.
+fn error_json(e: &PgError) -> Value {
+    let mut m = Map::new();
+    m.insert(
+        "message".into(),
+        json!(e.field(b'M').unwrap_or("unknown error")),
+    );
+    for (code, key) in [
+        (b'C', "code"),
+        (b'D', "detail"),
+        (b'H', "hint"),
+        (b'P', "position"),
+        (b'p', "internalPosition"),
+        (b'q', "internalQuery"),
+        (b'W', "where"),
+        (b's', "schema"),
+        (b't', "table"),
+        (b'c', "column"),
+        (b'd', "dataType"),
+        (b'n', "constraint"),
+        (b'F', "file"),
+        (b'L', "line"),
+        (b'R', "routine"),
+    ] {
+        if let Some(v) = e.field(code) {
+            m.insert(key.into(), json!(v));
+        }
+    }
+    let severity = e.field(b'V').or(e.field(b'S'));
+    if let Some(s) = severity {
+        m.insert("severity".into(), json!(s));
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies() {
+        let (s, batch) = parse_body(br#"{"query": "SELECT $1", "params": [1, null]}"#).unwrap();
+        assert!(!batch);
+        assert_eq!(s[0].params, vec![Some("1".to_owned()), None]);
+        let (s, batch) = parse_body(
+            br#"{"queries": [{"query": "SELECT 1"}, {"query": "SELECT 2", "params": []}]}"#,
+        )
+        .unwrap();
+        assert!(batch);
+        assert_eq!(s.len(), 2);
+        assert!(parse_body(b"{").unwrap_err().contains("not JSON"));
+        assert!(parse_body(b"[]").is_err());
+        assert!(parse_body(br#"{"query": 1}"#).is_err());
+        assert!(parse_body(br#"{"query": "x", "params": 3}"#).is_err());
+    }
+
+    #[test]
+    fn connection_strings() {
+        assert_eq!(
+            credentials("postgres://app:p%40ss@db.example.com/shop"),
+            Some(("app".into(), "p@ss".into(), "shop".into()))
+        );
+        assert_eq!(
+            credentials("postgresql://app:pw@h:5432"),
+            Some(("app".into(), "pw".into(), "app".into()))
+        );
+        assert_eq!(credentials("mysql://x"), None);
+    }
+
+    #[test]
+    fn command_tags() {
+        let t = Table::default();
+        let v = t.finish("INSERT 0 3", false);
+        assert_eq!(v["command"], "INSERT");
+        assert_eq!(v["rowCount"], 3);
+        let v = Table::default().finish("CREATE TABLE", true);
+        assert_eq!(v["rowCount"], Value::Null);
+        assert_eq!(v["rowAsArray"], true);
+    }
+}

@@ -1,0 +1,527 @@
+//! The serverless front (`http_listen`): `POST /sql` and `GET /v2` as
+//! `@neondatabase/serverless` 1.2.0 uses them (the driver's own tests in
+//! `tests/clients/neon_test.js`, run here against pgswitch in front of the
+//! primary), and what a hostile or broken client sends: each gets a clear
+//! 4xx and the front keeps serving. Causal reads across requests, which
+//! pause a replica's replay, are in `serverless_causal.rs`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::http::{exchange, post_sql, query, read_reply, sql_request};
+use common::*;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+const CONN: &str = "postgres://app:app-secret@anyhost/app";
+
+/// Small limits and a short read timeout, for the hostile tests.
+const LIMITS: &str = "http_read_timeout = \"2s\"\nhttp_max_request_bytes = 65536\n\
+                      http_max_response_bytes = 1048576";
+
+/// pgswitch with the front on, in front of the primary alone (a read over
+/// HTTP right after a write over HTTP carries no LSN in the driver's
+/// tests, so no replica may answer it).
+async fn front(extra: &str) -> (Proxy, SocketAddr) {
+    let settings = format!(
+        "pool_mode = \"transaction\"\npool_size = 10\nhttp_listen = \"127.0.0.1:0\"\n{extra}"
+    );
+    let proxy = Proxy::start(cluster_config(&settings, &[])).await;
+    let addr = proxy.http_addr.expect("the front is on");
+    (proxy, addr)
+}
+
+/// A well-formed query still works (the front survived what came before).
+async fn still_serves(addr: SocketAddr) {
+    let r = post_sql(
+        addr,
+        CONN,
+        &[],
+        &query("SELECT $1::int * 2 AS v", json!([21])),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["rows"][0]["v"], 42);
+}
+
+#[tokio::test]
+async fn one_statement_with_parameters_mapped_by_type() {
+    let (proxy, addr) = front("").await;
+    let body = query(
+        "SELECT $1::int4 AS i, $2::int8 AS big, $3::text AS t, $4::bool AS b, \
+         $5::float8 AS f, 'NaN'::float8 AS nan, $6::numeric AS n, $7::jsonb AS j, \
+         $8::int[] AS a, ARRAY[['x','y'],[NULL,'z']] AS m, $9::text AS nothing",
+        json!([7, "9007199254740993", "it's \"quoted\"; DROP TABLE x", true, 2.5, "1.10",
+               {"k": [1, null]}, [1, 2, 3], null]),
+    );
+    let r = post_sql(addr, CONN, &[], &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        v["rows"][0],
+        json!({"i": 7, "big": "9007199254740993", "t": "it's \"quoted\"; DROP TABLE x",
+               "b": true, "f": 2.5, "nan": "NaN", "n": "1.10", "j": {"k": [1, null]},
+               "a": [1, 2, 3], "m": [["x", "y"], [null, "z"]], "nothing": null})
+    );
+    assert_eq!(v["command"], "SELECT");
+    assert_eq!(v["rowCount"], 1);
+    assert_eq!(v["fields"][1]["dataTypeID"], 20);
+    // Raw text and array mode, as the driver asks for them.
+    let raw = [
+        ("Neon-Raw-Text-Output", "true"),
+        ("Neon-Array-Mode", "true"),
+    ];
+    let r = post_sql(
+        addr,
+        CONN,
+        &raw,
+        &query("SELECT 1 AS one, true AS t", json!([])),
+    )
+    .await;
+    assert_eq!(r.json()["rows"], json!([["1", "t"]]));
+    assert_eq!(r.json()["rowAsArray"], true);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn errors_carry_the_servers_fields() {
+    let (proxy, addr) = front("").await;
+    let r = post_sql(
+        addr,
+        CONN,
+        &[],
+        &query("SELECT 1 FROM nowhere_at_all", json!([])),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let e = r.json();
+    assert_eq!(e["code"], "42P01");
+    assert_eq!(e["position"], "15");
+    assert!(
+        e["message"].as_str().unwrap().contains("nowhere_at_all"),
+        "{e}"
+    );
+    still_serves(addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_batch_is_rolled_back_whole() {
+    let (proxy, addr) = front("").await;
+    let table = format!("http_batch_{}", std::process::id());
+    let run = |sql: String| async move { post_sql(addr, CONN, &[], &query(&sql, json!([]))).await };
+    assert_eq!(
+        run(format!("DROP TABLE IF EXISTS {table}")).await.status,
+        200
+    );
+    assert_eq!(
+        run(format!("CREATE TABLE {table} (id int PRIMARY KEY)"))
+            .await
+            .status,
+        200
+    );
+    let batch = |ids: [i32; 2]| {
+        json!({"queries": [
+            {"query": format!("INSERT INTO {table} VALUES ($1)"), "params": [ids[0]]},
+            {"query": format!("INSERT INTO {table} VALUES ($1)"), "params": [ids[1]]},
+        ]})
+        .to_string()
+    };
+    let ok = post_sql(addr, CONN, &[], &batch([1, 2])).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["results"].as_array().unwrap().len(), 2);
+    // The second insert violates the key: the first is undone too.
+    let failed = post_sql(addr, CONN, &[], &batch([3, 1])).await;
+    assert_eq!(failed.status, 400, "{}", failed.body);
+    assert_eq!(failed.json()["code"], "23505");
+    assert!(failed.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("(id)=(1)"));
+    let count = run(format!("SELECT count(*)::int AS n FROM {table}")).await;
+    assert_eq!(
+        count.json()["rows"][0]["n"],
+        2,
+        "the failed batch left rows"
+    );
+    // Isolation level and read-only from the headers.
+    let headers = [
+        ("Neon-Batch-Isolation-Level", "RepeatableRead"),
+        ("Neon-Batch-Read-Only", "true"),
+    ];
+    let shows = json!({"queries": [{"query": "SHOW transaction_isolation"},
+                                   {"query": "SHOW transaction_read_only"}]});
+    let r = post_sql(addr, CONN, &headers, &shows.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["results"][0]["rows"][0]["transaction_isolation"],
+        "repeatable read"
+    );
+    assert_eq!(
+        r.json()["results"][1]["rows"][0]["transaction_read_only"],
+        "on"
+    );
+    // The server connection went back clean: the next statement is not
+    // inside a leftover transaction.
+    let r = run("SELECT current_setting('transaction_isolation') AS i, current_setting('transaction_read_only') AS ro".into()).await;
+    assert_eq!(
+        r.json()["rows"][0],
+        json!({"i": "read committed", "ro": "off"})
+    );
+    run(format!("DROP TABLE {table}")).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_requests_get_a_clear_4xx_and_the_front_keeps_serving() {
+    let (proxy, addr) = front(LIMITS).await;
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            sql_request(CONN, &[], "{\"query\": "),
+            400,
+            "not JSON",
+        ),
+        (
+            "no query",
+            sql_request(CONN, &[], "{\"params\": []}"),
+            400,
+            "query",
+        ),
+        (
+            "no connection string",
+            sql_request("", &[], &query("SELECT 1", json!([]))),
+            400,
+            "Neon-Connection-String",
+        ),
+        (
+            "not a URL",
+            sql_request("hello", &[], &query("SELECT 1", json!([]))),
+            400,
+            "postgres://",
+        ),
+        (
+            "wrong password",
+            sql_request(
+                "postgres://app:nope@h/app",
+                &[],
+                &query("SELECT 1", json!([])),
+            ),
+            401,
+            "password authentication failed",
+        ),
+        (
+            "unknown user",
+            sql_request(
+                "postgres://ghost:x@h/app",
+                &[],
+                &query("SELECT 1", json!([])),
+            ),
+            401,
+            "",
+        ),
+        (
+            "unknown database",
+            sql_request(
+                "postgres://app:app-secret@h/nodb",
+                &[],
+                &query("SELECT 1", json!([])),
+            ),
+            400,
+            "nodb",
+        ),
+        (
+            "bad LSN",
+            sql_request(
+                CONN,
+                &[("Pgswitch-Lsn", "yesterday")],
+                &query("SELECT 1", json!([])),
+            ),
+            400,
+            "WAL position",
+        ),
+        (
+            "bad isolation",
+            sql_request(
+                CONN,
+                &[("Neon-Batch-Isolation-Level", "Chaos")],
+                &query("SELECT 1", json!([])),
+            ),
+            400,
+            "Serializable",
+        ),
+        (
+            "huge body",
+            sql_request(CONN, &[], &"x".repeat(100_000)),
+            413,
+            "http_max_request_bytes",
+        ),
+        (
+            "unknown path",
+            b"GET /admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            404,
+            "/sql",
+        ),
+        (
+            "GET /sql",
+            b"GET /sql HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            405,
+            "POST",
+        ),
+        (
+            "/v2 without upgrade",
+            b"GET /v2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+            "WebSocket",
+        ),
+    ];
+    for (what, raw, status, says) in cases {
+        let r = exchange(addr, &raw)
+            .await
+            .unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert!(r.body.contains(says), "{what}: {}", r.body);
+    }
+    // A chunked body with no length, over the limit as it arrives.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("POST /sql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nNeon-Connection-String: {CONN}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..20 {
+        let chunk = "y".repeat(8192);
+        if s.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
+            .await
+            .is_err()
+        {
+            break; // Closed on us after answering: fine.
+        }
+    }
+    let r = read_reply(&mut s)
+        .await
+        .expect("an answer to the chunked body");
+    assert_eq!(r.status, 413, "{}", r.body);
+    // Slow loris: headers that never end, and a body that never comes.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /sql HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let partial = sql_request(CONN, &[], &query("SELECT 1", json!([])));
+    stalled
+        .write_all(&partial[..partial.len() - 5])
+        .await
+        .unwrap();
+    // Meanwhile others are served.
+    still_serves(addr).await;
+    let r = read_reply(&mut stalled)
+        .await
+        .expect("an answer to the stalled body");
+    assert_eq!(r.status, 408, "{}", r.body);
+    // Headers that never end: hyper closes the connection (with a 408 or
+    // without an answer) after http_read_timeout.
+    if let Some(r) = read_reply(&mut slow).await {
+        assert_eq!(r.status, 408, "{}", r.body);
+    }
+    still_serves(addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn cors_preflight_and_headers() {
+    let (proxy, addr) = front("http_cors_origin = \"https://app.example\"").await;
+    let r = exchange(
+        addr,
+        b"OPTIONS /sql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: https://app.example\r\n\
+          Access-Control-Request-Method: POST\r\n\
+          Access-Control-Request-Headers: neon-connection-string, neon-array-mode\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(r
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+    assert!(r
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("neon-array-mode"));
+    let r = post_sql(addr, CONN, &[], &query("SELECT 1 AS x", json!([]))).await;
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        r.header("access-control-expose-headers"),
+        Some("Pgswitch-Lsn")
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_result_over_the_limit_gets_507_and_its_query_ends() {
+    let (proxy, addr) = front(LIMITS).await;
+    let big = query(
+        "SELECT repeat('x', 1000) FROM generate_series(1, 5000)",
+        json!([]),
+    );
+    let r = post_sql(addr, CONN, &[], &big).await;
+    assert_eq!(r.status, 507, "{}", r.body);
+    assert!(r.body.contains("http_max_response_bytes"), "{}", r.body);
+    still_serves(addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_query_gets_its_query_cancelled() {
+    let (proxy, addr) = front("").await;
+    let marker = format!("cancel_me_{}", std::process::id());
+    let sql = format!("SELECT pg_sleep(60) AS {marker}");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&sql_request(CONN, &[], &query(&sql, json!([]))))
+        .await
+        .unwrap();
+    let su = superuser().await;
+    let running = |state: &'static str| {
+        let su = &su;
+        let marker = marker.clone();
+        async move {
+            let n: i64 = su
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 AND state = $2 AND pid <> pg_backend_pid()",
+                    &[&marker, &state],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            running("active").await == 1
+        })
+        .await,
+        "the query never started"
+    );
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            running("active").await == 0
+        })
+        .await,
+        "the query still runs after its client left"
+    );
+    still_serves(addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn wire_clients_set_pgswitch_min_lsn() {
+    let settings = "pool_mode = \"transaction\"\npool_size = 2";
+    let proxy = Proxy::start(cluster_config(settings, &replica_urls())).await;
+    let c = proxy.client().await;
+    let lsn = first_row(&c, "SELECT pg_current_wal_insert_lsn()::text").await[0].clone();
+    c.batch_execute(&format!("SET pgswitch.min_lsn = '{lsn}'"))
+        .await
+        .expect("a WAL position is accepted");
+    // A read after it still runs (on a replica that has replayed it, or
+    // the primary).
+    assert_eq!(first_row(&c, "SELECT 1").await, ["1"]);
+    let e = c
+        .batch_execute("SET pgswitch.min_lsn = 'soon'")
+        .await
+        .expect_err("not a WAL position");
+    assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{e}");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("WAL position"), "{message}");
+    assert_eq!(first_row(&c, "SELECT 2").await, ["2"], "the client stays");
+    proxy.stop().await;
+}
+
+// The driver's own tests (tests/clients/neon_test.js).
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/neon_test.js")
+}
+
+/// Runs one part of neon_test.js against a fresh pgswitch (over TLS with
+/// `secure`); panics with its output unless it reports 0 errors.
+async fn neon(part: &str, secure: bool) -> String {
+    let mut settings = String::new();
+    let mut ca_file = None;
+    if secure {
+        let ca = common::tls::TestCa::new("serverless test CA");
+        let dir = common::tls::temp_dir("serverless");
+        let (cert, key) = ca.leaf(&["localhost", "127.0.0.1"]);
+        let cert = common::tls::write(&dir, "pgswitch.crt", &cert);
+        let key = common::tls::write(&dir, "pgswitch.key", &key);
+        ca_file = Some(common::tls::write(&dir, "ca.crt", &ca.pem()));
+        settings = format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
+            cert.display(),
+            key.display()
+        );
+    }
+    let (proxy, addr) = front(&settings).await;
+    let mut command = tokio::process::Command::new("node");
+    if let Some(ca) = &ca_file {
+        command.env("NODE_EXTRA_CA_CERTS", ca);
+    }
+    let out = command
+        .arg(script())
+        .env(
+            "PGSWITCH_NEON_DSN",
+            format!("postgres://app:app-secret@127.0.0.1:{}/app", addr.port()),
+        )
+        .env("PGSWITCH_NEON_SECURE", if secure { "1" } else { "0" })
+        .env("PGSWITCH_NEON_PART", part)
+        .env("PGSWITCH_CLIENT_TIMEOUT", "120")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node (scripts/client-deps.sh installs the driver)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "neon_test.js {part} failed:\n{text}");
+    assert!(text.contains(" 0 errors"), "neon_test.js {part}:\n{text}");
+    proxy.stop().await;
+    text
+}
+
+#[tokio::test]
+async fn neon_driver_over_http() {
+    neon("http", false).await;
+}
+
+#[tokio::test]
+async fn neon_driver_over_https() {
+    neon("http", true).await;
+}
+
+#[tokio::test]
+async fn neon_driver_pool_over_websocket() {
+    neon("ws", false).await;
+}
+
+#[tokio::test]
+async fn neon_driver_pool_over_secure_websocket() {
+    neon("ws", true).await;
+}
+
+#[tokio::test]
+async fn neon_driver_200_concurrent_queries_over_10_server_connections() {
+    neon("concurrent", false).await;
+}
