@@ -525,3 +525,27 @@ async fn neon_driver_pool_over_secure_websocket() {
 async fn neon_driver_200_concurrent_queries_over_10_server_connections() {
     neon("concurrent", false).await;
 }
+
+#[tokio::test]
+async fn copy_from_stdin_is_refused_without_hanging() {
+    let (proxy, addr) = front("").await;
+    let table = format!("http_copy_{}", std::process::id());
+    let run = |sql: String| async move { post_sql(addr, CONN, &[], &query(&sql, json!([]))).await };
+    assert_eq!(
+        run(format!("DROP TABLE IF EXISTS {table}")).await.status,
+        200
+    );
+    assert_eq!(
+        run(format!("CREATE TABLE {table} (id int)")).await.status,
+        200
+    );
+    let r = run(format!("COPY {table} FROM STDIN")).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("/v2"), "{}", r.body);
+    // The copy never ran: the table is still empty, and the front serves.
+    let r = run(format!("SELECT count(*)::int AS n FROM {table}")).await;
+    assert_eq!(r.json()["rows"][0]["n"], 0, "{}", r.body);
+    run(format!("DROP TABLE {table}")).await;
+    still_serves(addr).await;
+    proxy.stop().await;
+}

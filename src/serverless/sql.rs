@@ -106,7 +106,13 @@ pub async fn handle(
         Ok(r) => r,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
     };
-    let mut wire = match Wire::login(shared, peer, &user, &password, &database).await {
+    let run = match Run::plan(shared, &user, &database, &statements, batch, &options) {
+        Ok(run) => run,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+    };
+    // The login and the statements in one write (the session keeps what
+    // follows the password for after the login).
+    let mut wire = match Wire::login(shared, peer, &user, &password, &database, &run.out).await {
         Ok(w) => w,
         Err(WireError::Fatal(e)) => {
             let status = match e.code() {
@@ -118,7 +124,6 @@ pub async fn handle(
         }
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let run = Run::plan(shared, &user, &database, &statements, batch, &options);
     let answer = run.exchange(&mut wire, &statements, front).await;
     wire.close().await;
     answer
@@ -239,13 +244,27 @@ impl Run {
         statements: &[Statement],
         batch: bool,
         o: &Options,
-    ) -> Run {
+    ) -> Result<Run, String> {
         let pool = shared.pools.current(database, user);
         let replicas = pool.as_ref().and_then(|p| p.replicas.as_ref());
+        // Before the first login of this user to this database there is
+        // no pool yet: the config says whether reads may go to replicas.
+        let routed = match &pool {
+            Some(_) => replicas.is_some(),
+            None => {
+                let config = shared.config.load();
+                let r = &config.general.routing;
+                r.enabled
+                    && r.consistency != crate::config::Consistency::PrimaryOnly
+                    && config
+                        .database(database)
+                        .is_some_and(|d| !d.replicas.is_empty())
+            }
+        };
         let mut out = BytesMut::new();
         let mut before = 0;
         // Without replicas every read is on the primary: nothing to wait for.
-        if let (Some(lsn), Some(_)) = (&o.min_lsn, replicas) {
+        if let (Some(lsn), true) = (&o.min_lsn, routed) {
             crate::protocol::messages::query(&mut out, &format!("SET pgswitch.min_lsn = '{lsn}'"));
             before += 1;
         }
@@ -265,10 +284,11 @@ impl Run {
             before += 1;
         }
         for s in statements {
-            let _ = extended(&mut out, &s.sql, &s.params, true);
+            extended(&mut out, &s.sql, &s.params, true)
+                .map_err(|_| "a statement has more than 65535 parameters".to_owned())?;
         }
         if batch {
-            let _ = extended(&mut out, "COMMIT", &[], false);
+            extended(&mut out, "COMMIT", &[], false).map_err(|e| e.to_string())?;
         }
         frontend::sync(&mut out);
         // A request that may have written asks for the primary's position
@@ -279,12 +299,15 @@ impl Run {
                     .iter()
                     .all(|s| r.route(&s.sql).is_ok_and(|d| d.route == Route::Replica))
         };
-        let ask_lsn = replicas.is_some_and(|r| !reads_only(r));
+        let ask_lsn = match replicas {
+            Some(r) => !reads_only(r),
+            None => routed && !(batch && o.read_only),
+        };
         if ask_lsn {
-            let _ = extended(&mut out, CURRENT_LSN, &[], false);
+            extended(&mut out, CURRENT_LSN, &[], false).map_err(|e| e.to_string())?;
             frontend::sync(&mut out);
         }
-        Run {
+        Ok(Run {
             out,
             before,
             ask_lsn,
@@ -292,7 +315,7 @@ impl Run {
             raw_text: o.raw_text,
             array_mode: o.array_mode,
             min_lsn: o.min_lsn.clone(),
-        }
+        })
     }
 
     async fn exchange(
@@ -301,9 +324,6 @@ impl Run {
         statements: &[Statement],
         front: &HttpFront,
     ) -> Answer {
-        if let Err(e) = wire.write(&self.out).await {
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-        }
         let mut results: Vec<Value> = Vec::with_capacity(statements.len());
         let mut current: Option<Table> = None;
         let mut error: Option<PgError> = None;
@@ -333,6 +353,14 @@ impl Run {
                 // failed batch fails too: not news).
                 b'E' => {
                     error.get_or_insert(PgError::parse(&m.body));
+                }
+                // COPY from the client: an HTTP request has no data to
+                // send. Dropping the wire cancels it (see `wire`).
+                b'G' | b'W' => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        "COPY ... FROM STDIN needs a connection: use the WebSocket (/v2) or TCP",
+                    )
                 }
                 _ if segment == main => {
                     let wanted = results.len() < statements.len();

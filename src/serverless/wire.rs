@@ -66,14 +66,16 @@ pub struct Wire {
 
 impl Wire {
     /// Starts a session for `peer` and logs in as `user` to `database`
-    /// (the password in clear, as the WebSocket clients send it). Returns
-    /// once the session is ready for queries.
+    /// (the password in clear, as the WebSocket clients send it), with
+    /// `then` (the requests) in the same write. Returns once the login is
+    /// answered; the requests' replies follow.
     pub async fn login(
         shared: &Arc<Shared>,
         peer: SocketAddr,
         user: &str,
         password: &str,
         database: &str,
+        then: &[u8],
     ) -> Result<Wire, WireError> {
         let (ours, theirs) = UnixStream::pair()?;
         let session_shared = shared.clone();
@@ -85,6 +87,7 @@ impl Wire {
         let mut out = BytesMut::new();
         frontend::startup_message([("user", user), ("database", database)], &mut out)?;
         frontend::password_message(password.as_bytes(), &mut out)?;
+        out.extend_from_slice(then);
         wire.write(&out).await?;
         loop {
             let m = wire.next().await?;
