@@ -527,7 +527,7 @@ async fn neon_driver_200_concurrent_queries_over_10_server_connections() {
 }
 
 #[tokio::test]
-async fn copy_from_stdin_is_refused_without_hanging() {
+async fn copy_is_refused_without_hanging() {
     let (proxy, addr) = front("").await;
     let table = format!("http_copy_{}", std::process::id());
     let run = |sql: String| async move { post_sql(addr, CONN, &[], &query(&sql, json!([]))).await };
@@ -540,12 +540,137 @@ async fn copy_from_stdin_is_refused_without_hanging() {
         200
     );
     let r = run(format!("COPY {table} FROM STDIN")).await;
-    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.status, 501, "{}", r.body);
     assert!(r.body.contains("/v2"), "{}", r.body);
     // The copy never ran: the table is still empty, and the front serves.
     let r = run(format!("SELECT count(*)::int AS n FROM {table}")).await;
     assert_eq!(r.json()["rows"][0]["n"], 0, "{}", r.body);
     run(format!("DROP TABLE {table}")).await;
     still_serves(addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_prepared_set_pgswitch_min_lsn_is_refused_not_ignored() {
+    let settings = "pool_mode = \"transaction\"\npool_size = 2";
+    let proxy = Proxy::start(cluster_config(settings, &replica_urls())).await;
+    let c = proxy.client().await;
+    // tokio-postgres's execute() goes through Parse/Bind/Execute.
+    let e = c
+        .execute("SET pgswitch.min_lsn = '0/1'", &[])
+        .await
+        .expect_err("a prepared SET pgswitch.min_lsn would raise no fence");
+    assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{e}");
+    assert_eq!(first_row(&c, "SELECT 3").await, ["3"], "the client stays");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn users_without_a_password_are_refused_by_the_front() {
+    let toml = cluster_toml(
+        "pool_mode = \"transaction\"\nhttp_listen = \"127.0.0.1:0\"",
+        &[],
+    ) + "[[users]]\nname = \"dev\"\nauth = \"trust\"\nserver_user = \"app\"\nserver_password = \"app-secret\"\n";
+    let proxy = Proxy::start(config_from_toml(&toml)).await;
+    let addr = proxy.http_addr.unwrap();
+    // Over TCP the trust user logs in...
+    let c = connect(&proxy.url_as("dev", "", "app"))
+        .await
+        .expect("trust over TCP");
+    assert_eq!(first_row(&c, "SELECT 1").await, ["1"]);
+    // ...but not through the front, which any web page may reach.
+    let r = post_sql(
+        addr,
+        "postgres://dev:@h/app",
+        &[],
+        &query("SELECT 1", json!([])),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["code"], "28000");
+    assert!(r.body.contains("without a password"), "{}", r.body);
+    still_serves(addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_request_and_a_large_answer_do_not_wait_for_each_other() {
+    let (proxy, addr) = front("").await;
+    // Several MB each way: more than a socket pair holds in either
+    // direction, so writing all before reading anything would hang.
+    let big = "x".repeat(700_000);
+    let queries: Vec<_> = (0..6)
+        .map(|i| json!({"query": "SELECT $1::text || $2 AS t", "params": [big, i]}))
+        .collect();
+    let body = json!({ "queries": queries }).to_string();
+    let r = post_sql(addr, CONN, &[], &body).await;
+    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(300)]);
+    let results = r.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 6);
+    for (i, res) in results.iter().enumerate() {
+        let t = res["rows"][0]["t"].as_str().unwrap();
+        assert_eq!(t.len(), 700_001, "result {i}");
+        assert!(t.ends_with(&i.to_string()), "result {i}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_over_http_query_timeout_is_cancelled() {
+    let (proxy, addr) = front("http_query_timeout = \"1s\"").await;
+    let marker = format!("slow_{}", std::process::id());
+    let r = post_sql(
+        addr,
+        CONN,
+        &[],
+        &query(&format!("SELECT pg_sleep(60) AS {marker}"), json!([])),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "57014");
+    assert!(r.body.contains("http_query_timeout"), "{}", r.body);
+    let su = superuser().await;
+    let gone = eventually(Duration::from_secs(10), || async {
+        let n: i64 = su
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 AND state = 'active' AND pid <> pg_backend_pid()",
+                &[&marker],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n == 0
+    })
+    .await;
+    assert!(gone, "the query still runs after its request timed out");
+    still_serves(addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_from_another_origin_is_refused() {
+    let (proxy, addr) = front("http_cors_origin = \"https://app.example\"").await;
+    let upgrade = |origin: &str| {
+        format!(
+            "GET /v2 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Origin: {origin}\r\n\r\n"
+        )
+    };
+    let r = exchange(addr, upgrade("https://evil.example").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+    // The allowed origin gets its WebSocket (the answer's head is enough).
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(upgrade("https://app.example").as_bytes())
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut s, &mut head)
+        .await
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    drop(s);
     proxy.stop().await;
 }

@@ -391,6 +391,7 @@ fn config(shared: &Shared) -> Table {
             ("http_max_request_bytes", h.max_request_bytes.to_string()),
             ("http_max_response_bytes", h.max_response_bytes.to_string()),
             ("http_read_timeout", format!("{:?}", h.read_timeout)),
+            ("http_query_timeout", format!("{:?}", h.query_timeout)),
             ("http_allow_plain", h.allow_plain.to_string()),
             ("http_cors_origin", h.cors_origin.clone()),
         ] {

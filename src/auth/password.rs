@@ -26,6 +26,10 @@ use crate::config::ClientAuth;
 /// Most passwords remembered; past it the cache starts afresh.
 const CACHE_MAX: usize = 10_000;
 
+/// Most PBKDF2 rounds checked for a clear-text password (Postgres's
+/// default is 4096).
+const MAX_ROUNDS: u32 = 100_000;
+
 /// Why a password was not accepted.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refused;
@@ -36,8 +40,9 @@ pub struct Passwords {
     /// Keyed hash of (user, password, verifier) -> the ClientKey it proved
     /// (SCRAM roles), and when it passed.
     passed: Mutex<Passed>,
-    /// One full check per CPU at a time.
-    rounds: tokio::sync::Semaphore,
+    /// One full check per CPU at a time (a permit lives as long as its
+    /// check, also when the login that asked gave up).
+    rounds: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Keyed hash -> (ClientKey, when it passed).
@@ -51,7 +56,7 @@ impl Default for Passwords {
         Passwords {
             secret,
             passed: Mutex::default(),
-            rounds: tokio::sync::Semaphore::new(cpus),
+            rounds: std::sync::Arc::new(tokio::sync::Semaphore::new(cpus)),
         }
     }
 }
@@ -89,14 +94,23 @@ impl Passwords {
                 return Ok(client_key);
             }
         }
+        // A verifier stored with more rounds than anyone uses would make
+        // every wrong password cost that much here (a client pays them
+        // itself over TCP).
+        if verifier.iterations > MAX_ROUNDS {
+            return Err(Refused);
+        }
         let password = password.to_owned();
-        let Ok(_turn) = self.rounds.acquire().await else {
+        let Ok(turn) = self.rounds.clone().acquire_owned().await else {
             return Err(Refused);
         };
-        let proved = tokio::task::spawn_blocking(move || verifier.check_password(&password))
-            .await
-            .ok()
-            .flatten();
+        let proved = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            verifier.check_password(&password)
+        })
+        .await
+        .ok()
+        .flatten();
         match (auth, proved) {
             (Some(_), Some(client_key)) => {
                 let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
@@ -177,6 +191,14 @@ mod tests {
             Ok(None)
         );
         assert_eq!(p.check(None, "nobody", "pw", TTL).await, Err(Refused));
+        let mut heavy = ScramVerifier::from_password("pw");
+        heavy.iterations = MAX_ROUNDS + 1;
+        let heavy = ClientAuth::Scram(heavy);
+        assert_eq!(
+            p.check(Some(&heavy), "u", "pw", TTL).await,
+            Err(Refused),
+            "too many rounds to check"
+        );
     }
 
     #[tokio::test]

@@ -81,6 +81,8 @@ pub struct GeneralFile {
     pub http_max_response_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub http_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub http_query_timeout: Option<Duration>,
     pub http_allow_plain: Option<bool>,
     pub http_cors_origin: Option<String>,
 }

@@ -227,6 +227,8 @@ pub struct HttpFront {
     pub max_response_bytes: usize,
     /// Time allowed for a request's headers and body to arrive.
     pub read_timeout: Duration,
+    /// Time allowed for a request's statements (then 57014, cancelled).
+    pub query_timeout: Duration,
     /// Plain HTTP beyond loopback (behind a proxy that ends TLS).
     pub allow_plain: bool,
     /// `Access-Control-Allow-Origin` of every answer.

@@ -19,6 +19,8 @@ pub enum RouterError {
     UnknownHint(String),
     #[error("invalid pgswitch.min_lsn \"{0}\": use a WAL position such as '0/16B3748', as pg_current_wal_lsn() returns it")]
     BadLsn(String),
+    #[error("SET pgswitch.min_lsn must be a simple query of its own, not a prepared statement")]
+    MinLsnPrepared,
 }
 
 impl RouteHint {

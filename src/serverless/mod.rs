@@ -164,7 +164,7 @@ async fn http<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let stop = shared.shutdown.clone();
+    let (stop, hard_stop) = (shared.shutdown.clone(), shared.hard_shutdown.clone());
     let service = hyper::service::service_fn(move |req| {
         let (shared, tasks) = (shared.clone(), tasks.clone());
         async move { Ok::<_, Infallible>(respond(&shared, &tasks, req, peer).await) }
@@ -179,7 +179,12 @@ async fn http<I>(
         r = conn.as_mut() => r,
         _ = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            // A client that does not take its answer is cut off when
+            // shutdown_timeout ends.
+            tokio::select! {
+                r = conn => r,
+                _ = hard_stop.cancelled() => Ok(()),
+            }
         }
     };
     if let Err(e) = ended {
@@ -204,7 +209,11 @@ async fn respond(
     };
     let answer = match (req.method(), req.uri().path()) {
         (&Method::OPTIONS, _) => preflight(&req),
-        (&Method::POST, "/sql") => sql::handle(shared, &front, req, peer).await,
+        (&Method::POST, "/sql") => sql::handle(shared, tasks, &front, req, peer).await,
+        (&Method::GET, "/v2") if !origin_allowed(&req, &front.cors_origin) => Answer::message(
+            StatusCode::FORBIDDEN,
+            "this origin may not open a WebSocket here (http_cors_origin)",
+        ),
         (&Method::GET, "/v2") => ws::upgrade(shared, tasks, req, peer),
         (_, "/sql") => Answer::message(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -223,6 +232,21 @@ async fn respond(
         .with_label_values(&[endpoint, answer.status.as_str()])
         .inc();
     json_response(answer, &front.cors_origin)
+}
+
+/// Browsers apply no CORS to WebSockets, but send `Origin`: a page from
+/// another origin than `http_cors_origin` may not open one. (Clients
+/// that are not browsers send none.)
+fn origin_allowed(req: &hyper::Request<Incoming>, allowed: &str) -> bool {
+    match req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    {
+        None => true,
+        Some(_) if allowed == "*" => true,
+        Some(origin) => origin.eq_ignore_ascii_case(allowed),
+    }
 }
 
 /// The CORS preflight: any Neon header, the LSN header, POST and GET.

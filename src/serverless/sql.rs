@@ -31,9 +31,12 @@ use crate::router::Route;
 /// The header that carries a WAL position both ways.
 pub const LSN_HEADER: &str = "pgswitch-lsn";
 
-/// The primary's position after a request's writes (a read on the primary
-/// with any volatile function goes there; see the router).
-const CURRENT_LSN: &str = "/* pgswitch:primary */ SELECT pg_current_wal_insert_lsn()::text";
+/// Statements longer than this are not routed (as in the session).
+const MAX_ROUTED_SQL: usize = 64 * 1024;
+
+/// The primary's position after a request's writes, asked on the server
+/// that ran them, after their commit.
+const CURRENT_LSN: &str = "SELECT pg_current_wal_insert_lsn()::text";
 
 /// One statement of a request.
 #[derive(Debug)]
@@ -59,6 +62,7 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Answer {
 
 pub async fn handle(
     shared: &Arc<Shared>,
+    tasks: &tokio_util::task::TaskTracker,
     front: &HttpFront,
     req: hyper::Request<Incoming>,
     peer: SocketAddr,
@@ -110,23 +114,30 @@ pub async fn handle(
         Ok(run) => run,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
     };
-    // The login and the statements in one write (the session keeps what
-    // follows the password for after the login).
-    let mut wire = match Wire::login(shared, peer, &user, &password, &database, &run.out).await {
-        Ok(w) => w,
-        Err(WireError::Fatal(e)) => {
-            let status = match e.code() {
-                "28P01" | "28000" => StatusCode::UNAUTHORIZED,
-                "53300" | "57P01" | "57P03" => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return Answer::new(status, error_json(&e));
-        }
-        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
-    let answer = run.exchange(&mut wire, &statements, front).await;
-    wire.close().await;
-    answer
+    // Past the deadline the request is answered 57014 and its wire
+    // dropped, which cancels the query (see `wire`).
+    let ran = tokio::time::timeout(
+        front.query_timeout,
+        run.run(
+            shared,
+            tasks,
+            peer,
+            (&user, &password, &database),
+            &statements,
+            front,
+        ),
+    )
+    .await;
+    ran.unwrap_or_else(|_| {
+        let message = format!(
+            "canceling statement due to http_query_timeout ({:?})",
+            front.query_timeout
+        );
+        Answer::new(
+            StatusCode::BAD_REQUEST,
+            json!({ "message": message, "code": "57014", "severity": "ERROR" }),
+        )
+    })
 }
 
 fn too_large(front: &HttpFront) -> Answer {
@@ -150,7 +161,10 @@ fn flag(h: &HeaderMap, name: &str) -> bool {
 /// User, password and database of a `postgres://` URL (the host is not
 /// used: the request already reached pgswitch).
 fn credentials(url: &str) -> Option<(String, String, String)> {
-    let config: tokio_postgres::Config = url.parse().ok()?;
+    // Options in the query string (sslmode, application_name, ...) are
+    // the client's business: the request already reached pgswitch.
+    let base = url.split('?').next().unwrap_or(url);
+    let config: tokio_postgres::Config = base.parse().ok()?;
     let user = config.get_user()?.to_owned();
     let password = String::from_utf8(config.get_password().unwrap_or_default().to_vec()).ok()?;
     let database = config.get_dbname().unwrap_or(&user).to_owned();
@@ -226,9 +240,10 @@ fn parse_body(bytes: &[u8]) -> Result<(Vec<Statement>, bool), String> {
 /// What a request sends to its session, in one write.
 struct Run {
     out: BytesMut,
-    /// Sync segments before the statements' own (the `SET pgswitch.min_lsn`
-    /// and the batch's BEGIN), and whether the WAL position is asked after.
-    before: usize,
+    /// Whether a `SET pgswitch.min_lsn` Query goes first (its own Sync
+    /// segment), and whether the WAL position is asked after the
+    /// statements' segment.
+    set_lsn: bool,
     ask_lsn: bool,
     batch: bool,
     raw_text: bool,
@@ -245,29 +260,29 @@ impl Run {
         batch: bool,
         o: &Options,
     ) -> Result<Run, String> {
+        // Whether reads may go to replicas at all (before the first login
+        // of this user to this database there is no pool to ask yet).
+        let routed = {
+            let config = shared.config.load();
+            let r = &config.general.routing;
+            r.enabled
+                && r.consistency != crate::config::Consistency::PrimaryOnly
+                && config.database(database).is_some_and(|d| {
+                    !d.replicas.is_empty()
+                        && config.pool_mode(d) != crate::config::PoolMode::Session
+                })
+        };
         let pool = shared.pools.current(database, user);
         let replicas = pool.as_ref().and_then(|p| p.replicas.as_ref());
-        // Before the first login of this user to this database there is
-        // no pool yet: the config says whether reads may go to replicas.
-        let routed = match &pool {
-            Some(_) => replicas.is_some(),
-            None => {
-                let config = shared.config.load();
-                let r = &config.general.routing;
-                r.enabled
-                    && r.consistency != crate::config::Consistency::PrimaryOnly
-                    && config
-                        .database(database)
-                        .is_some_and(|d| !d.replicas.is_empty())
-            }
-        };
         let mut out = BytesMut::new();
-        let mut before = 0;
-        // Without replicas every read is on the primary: nothing to wait for.
-        if let (Some(lsn), true) = (&o.min_lsn, routed) {
+        // Without replicas every read is on the primary: nothing to wait
+        // for. (The session answers this SET itself.)
+        let set_lsn = routed && o.min_lsn.is_some();
+        if let (Some(lsn), true) = (&o.min_lsn, set_lsn) {
             crate::protocol::messages::query(&mut out, &format!("SET pgswitch.min_lsn = '{lsn}'"));
-            before += 1;
         }
+        // The batch's BEGIN opens the same Sync segment as its statements:
+        // if anything refuses it, the statements are skipped with it.
         if batch {
             let mut begin = String::from("BEGIN");
             if let Some(level) = o.isolation {
@@ -280,8 +295,7 @@ impl Run {
             if o.deferrable {
                 begin.push_str(" DEFERRABLE");
             }
-            crate::protocol::messages::query(&mut out, &begin);
-            before += 1;
+            extended(&mut out, &begin, &[], false).map_err(|e| e.to_string())?;
         }
         for s in statements {
             extended(&mut out, &s.sql, &s.params, true)
@@ -292,24 +306,28 @@ impl Run {
         }
         frontend::sync(&mut out);
         // A request that may have written asks for the primary's position
-        // after its commit.
-        let reads_only = |r: &crate::pool::replicas::Replicas| {
-            (batch && o.read_only)
-                || statements
-                    .iter()
-                    .all(|s| r.route(&s.sql).is_ok_and(|d| d.route == Route::Replica))
+        // after its commit. It runs on the request's own server (the
+        // session holds it until every Sync is answered), so a read that
+        // went to a replica must not ask. Texts too long for the session to
+        // route are taken as writes, as the session takes them.
+        let read = |r: &crate::pool::replicas::Replicas, sql: &str| {
+            sql.len() <= MAX_ROUTED_SQL && r.route(sql).is_ok_and(|d| d.route == Route::Replica)
         };
-        let ask_lsn = match replicas {
-            Some(r) => !reads_only(r),
-            None => routed && !(batch && o.read_only),
-        };
+        let reads_only = (batch && o.read_only)
+            || match replicas {
+                Some(r) => statements.iter().all(|s| read(r, &s.sql)),
+                // No pool yet: ask, and take "recovery is in progress" from
+                // a replica as "no position" (see `exchange`).
+                None => false,
+            };
+        let ask_lsn = routed && !reads_only;
         if ask_lsn {
             extended(&mut out, CURRENT_LSN, &[], false).map_err(|e| e.to_string())?;
             frontend::sync(&mut out);
         }
         Ok(Run {
             out,
-            before,
+            set_lsn,
             ask_lsn,
             batch,
             raw_text: o.raw_text,
@@ -318,28 +336,78 @@ impl Run {
         })
     }
 
+    /// Logs in with the requests right behind, reads the answer, says
+    /// goodbye.
+    async fn run(
+        self,
+        shared: &Arc<Shared>,
+        tasks: &tokio_util::task::TaskTracker,
+        peer: SocketAddr,
+        who: (&str, &str, &str),
+        statements: &[Statement],
+        front: &HttpFront,
+    ) -> Answer {
+        let login = Wire::login(
+            shared,
+            tasks,
+            peer,
+            who,
+            &self.out,
+            front.max_response_bytes,
+        );
+        let mut wire = match login.await {
+            Ok(w) => w,
+            Err(WireError::Fatal(e)) => {
+                let status = match e.code() {
+                    "28P01" | "28000" => StatusCode::UNAUTHORIZED,
+                    "53300" | "57P01" | "57P03" => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                return Answer::new(status, error_json(&e));
+            }
+            Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        };
+        let answer = self.exchange(&mut wire, statements, front).await;
+        // Dropped instead after a refusal mid-request: that cancels it.
+        if answer.status == StatusCode::OK || answer.status == StatusCode::BAD_REQUEST {
+            wire.close().await;
+        }
+        answer
+    }
+
     async fn exchange(
         self,
         wire: &mut Wire,
         statements: &[Statement],
         front: &HttpFront,
     ) -> Answer {
+        let too_large = || {
+            Answer::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                json!({ "message": format!("the result is over http_max_response_bytes ({} bytes)", front.max_response_bytes) }),
+            )
+        };
         let mut results: Vec<Value> = Vec::with_capacity(statements.len());
         let mut current: Option<Table> = None;
         let mut error: Option<PgError> = None;
         let mut lsn: Option<String> = None;
         let mut size = 0usize;
-        let main = self.before;
-        let segments = self.before + 1 + usize::from(self.ask_lsn);
+        let main = usize::from(self.set_lsn);
+        let segments = main + 1 + usize::from(self.ask_lsn);
         let mut segment = 0;
         let mut failed_block = false;
+        // The batch's BEGIN answers first, in the statements' segment.
+        let mut begin_pending = self.batch;
         while segment < segments {
             let m = match wire.next().await {
                 Ok(m) => m,
+                // After the statements' answer, only the position is lost.
+                Err(_) if segment > main => break,
                 Err(WireError::Fatal(e)) => {
                     error.get_or_insert(e);
                     break;
                 }
+                Err(WireError::TooLarge) => return too_large(),
                 Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             };
             match m.tag {
@@ -349,46 +417,39 @@ impl Run {
                     }
                     segment += 1;
                 }
-                // The first error is the answer (the LSN query after a
-                // failed batch fails too: not news).
-                b'E' => {
+                // The first error up to the statements' answer is the
+                // answer; after it (the position's query, failing after a
+                // failed batch or on a replica) it is not news.
+                b'E' if segment <= main => {
                     error.get_or_insert(PgError::parse(&m.body));
                 }
-                // COPY from the client: an HTTP request has no data to
-                // send. Dropping the wire cancels it (see `wire`).
-                b'G' | b'W' => {
-                    return refuse(
-                        StatusCode::BAD_REQUEST,
-                        "COPY ... FROM STDIN needs a connection: use the WebSocket (/v2) or TCP",
+                // COPY: an HTTP request has no data to send, and no room
+                // for a stream. Dropping the wire cancels it (see `wire`).
+                b'G' | b'W' | b'H' => {
+                    return Answer::new(
+                        StatusCode::NOT_IMPLEMENTED,
+                        json!({ "message": "COPY is not served over HTTP: use the WebSocket (/v2) or TCP" }),
                     )
                 }
+                b'C' if segment == main && begin_pending => begin_pending = false,
                 _ if segment == main => {
                     let wanted = results.len() < statements.len();
                     match m.tag {
                         b'T' if wanted => current = Some(Table::describe(&m.body)),
                         b'D' if wanted => {
-                            size += m.body.len();
-                            if size > front.max_response_bytes {
-                                // Dropping the wire cancels the query.
-                                return Answer::new(
-                                    StatusCode::INSUFFICIENT_STORAGE,
-                                    json!({ "message": format!("the result is over http_max_response_bytes ({} bytes)", front.max_response_bytes) }),
-                                );
-                            }
                             let t = current.get_or_insert_with(Table::default);
-                            t.row(&m.body, self.raw_text, self.array_mode);
+                            size += t.row(&m.body, self.raw_text, self.array_mode);
+                            if size > front.max_response_bytes {
+                                return too_large();
+                            }
                         }
                         b'C' | b'I' if wanted => {
                             let tag = match m.tag {
                                 b'C' => tag_text(&m.body),
                                 _ => String::new(),
                             };
-                            results.push(
-                                current
-                                    .take()
-                                    .unwrap_or_default()
-                                    .finish(&tag, self.array_mode),
-                            );
+                            let t = current.take().unwrap_or_default();
+                            results.push(t.finish(&tag, self.array_mode));
                         }
                         _ => {}
                     }
@@ -406,11 +467,10 @@ impl Run {
             // The batch's transaction is still open, failed: end it.
             let mut out = BytesMut::new();
             crate::protocol::messages::query(&mut out, "ROLLBACK");
-            if wire.write(&out).await.is_ok() {
-                while let Ok(m) = wire.next().await {
-                    if m.tag == b'Z' {
-                        break;
-                    }
+            wire.send(&out);
+            while let Ok(m) = wire.next().await {
+                if m.tag == b'Z' {
+                    break;
                 }
             }
         }
@@ -510,7 +570,9 @@ impl Table {
         t
     }
 
-    fn row(&mut self, body: &[u8], raw: bool, array_mode: bool) {
+    /// Adds a DataRow; returns about what it adds to the answer's JSON
+    /// (values, quotes and commas, and the names of object rows).
+    fn row(&mut self, body: &[u8], raw: bool, array_mode: bool) -> usize {
         let texts = crate::protocol::messages::parse_data_row(body);
         let values: Vec<Value> = texts
             .iter()
@@ -519,10 +581,17 @@ impl Table {
                 values::to_json(self.types.get(i).copied().unwrap_or(25), v.as_deref(), raw)
             })
             .collect();
+        let per_value = match array_mode {
+            true => 4,
+            false => {
+                6 + self.names.iter().map(String::len).sum::<usize>() / self.names.len().max(1)
+            }
+        };
         self.rows.push(match array_mode {
             true => Value::Array(values),
             false => values::row_object(&self.names, values),
         });
+        body.len() + 2 + texts.len() * per_value
     }
 
     fn finish(self, tag: &str, array_mode: bool) -> Value {
@@ -604,6 +673,11 @@ mod tests {
         assert_eq!(
             credentials("postgresql://app:pw@h:5432"),
             Some(("app".into(), "pw".into(), "app".into()))
+        );
+        // As the driver sends it, and with options libpq knows.
+        assert_eq!(
+            credentials("postgresql://app:pw@h/db?application_name=pkg%3Anpm&sslmode=verify-full"),
+            Some(("app".into(), "pw".into(), "db".into()))
         );
         assert_eq!(credentials("mysql://x"), None);
     }

@@ -84,7 +84,7 @@ pub fn upgrade(
             tokio::spawn(
                 async move { crate::session::run_local(&session_shared, theirs, peer).await },
             );
-        if let Err(e) = bridge(ws, ours).await {
+        if let Err(e) = bridge(ws, ours, shared.hard_shutdown.clone()).await {
             tracing::debug!(%peer, error = %e, "WebSocket client connection lost");
         }
         let _ = session.await;
@@ -97,37 +97,47 @@ pub fn upgrade(
 }
 
 /// Copies binary frames into the session's socket and its output back as
-/// binary frames, until either side ends.
-async fn bridge<S>(mut ws: WebSocketStream<S>, mut local: UnixStream) -> Result<(), BridgeError>
+/// binary frames, each direction on its own (neither waits for the other
+/// to be read), until either side ends or `stop` (the end of
+/// `shutdown_timeout`).
+async fn bridge<S>(
+    ws: WebSocketStream<S>,
+    local: UnixStream,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), BridgeError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(16 << 10);
-    loop {
-        tokio::select! {
-            frame = ws.next() => match frame {
-                Some(Ok(Message::Binary(data))) => local.write_all(&data).await?,
+    let (mut sink, mut frames) = ws.split();
+    let (mut from_session, mut to_session) = local.into_split();
+    let inbound = async {
+        while let Some(frame) = frames.next().await {
+            match frame? {
+                Message::Binary(data) => to_session.write_all(&data).await?,
+                Message::Text(_) => return Err(BridgeError::Text),
+                Message::Close(_) => break,
                 // Pings are answered by the library; pongs need nothing.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Text(_))) => {
-                    let _ = ws.close(None).await;
-                    return Err(BridgeError::Text);
-                }
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Err(e)) => return Err(e.into()),
-            },
-            read = local.read_buf(&mut buf) => {
-                if read? == 0 {
-                    // The session ended (Terminate, or a FATAL it sent).
-                    let _ = ws.close(None).await;
-                    return Ok(());
-                }
-                ws.send(Message::Binary(buf.split().freeze())).await?;
-                if buf.capacity() < 4096 {
-                    buf.reserve(16 << 10);
-                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             }
         }
+        Ok(())
+    };
+    let outbound = async {
+        let mut buf = BytesMut::with_capacity(16 << 10);
+        // The session ended (Terminate, or a FATAL it sent) at 0.
+        while from_session.read_buf(&mut buf).await? > 0 {
+            sink.send(Message::Binary(buf.split().freeze())).await?;
+            if buf.capacity() < 4096 {
+                buf.reserve(16 << 10);
+            }
+        }
+        let _ = sink.close().await;
+        Ok(())
+    };
+    tokio::select! {
+        r = inbound => r,
+        r = outbound => r,
+        _ = stop.cancelled() => Ok(()),
     }
 }
 

@@ -57,6 +57,8 @@ pub enum SessionError {
     TlsRequired,
     #[error("could not look up the user: {0}")]
     Lookup(String),
+    #[error("user \"{0}\" logs in without a password, which the serverless front (HTTP, WebSocket) does not allow")]
+    PasswordRequired(String),
 }
 
 impl SessionError {
@@ -85,7 +87,7 @@ impl SessionError {
             SessionError::NotAdmin(_) => "42501",
             SessionError::ServerLost { .. } => "08006",
             SessionError::TransactionAborted => "25P02",
-            SessionError::TlsRequired => "28000",
+            SessionError::TlsRequired | SessionError::PasswordRequired(_) => "28000",
             SessionError::Lookup(_) => "08006",
         }
     }
@@ -110,6 +112,7 @@ impl SessionError {
             SessionError::TransactionAborted => Some("the server under this transaction went away; run ROLLBACK"),
             SessionError::TlsRequired => Some("connect with sslmode=require (or verify-full with pgswitch's CA)"),
             SessionError::Lookup(_) => Some("check auth_user, its password and auth_query in the pgswitch config, and that the primary is up"),
+            SessionError::PasswordRequired(_) => Some("give the user a password (auth = \"scram-sha-256\" or \"md5\"): any web page could reach the front otherwise"),
             _ => None,
         }
     }

@@ -164,6 +164,11 @@ pub async fn authenticate_cleartext(
     passwords: &crate::auth::password::Passwords,
     ttl: std::time::Duration,
 ) -> Result<Option<[u8; 32]>, SessionError> {
+    // A browser page may reach the front (CORS, WebSockets): a user that
+    // needs no password is no user there.
+    if matches!(auth, Some(ClientAuth::Trust)) {
+        return Err(SessionError::PasswordRequired(user.to_owned()));
+    }
     let mut out = BytesMut::new();
     messages::auth_cleartext(&mut out);
     send(stream, &out).await?;

@@ -59,11 +59,18 @@ pub(super) fn front(
         g.http_read_timeout,
         Duration::from_secs(10),
     );
+    let query_timeout = super::positive(
+        c,
+        "http_query_timeout",
+        g.http_query_timeout,
+        Duration::from_secs(60),
+    );
     Some(HttpFront {
         listen,
         max_request_bytes,
         max_response_bytes,
         read_timeout,
+        query_timeout,
         allow_plain,
         cors_origin: g.http_cors_origin.clone().unwrap_or_else(|| "*".into()),
     })

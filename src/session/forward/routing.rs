@@ -91,6 +91,13 @@ impl Forwarder<'_> {
             (Reason::MinLsnSetting(lsn), b'Q') => {
                 return Ok(Some(Next::SetMinLsn(*lsn, HEADER_LEN + len)))
             }
+            // A prepared one would reach the server, which would take it
+            // for a setting of its own and raise no fence: refused.
+            (Reason::MinLsnSetting(_), _) => {
+                return Err(SessionError::Route(
+                    crate::router::RouterError::MinLsnPrepared,
+                ))
+            }
             // DDL may have changed a function's volatility.
             (Reason::Write("DDL or other") | Reason::Unparsed, _) => replicas.catalog_changed(),
             _ => {}
