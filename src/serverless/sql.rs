@@ -34,9 +34,10 @@ pub const LSN_HEADER: &str = "pgswitch-lsn";
 /// Statements longer than this are not routed (as in the session).
 const MAX_ROUTED_SQL: usize = 64 * 1024;
 
-/// The primary's position after a request's writes, asked on the server
-/// that ran them, after their commit.
-const CURRENT_LSN: &str = "SELECT pg_current_wal_insert_lsn()::text";
+/// The primary's position after a request's statements, asked on the
+/// server that ran them, after their commit (NULL on a replica).
+const CURRENT_LSN: &str = "SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
+                           ELSE pg_current_wal_insert_lsn()::text END";
 
 /// One statement of a request.
 #[derive(Debug)]
@@ -260,8 +261,7 @@ impl Run {
         batch: bool,
         o: &Options,
     ) -> Result<Run, String> {
-        // Whether reads may go to replicas at all (before the first login
-        // of this user to this database there is no pool to ask yet).
+        // Whether reads may go to replicas at all.
         let routed = {
             let config = shared.config.load();
             let r = &config.general.routing;
@@ -272,8 +272,6 @@ impl Run {
                         && config.pool_mode(d) != crate::config::PoolMode::Session
                 })
         };
-        let pool = shared.pools.current(database, user);
-        let replicas = pool.as_ref().and_then(|p| p.replicas.as_ref());
         let mut out = BytesMut::new();
         // Without replicas every read is on the primary: nothing to wait
         // for. (The session answers this SET itself.)
@@ -305,21 +303,22 @@ impl Run {
             extended(&mut out, "COMMIT", &[], false).map_err(|e| e.to_string())?;
         }
         frontend::sync(&mut out);
-        // A request that may have written asks for the primary's position
-        // after its commit. It runs on the request's own server (the
-        // session holds it until every Sync is answered), so a read that
-        // went to a replica must not ask. Texts too long for the session to
-        // route are taken as writes, as the session takes them.
+        // A request the router sends to the primary asks for the
+        // primary's position after its commit, in the same write (no round
+        // trip of its own; it runs on the request's own server, which the
+        // session holds until every Sync is answered). A read for a replica
+        // does not: a second Sync would switch off the session's safety net
+        // for it (a replica that refuses it or goes away, see
+        // `session::replay`). Should one land on a replica anyway, the
+        // query answers NULL there. Texts too long for the session to route
+        // are taken as writes, as the session takes them.
+        let pool = shared.pools.current(database, user);
+        let replicas = pool.as_ref().and_then(|p| p.replicas.as_ref());
         let read = |r: &crate::pool::replicas::Replicas, sql: &str| {
             sql.len() <= MAX_ROUTED_SQL && r.route(sql).is_ok_and(|d| d.route == Route::Replica)
         };
         let reads_only = (batch && o.read_only)
-            || match replicas {
-                Some(r) => statements.iter().all(|s| read(r, &s.sql)),
-                // No pool yet: ask, and take "recovery is in progress" from
-                // a replica as "no position" (see `exchange`).
-                None => false,
-            };
+            || replicas.is_some_and(|r| statements.iter().all(|s| read(r, &s.sql)));
         let ask_lsn = routed && !reads_only;
         if ask_lsn {
             extended(&mut out, CURRENT_LSN, &[], false).map_err(|e| e.to_string())?;
