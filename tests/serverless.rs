@@ -388,24 +388,9 @@ async fn a_client_that_goes_away_mid_query_gets_its_query_cancelled() {
         .await
         .unwrap();
     let su = superuser().await;
-    let running = |state: &'static str| {
-        let su = &su;
-        let marker = marker.clone();
-        async move {
-            let n: i64 = su
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 AND state = $2 AND pid <> pg_backend_pid()",
-                    &[&marker, &state],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            n
-        }
-    };
     assert!(
         eventually(Duration::from_secs(10), || async {
-            running("active").await == 1
+            running(&su, &marker).await == 1
         })
         .await,
         "the query never started"
@@ -413,7 +398,7 @@ async fn a_client_that_goes_away_mid_query_gets_its_query_cancelled() {
     drop(s);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            running("active").await == 0
+            running(&su, &marker).await == 0
         })
         .await,
         "the query still runs after its client left"
@@ -446,6 +431,18 @@ async fn wire_clients_set_pgswitch_min_lsn() {
     assert!(message.contains("WAL position"), "{message}");
     assert_eq!(first_row(&c, "SELECT 2").await, ["2"], "the client stays");
     proxy.stop().await;
+}
+
+/// Server backends running a query that ends with `marker`.
+async fn running(su: &tokio_postgres::Client, marker: &str) -> i64 {
+    su.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 \
+         AND state = 'active' AND pid <> pg_backend_pid()",
+        &[&marker],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 // The driver's own tests (tests/clients/neon_test.js).
@@ -631,15 +628,7 @@ async fn a_request_over_http_query_timeout_is_cancelled() {
     assert!(r.body.contains("http_query_timeout"), "{}", r.body);
     let su = superuser().await;
     let gone = eventually(Duration::from_secs(10), || async {
-        let n: i64 = su
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 AND state = 'active' AND pid <> pg_backend_pid()",
-                &[&marker],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        n == 0
+        running(&su, &marker).await == 0
     })
     .await;
     assert!(gone, "the query still runs after its request timed out");
