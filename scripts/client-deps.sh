@@ -93,6 +93,30 @@ node_deps() {
     echo "$want" >"$stamp"
 }
 
+# ------------------------------------------------ PgBouncer's sample ----
+# PgBouncer's own sample configuration, for the import-pgbouncer test
+# (tests/cli_tools.rs): unpacked from Debian's package, not installed (no
+# service starts), into $STATE/pgbouncer.
+pgbouncer_sample() {
+    local dir="$STATE/pgbouncer" sample="$STATE/pgbouncer/usr/share/doc/pgbouncer/examples/pgbouncer.ini"
+    if [ -f "$sample" ]; then
+        log "pgbouncer sample: up to date"
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get is needed to fetch PgBouncer's sample configuration"
+    local tmp; tmp="$(mktemp -d)"
+    chmod 0777 "$tmp"   # apt's download sandbox user writes here
+    (cd "$tmp" && apt-get download pgbouncer >/dev/null 2>&1) \
+        || { apt-get update >/dev/null 2>&1 && (cd "$tmp" && apt-get download pgbouncer >/dev/null 2>&1); } \
+        || die "apt-get download pgbouncer failed"
+    rm -rf "$dir"
+    dpkg-deb -x "$tmp"/pgbouncer_*.deb "$dir" || die "cannot unpack the pgbouncer package"
+    rm -rf "$tmp"
+    [ -f "$sample" ] || die "the pgbouncer package has no $sample"
+    log "pgbouncer sample: $sample"
+}
+
 python_deps
 node_deps
-log "client deps ready: $VENV/bin/python, $CLIENTS/node_modules"
+pgbouncer_sample
+log "client deps ready: $VENV/bin/python, $CLIENTS/node_modules, $STATE/pgbouncer"

@@ -63,18 +63,18 @@ impl App {
         let context = |what: &str, addr: SocketAddr, e: std::io::Error| {
             std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
         };
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| context("listen", listen, e))?;
+        let reuse_port = config.general.reuse_port;
+        let listener = bind(listen, reuse_port).map_err(|e| context("listen", listen, e))?;
         if in_clear(&config.general) {
             tracing::warn!(%listen, "listening beyond loopback without TLS: passwords and data cross the network in clear; set tls_cert_file and tls_key_file (--tls-cert, --tls-key)");
         }
         let metrics = Arc::new(Metrics::new());
         let queries = QueryStats::new(config.general.query_stats_size);
+        let instance_id = config.general.instance_id;
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
             pools: Pools::new(metrics.clone()),
-            cancels: CancelRegistry::default(),
+            cancels: CancelRegistry::new(instance_id),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             hard_shutdown: CancellationToken::new(),
@@ -96,11 +96,9 @@ impl App {
             None => None,
         };
         let http = match shared.config.load().general.http.as_ref().map(|h| h.listen) {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| context("http_listen", addr, e))?,
-            ),
+            Some(addr) => {
+                Some(bind(addr, reuse_port).map_err(|e| context("http_listen", addr, e))?)
+            }
             None => None,
         };
         Ok(App {
@@ -202,12 +200,29 @@ impl App {
     }
 }
 
-/// Idle timeouts, lifetimes and min_idle warm-up, once a second.
+/// A listening socket; with `reuse_port`, SO_REUSEPORT lets a new process
+/// bind the same address while this one drains (the kernel then spreads
+/// new connections over both until this one closes its socket).
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's TcpListener::bind: a restart does not wait for TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Clients beyond loopback would send passwords and data in clear.
 fn in_clear(g: &crate::config::General) -> bool {
     !g.listen.ip().is_loopback() && g.client_tls == crate::config::ClientTlsMode::Disable
 }
 
+/// Idle timeouts, lifetimes and min_idle warm-up, once a second.
 async fn maintain(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -26,6 +26,14 @@ pub enum Command {
     CheckConfig { file: PathBuf },
     /// Print the version.
     Version,
+    /// Print a pgswitch.toml equivalent to a PgBouncer configuration, with
+    /// a comment on every setting that has no equivalent.
+    ImportPgbouncer {
+        /// pgbouncer.ini
+        ini: PathBuf,
+        /// userlist.txt [default: the ini's auth_file, if it can be read]
+        userlist: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +85,20 @@ pub struct RunArgs {
     /// speaks them, e.g. 127.0.0.1:8432 [default: off].
     #[arg(long, env = "PGSWITCH_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// This instance's id among its peers, 0-127, carried in the cancel
+    /// keys it issues [default: derived from the host name].
+    #[arg(long, env = "PGSWITCH_INSTANCE_ID")]
+    pub instance_id: Option<u8>,
+    /// Other pgswitch instances (host:port, repeatable; env:
+    /// comma-separated) that a cancel request for a client this instance
+    /// does not have is passed to. A name may resolve to several addresses
+    /// (a headless Service).
+    #[arg(long = "peer", env = "PGSWITCH_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Listen with SO_REUSEPORT: a new pgswitch can start on the same port
+    /// while this one drains (zero-downtime restart).
+    #[arg(long, env = "PGSWITCH_REUSE_PORT")]
+    pub reuse_port: Option<bool>,
     /// TOML config file (see config/pgswitch.example.toml).
     #[arg(long, env = "PGSWITCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -112,6 +134,14 @@ impl RunArgs {
             client_tls: self.client_tls,
             auth_user: self.auth_user.clone(),
             http_listen: self.http_listen.clone(),
+            instance_id: self.instance_id,
+            reuse_port: self.reuse_port,
+            peers: self
+                .peers
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - [`reload`]: SIGHUP / RELOAD: re-read, validate, swap, resize.
 //! - [`stats`]: per-query statistics by fingerprint.
 //! - [`incidents`]: server problems logged at start, in summaries, at end.
+//! - [`import`]: `import-pgbouncer`, a PgBouncer config as pgswitch's TOML.
 //!
 //! The life of a query is told in `docs/architecture.md`.
 #![deny(clippy::unwrap_used)]
@@ -31,6 +32,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod import;
 pub mod incidents;
 pub mod metrics;
 pub mod net;

@@ -30,7 +30,55 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::ImportPgbouncer { ini, userlist }) => import_pgbouncer(&ini, userlist),
         None => run(cli),
+    }
+}
+
+/// `import-pgbouncer`: the TOML on stdout, problems on stderr (exit 2).
+fn import_pgbouncer(ini: &std::path::Path, userlist: Option<std::path::PathBuf>) -> ExitCode {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let text = match read(ini) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Without a userlist named, the ini's own auth_file (relative to it).
+    let userlist = userlist.or_else(|| {
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("auth_file"))?;
+        let path = std::path::PathBuf::from(line.trim_start().strip_prefix('=')?.trim());
+        let path = match path.is_relative() {
+            true => ini.parent()?.join(path),
+            false => path,
+        };
+        path.exists().then_some(path)
+    });
+    let users = match userlist.as_deref().map(read).transpose() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match pgswitch::import::import(&text, users.as_deref()) {
+        Ok(out) => {
+            print!("{}", out.toml);
+            eprintln!(
+                "{} setting(s) without an equivalent are listed in comments; check the result with `pgswitch check-config`",
+                out.unmatched
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", ini.display());
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -47,6 +47,17 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
             (old, _) => old.clone(),
         };
     }
+    if o.reuse_port != n.reuse_port {
+        notes.push("reuse_port changes need a restart".to_owned());
+        n.reuse_port = o.reuse_port;
+    }
+    if o.instance_id != n.instance_id {
+        notes.push(format!(
+            "instance_id changes need a restart; still {}",
+            o.instance_id
+        ));
+        n.instance_id = o.instance_id;
+    }
     if o.metrics_listen != n.metrics_listen {
         notes.push("metrics_listen changes need a restart; the endpoint is unchanged".to_owned());
         n.metrics_listen = o.metrics_listen;

@@ -141,3 +141,63 @@ async fn cancel_stops_a_prepared_pipelined_query() {
     assert_eq!(row.get::<_, String>(0), "");
     proxy.stop().await;
 }
+
+/// Two instances behind one address: the client's CancelRequest lands on
+/// the other one, which passes it to its peer.
+#[tokio::test]
+async fn a_cancel_sent_to_another_instance_reaches_the_query() {
+    let settings = |id: u8, peers: &str| {
+        format!("pool_mode = \"transaction\"\npool_size = 2\ninstance_id = {id}\npeers = [{peers}]")
+    };
+    let a = Proxy::start(cluster_config(&settings(1, ""), &[])).await;
+    // b knows a by a name that resolves to it; a knows no peer.
+    let b_peers = format!("\"localhost:{}\"", a.addr.port());
+    let b = Proxy::start(cluster_config(&settings(2, &b_peers), &[])).await;
+    let c = a.client().await;
+    let token = c.cancel_token();
+    let tag = "cancel-via-peer";
+    let sql = format!("SELECT pg_sleep(30) /* {tag} */");
+    let running = tokio::spawn(async move { c.simple_query(&sql).await.map(|_| ()) });
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            active_with(tag).await == 1
+        })
+        .await
+    );
+    // The client's key names instance 1.
+    let to_b = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+    token
+        .cancel_query_raw(to_b, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("cancelled within 10s through the peer")
+        .unwrap();
+    assert_eq!(sqlstate(&r.unwrap_err()), "57014");
+    // A cancel b has no peer for is dropped: a's second query runs on.
+    let c2 = a.client().await;
+    let token2 = c2.cancel_token();
+    let a2 = Proxy::start(cluster_config(&settings(3, ""), &[])).await;
+    let tag2 = "cancel-no-peer";
+    let sql2 = format!("SELECT pg_sleep(1) /* {tag2} */");
+    let running2 = tokio::spawn(async move { c2.simple_query(&sql2).await.map(|_| ()) });
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            active_with(tag2).await == 1
+        })
+        .await
+    );
+    let to_a2 = tokio::net::TcpStream::connect(a2.addr).await.unwrap();
+    token2
+        .cancel_query_raw(to_a2, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    running2
+        .await
+        .unwrap()
+        .expect("an instance without peers drops a cancel for another instance's client");
+    a2.stop().await;
+    b.stop().await;
+    a.stop().await;
+}

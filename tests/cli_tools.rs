@@ -121,3 +121,73 @@ async fn pgbench_connection_churn() {
     );
     proxy.stop().await;
 }
+
+/// `pgswitch import-pgbouncer` on PgBouncer's own sample configuration
+/// (from Debian's package, unpacked by scripts/client-deps.sh), then the
+/// result served: pgswitch starts from it (with --primary, since the sample
+/// configures no database) and answers a query.
+#[tokio::test]
+async fn import_pgbouncer_on_pgbouncers_own_sample() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let examples = root.join(".clients/pgbouncer/usr/share/doc/pgbouncer/examples");
+    let ini = examples.join("pgbouncer.ini");
+    assert!(
+        ini.exists(),
+        "{} is missing: run scripts/client-deps.sh",
+        ini.display()
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgswitch"))
+        .arg("import-pgbouncer")
+        .arg(&ini)
+        .arg(examples.join("userlist.txt"))
+        .output()
+        .await
+        .expect("run pgswitch import-pgbouncer");
+    let toml = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("without an equivalent"), "{stderr}");
+    // Every active [pgbouncer] setting of the sample is mapped or named.
+    let text = std::fs::read_to_string(&ini).unwrap();
+    let mut in_section = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_section = line == "[pgbouncer]";
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
+        if !in_section || line.starts_with(';') || line.starts_with('#') {
+            continue;
+        }
+        let key = key.trim();
+        let mapped = matches!(
+            key,
+            "listen_addr" | "listen_port" | "auth_type" | "auth_file"
+        );
+        assert!(
+            mapped || toml.contains(&format!("#   {key} =")),
+            "{key} is neither mapped nor noted:\n{toml}"
+        );
+    }
+    assert!(toml.contains("listen = \"localhost:6432\""), "{toml}");
+    // The users of the sample's userlist log in (md5, as its auth_type says).
+    assert!(toml.contains("name = \"marko\""), "{toml}");
+    let dir = std::env::temp_dir().join(format!("pgswitch-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("imported.toml");
+    let served = toml.replace("localhost:6432", "127.0.0.1:0");
+    std::fs::write(&path, &served).unwrap();
+    let ov = pgswitch::config::Overrides {
+        primary: Some(primary_url()),
+        ..Default::default()
+    };
+    let config = pgswitch::config::Config::load(Some(&path), &ov)
+        .unwrap_or_else(|e| panic!("{e}\n{served}"));
+    assert_eq!(config.users.iter().filter(|u| u.name == "marko").count(), 1);
+    let proxy = Proxy::start(config).await;
+    let c = proxy.client().await;
+    assert_eq!(first_row(&c, "SELECT 40 + 2").await, ["42"]);
+    proxy.stop().await;
+}

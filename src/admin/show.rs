@@ -380,6 +380,9 @@ fn config(shared: &Shared) -> Table {
             g.max_client_prepared_statements.to_string(),
         ),
         ("session_state", spelled(g.session_state)),
+        ("instance_id", g.instance_id.to_string()),
+        ("peers", g.peers.join(", ")),
+        ("reuse_port", g.reuse_port.to_string()),
     ];
     for (k, v) in rows {
         t.row([k.to_owned(), v]);

@@ -85,6 +85,9 @@ pub struct GeneralFile {
     pub http_query_timeout: Option<Duration>,
     pub http_allow_plain: Option<bool>,
     pub http_cors_origin: Option<String>,
+    pub instance_id: Option<u8>,
+    pub peers: Option<Vec<String>>,
+    pub reuse_port: Option<bool>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.

@@ -213,6 +213,15 @@ pub struct General {
     pub tls: Option<std::sync::Arc<crate::net::tls::ClientTls>>,
     /// The serverless front (`http_listen`); `None`: off.
     pub http: Option<HttpFront>,
+    /// This instance's id among its peers (0-127), in every cancel key it
+    /// issues (see `session::cancel`).
+    pub instance_id: u8,
+    /// Other instances (`host:port`; a name may resolve to several) that a
+    /// CancelRequest for a client this instance does not have goes to.
+    pub peers: Vec<String>,
+    /// Listen with SO_REUSEPORT, so that a new process can take over the
+    /// port while this one drains (zero-downtime restart).
+    pub reuse_port: bool,
 }
 
 /// The serverless front: SQL over HTTP (`POST /sql`) and the wire protocol
@@ -369,4 +378,7 @@ pub struct Overrides {
     pub client_tls: Option<ClientTlsMode>,
     pub auth_user: Option<String>,
     pub http_listen: Option<String>,
+    pub instance_id: Option<u8>,
+    pub peers: Vec<String>,
+    pub reuse_port: Option<bool>,
 }

@@ -257,6 +257,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         ov,
         tls.is_some() && client_tls != super::ClientTlsMode::Disable,
     );
+    let (instance_id, peers) = peers::peers(c, g, ov);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     General {
         listen,
@@ -310,6 +311,9 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         client_tls,
         tls,
         http,
+        instance_id,
+        peers,
+        reuse_port: ov.reuse_port.or(g.reuse_port).unwrap_or(false),
     }
 }
 
@@ -597,6 +601,7 @@ fn client_auth(
 
 mod access;
 mod http;
+mod peers;
 
 #[cfg(test)]
 mod tests;

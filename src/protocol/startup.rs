@@ -10,12 +10,21 @@ pub const MAX_STARTUP_LEN: usize = 10_000;
 const SSL_REQUEST: i32 = 80_877_103;
 const GSSENC_REQUEST: i32 = 80_877_104;
 const CANCEL_REQUEST: i32 = 80_877_102;
+/// A CancelRequest one pgswitch forwards to its peers (`peers`): the same
+/// layout under a code of pgswitch's own, so that a peer acts on it only
+/// for its own clients and never forwards it again.
+pub const PEER_CANCEL_REQUEST: i32 = 80_877_701;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartupPacket {
     SslRequest,
     GssEncRequest,
-    CancelRequest { pid: i32, secret: Vec<u8> },
+    /// `forwarded`: from a peer pgswitch (`PEER_CANCEL_REQUEST`).
+    CancelRequest {
+        pid: i32,
+        secret: Vec<u8>,
+        forwarded: bool,
+    },
     Startup(StartupMessage),
 }
 
@@ -64,7 +73,7 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<StartupPacket>, StartupError> 
     let parsed = match code {
         SSL_REQUEST => StartupPacket::SslRequest,
         GSSENC_REQUEST => StartupPacket::GssEncRequest,
-        CANCEL_REQUEST => {
+        CANCEL_REQUEST | PEER_CANCEL_REQUEST => {
             // 3.0 sends a 4-byte key; 3.2 allows up to 256 bytes.
             if packet.len() < 8 || packet.len() > 4 + 256 {
                 return Err(StartupError::Malformed("cancel request key length"));
@@ -73,6 +82,7 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<StartupPacket>, StartupError> 
             StartupPacket::CancelRequest {
                 pid,
                 secret: packet.to_vec(),
+                forwarded: code == PEER_CANCEL_REQUEST,
             }
         }
         _ => {
@@ -156,7 +166,16 @@ mod tests {
             parse(&mut packet(CANCEL_REQUEST, &p)).unwrap(),
             Some(StartupPacket::CancelRequest {
                 pid: 7,
-                secret: 9i32.to_be_bytes().to_vec()
+                secret: 9i32.to_be_bytes().to_vec(),
+                forwarded: false,
+            })
+        );
+        assert_eq!(
+            parse(&mut packet(PEER_CANCEL_REQUEST, &p)).unwrap(),
+            Some(StartupPacket::CancelRequest {
+                pid: 7,
+                secret: 9i32.to_be_bytes().to_vec(),
+                forwarded: true,
             })
         );
     }

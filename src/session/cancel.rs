@@ -2,6 +2,12 @@
 //! names the server connection serving it right now, if any. A
 //! CancelRequest is forwarded with that server's own key, or dropped when
 //! the client is idle, so it can never reach another client's query.
+//!
+//! Several instances behind one address (a Kubernetes Service) share their
+//! clients' cancels: a key's pid carries the instance's id in bits 24-30
+//! (`instance_id`), and a CancelRequest for a client this instance does
+//! not have goes to every peer (`peers`) under a code of pgswitch's own,
+//! which a peer serves only from its own clients ([`forward_to_peers`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -47,16 +53,29 @@ impl ClientSlot {
 
 pub struct CancelRegistry {
     next_pid: AtomicI32,
+    /// This instance's id, in every pid it issues.
+    instance: i32,
     clients: Mutex<HashMap<i32, Arc<ClientSlot>>>,
 }
 
 impl Default for CancelRegistry {
     fn default() -> Self {
-        CancelRegistry {
-            next_pid: AtomicI32::new(1),
-            clients: Mutex::new(HashMap::new()),
-        }
+        CancelRegistry::new(0)
     }
+}
+
+/// Pids count in the low 24 bits; the instance id sits above them.
+const COUNTER_BITS: u32 = 24;
+
+/// What a CancelRequest's key names here.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CancelTarget {
+    /// A client of this instance, with this query on a server.
+    Server(ServerKey),
+    /// A client of this instance with nothing running.
+    Idle,
+    /// No client of this instance has this key.
+    NotHere,
 }
 
 /// Removes the client's slot when its session ends.
@@ -72,6 +91,15 @@ impl Drop for Registration<'_> {
 }
 
 impl CancelRegistry {
+    /// A registry whose pids carry `instance` (0-127).
+    pub fn new(instance: u8) -> Self {
+        CancelRegistry {
+            next_pid: AtomicI32::new(1),
+            instance: i32::from(instance & 0x7f) << COUNTER_BITS,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Arc<ClientSlot>>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -86,9 +114,11 @@ impl CancelRegistry {
     pub fn register(&self, pool: &str, peer: std::net::SocketAddr) -> Registration<'_> {
         // Wrapping pids are fine: a live pid is never handed out twice.
         let mut clients = self.lock();
-        let mut pid = self.next_pid.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-        while pid == 0 || clients.contains_key(&pid) {
-            pid = self.next_pid.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let counter = (1 << COUNTER_BITS) - 1;
+        let next = || self.instance | (self.next_pid.fetch_add(1, Ordering::Relaxed) & counter);
+        let mut pid = next();
+        while pid & counter == 0 || clients.contains_key(&pid) {
+            pid = next();
         }
         let slot = Arc::new(ClientSlot {
             pid,
@@ -107,16 +137,57 @@ impl CancelRegistry {
         }
     }
 
-    /// The server to cancel for a CancelRequest, if the key is valid and the
-    /// client has a query on a server right now.
-    pub fn target(&self, pid: i32, secret: &[u8]) -> Option<ServerKey> {
-        let slot = self.lock().get(&pid).cloned()?;
+    /// What a CancelRequest's key names: the server to cancel, if the key
+    /// is one of this instance's and its client has a query on a server
+    /// right now.
+    pub fn target(&self, pid: i32, secret: &[u8]) -> CancelTarget {
+        let Some(slot) = self.lock().get(&pid).cloned() else {
+            return CancelTarget::NotHere;
+        };
         let ok = secret.len() == 4 && crate::auth::ct_eq(secret, &slot.secret.to_be_bytes());
-        if !ok {
-            return None;
+        match (ok, slot.current()) {
+            (false, _) => CancelTarget::NotHere,
+            (true, Some(server)) => CancelTarget::Server(server),
+            (true, None) => CancelTarget::Idle,
         }
-        slot.current()
     }
+}
+
+/// Sends a CancelRequest this instance has no client for to every address
+/// of every peer (a name may resolve to several, as a headless Service's
+/// does), at once, under pgswitch's peer code; each peer acts on it only
+/// for its own client. Fire and forget, 2 s per peer.
+pub async fn forward_to_peers(peers: &[String], pid: i32, secret: &[u8]) {
+    let mut packet = Vec::with_capacity(12 + secret.len());
+    packet.extend_from_slice(&(12 + secret.len() as i32).to_be_bytes());
+    packet.extend_from_slice(&crate::protocol::startup::PEER_CANCEL_REQUEST.to_be_bytes());
+    packet.extend_from_slice(&pid.to_be_bytes());
+    packet.extend_from_slice(secret);
+    let send = |addr: std::net::SocketAddr| {
+        let packet = &packet;
+        async move {
+            use tokio::io::AsyncWriteExt;
+            let sent = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                let mut s = tokio::net::TcpStream::connect(addr).await?;
+                s.write_all(packet).await?;
+                s.shutdown().await
+            })
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::debug!(%addr, "could not pass a cancel request to a peer");
+            }
+        }
+    };
+    let mut addrs = Vec::new();
+    for peer in peers {
+        match tokio::net::lookup_host(peer.as_str()).await {
+            Ok(found) => addrs.extend(found),
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "peer name does not resolve; cancel requests cannot reach it")
+            }
+        }
+    }
+    futures_util::future::join_all(addrs.into_iter().map(send)).await;
 }
 
 #[cfg(test)]
@@ -128,18 +199,41 @@ mod tests {
         let reg = CancelRegistry::default();
         let r = reg.register("app/app", "127.0.0.1:5000".parse().unwrap());
         let (pid, secret) = (r.slot.pid, r.slot.secret.to_be_bytes());
-        assert!(
-            reg.target(pid, &secret).is_none(),
+        assert_eq!(
+            reg.target(pid, &secret),
+            CancelTarget::Idle,
             "idle client: nothing to cancel"
         );
         let addr = Arc::new(ServerAddr::parse("postgres://u@127.0.0.1:1/db").unwrap());
         r.slot.attach((addr, (42, 7)));
-        assert_eq!(reg.target(pid, &secret).map(|k| k.1), Some((42, 7)));
+        assert!(matches!(
+            reg.target(pid, &secret),
+            CancelTarget::Server((_, (42, 7)))
+        ));
         let wrong = (r.slot.secret.wrapping_add(1)).to_be_bytes();
-        assert!(reg.target(pid, &wrong).is_none());
+        assert_eq!(reg.target(pid, &wrong), CancelTarget::NotHere);
         r.slot.detach();
-        assert!(reg.target(pid, &secret).is_none());
+        assert_eq!(reg.target(pid, &secret), CancelTarget::Idle);
         drop(r);
-        assert!(reg.target(pid, &secret).is_none());
+        assert_eq!(reg.target(pid, &secret), CancelTarget::NotHere);
+    }
+
+    #[test]
+    fn pids_carry_the_instance_id() {
+        let reg = CancelRegistry::new(5);
+        let a = reg.register("app/app", "127.0.0.1:5000".parse().unwrap());
+        let b = reg.register("app/app", "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(a.slot.pid >> COUNTER_BITS, 5);
+        assert_eq!(b.slot.pid >> COUNTER_BITS, 5);
+        assert_ne!(a.slot.pid, b.slot.pid);
+        assert!(a.slot.pid > 0);
+        assert_eq!(
+            CancelRegistry::new(200)
+                .register("x", "127.0.0.1:1".parse().unwrap())
+                .slot
+                .pid
+                >> COUNTER_BITS,
+            200 & 0x7f
+        );
     }
 }

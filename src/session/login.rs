@@ -23,7 +23,12 @@ const MAX_AUTH_MESSAGE: usize = 8 * 1024;
 /// What a new connection asked for.
 pub enum Opening {
     Startup(StartupMessage),
-    Cancel { pid: i32, secret: Vec<u8> },
+    /// `forwarded`: from a peer pgswitch, for this instance's clients only.
+    Cancel {
+        pid: i32,
+        secret: Vec<u8>,
+        forwarded: bool,
+    },
 }
 
 async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), SessionError> {
@@ -53,8 +58,16 @@ pub async fn read_opening(
             Some(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
                 send(stream, b"N").await?
             }
-            Some(StartupPacket::CancelRequest { pid, secret }) => {
-                return Ok(Opening::Cancel { pid, secret })
+            Some(StartupPacket::CancelRequest {
+                pid,
+                secret,
+                forwarded,
+            }) => {
+                return Ok(Opening::Cancel {
+                    pid,
+                    secret,
+                    forwarded,
+                })
             }
             Some(StartupPacket::Startup(m)) => return Ok(Opening::Startup(m)),
             None => read_more(stream, buf).await?,

@@ -299,8 +299,12 @@ async fn login<'a>(
         .await
         .map_err(|_| SessionError::LoginTimeout)??;
     let startup = match opening {
-        Opening::Cancel { pid, secret } => {
-            forward_cancel(shared, pid, &secret).await;
+        Opening::Cancel {
+            pid,
+            secret,
+            forwarded,
+        } => {
+            forward_cancel(shared, pid, &secret, forwarded).await;
             return Ok(Login::Cancel);
         }
         Opening::Startup(m) => m,
@@ -476,10 +480,23 @@ fn looked_up_user(
 }
 
 /// A CancelRequest reaches the server only while the client holds one.
-async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
+/// A key this instance does not know goes to its peers (unless a peer sent
+/// it: then it was meant for this instance alone).
+async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8], forwarded: bool) {
+    use cancel::CancelTarget;
     match shared.cancels.target(pid, secret) {
-        Some((addr, key)) => crate::pool::cancel(&addr, key).await,
-        None => tracing::debug!(pid, "cancel request for no running query; ignored"),
+        CancelTarget::Server((addr, key)) => crate::pool::cancel(&addr, key).await,
+        CancelTarget::NotHere if !forwarded => {
+            let peers = shared.config.load().general.peers.clone();
+            match peers.is_empty() {
+                true => tracing::debug!(
+                    pid,
+                    "cancel request for no client of this instance; ignored"
+                ),
+                false => cancel::forward_to_peers(&peers, pid, secret).await,
+            }
+        }
+        _ => tracing::debug!(pid, "cancel request for no running query; ignored"),
     }
 }
 

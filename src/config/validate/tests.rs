@@ -279,3 +279,46 @@ fn the_serverless_front_is_off_by_default_and_plain_only_on_loopback() {
         "{err}"
     );
 }
+
+#[test]
+fn instance_ids_and_peers() {
+    let ov = Overrides {
+        primary: Some("postgres://app:pw@127.0.0.1:15432/app".into()),
+        ..Default::default()
+    };
+    let c = load_str(
+        "[pgswitch]\ninstance_id = 7\npeers = [\"pgswitch-peers.default.svc:6432\", \"10.0.0.2:6432\"]\n",
+        &ov,
+    )
+    .unwrap();
+    assert_eq!(c.general.instance_id, 7);
+    assert_eq!(c.general.peers.len(), 2);
+    // Derived from the host name when not set: always within 0-127.
+    assert!(Config::load(None, &ov).unwrap().general.instance_id <= 127);
+    let err = load_str(
+        "[pgswitch]\ninstance_id = 200\npeers = [\"no-port\", \":6432\"]\n",
+        &ov,
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "pgswitch.instance_id",
+            "pgswitch.peers[0]",
+            "pgswitch.peers[1]"
+        ],
+        "{err}"
+    );
+    // Flags beat the file.
+    let flags = Overrides {
+        peers: vec!["a:1".into()],
+        instance_id: Some(3),
+        ..ov
+    };
+    let c = load_str("[pgswitch]\ninstance_id = 7\npeers = [\"b:2\"]\n", &flags).unwrap();
+    assert_eq!(
+        (c.general.instance_id, c.general.peers.clone()),
+        (3, vec!["a:1".to_owned()])
+    );
+}

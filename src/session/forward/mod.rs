@@ -254,6 +254,9 @@ impl<'a> Forwarder<'a> {
         if !self.cbuf.is_empty() && Box::pin(self.on_client_bytes()).await? == Flow::Terminate {
             return Ok(());
         }
+        // A drain closes idle clients; once per session, a client gets a
+        // moment to send what it may be sending right now (see `grace`).
+        let mut graced = false;
         loop {
             let phase = self.phase();
             // Read on every turn (a cheap load), so a RELOAD applies to
@@ -271,10 +274,10 @@ impl<'a> Forwarder<'a> {
             let (client, link) = (&*self.client, &self.link);
             // One wait for everything, polling readiness directly: no
             // per-wait futures, so an idle session's state stays small.
+            // A client's request goes before a drain's stop: what it sent
+            // is served, not cut off.
             let wake = std::future::poll_fn(|cx| {
-                if hard_stop.as_mut().poll(cx).is_ready()
-                    || (graceful && graceful_stop.as_mut().poll(cx).is_ready())
-                {
+                if hard_stop.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Stop);
                 }
                 if timer
@@ -286,6 +289,9 @@ impl<'a> Forwarder<'a> {
                 if let Poll::Ready(r) = client.poll_read_ready(cx) {
                     return Poll::Ready(Wake::Client(r));
                 }
+                if graceful && graceful_stop.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Stop);
+                }
                 match link {
                     Some(l) if l.server.stream.poll_read_ready(cx).is_ready() => {
                         Poll::Ready(Wake::Server)
@@ -295,7 +301,18 @@ impl<'a> Forwarder<'a> {
             })
             .await;
             match wake {
-                Wake::Stop => return Err(SessionError::Shutdown),
+                Wake::Stop if graced || shared.hard_shutdown.is_cancelled() => {
+                    return Err(SessionError::Shutdown)
+                }
+                Wake::Stop => {
+                    graced = true;
+                    // Boxed: rare, and it should not widen every session's state.
+                    if !Box::pin(grace(&*self.client)).await {
+                        return Err(SessionError::Shutdown);
+                    }
+                    // It sent something: serve it (the next wait finds it).
+                    continue;
+                }
                 Wake::Timeout if matches!(phase, Phase::IdleInTransaction) => {
                     return Err(SessionError::IdleInTransaction)
                 }
@@ -540,6 +557,21 @@ enum Filled {
 enum Flow {
     Continue,
     Terminate,
+}
+
+/// How long a drain waits for an idle client that may be about to send
+/// (one that just logged in, or just got its answer) before closing it.
+/// A request already on its way is then served rather than cut off: a
+/// client that connects per transaction (serverless functions, `pgbench
+/// -C`) loses nothing to a restart.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether the client sends something (or leaves) within `DRAIN_GRACE`.
+async fn grace(client: &crate::net::Stream) -> bool {
+    matches!(
+        tokio::time::timeout(DRAIN_GRACE, client.readable()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Smallest and largest read buffer of a session. Small reads come from
