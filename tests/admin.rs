@@ -248,3 +248,194 @@ async fn pause_waits_for_transactions_and_holds_new_ones() {
     assert_eq!(sqlstate(&e), "3D000");
     proxy.stop().await;
 }
+
+/// The column names of a simple query's result.
+async fn columns(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let msgs = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    msgs.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::RowDescription(cols) => {
+                Some(cols.iter().map(|c| c.name().to_owned()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no RowDescription"))
+}
+
+/// PgBouncer 1.24's columns, in its order (src/admin.c, src/stats.c of
+/// pgbouncer_1_24_1).
+const PGB_POOLS: &[&str] = &[
+    "database",
+    "user",
+    "cl_active",
+    "cl_waiting",
+    "cl_active_cancel_req",
+    "cl_waiting_cancel_req",
+    "sv_active",
+    "sv_active_cancel",
+    "sv_being_canceled",
+    "sv_idle",
+    "sv_used",
+    "sv_tested",
+    "sv_login",
+    "maxwait",
+    "maxwait_us",
+    "pool_mode",
+    "load_balance_hosts",
+];
+const PGB_STATS: &[&str] = &[
+    "database",
+    "total_server_assignment_count",
+    "total_xact_count",
+    "total_query_count",
+    "total_received",
+    "total_sent",
+    "total_xact_time",
+    "total_query_time",
+    "total_wait_time",
+    "total_client_parse_count",
+    "total_server_parse_count",
+    "total_bind_count",
+    "avg_server_assignment_count",
+    "avg_xact_count",
+    "avg_query_count",
+    "avg_recv",
+    "avg_sent",
+    "avg_xact_time",
+    "avg_query_time",
+    "avg_wait_time",
+    "avg_client_parse_count",
+    "avg_server_parse_count",
+    "avg_bind_count",
+];
+const PGB_STATS_TOTALS: &[&str] = &[
+    "database",
+    "server_assignment_count",
+    "xact_count",
+    "query_count",
+    "bytes_received",
+    "bytes_sent",
+    "xact_time",
+    "query_time",
+    "wait_time",
+    "client_parse_count",
+    "server_parse_count",
+    "bind_count",
+];
+const PGB_DATABASES: &[&str] = &[
+    "name",
+    "host",
+    "port",
+    "database",
+    "force_user",
+    "pool_size",
+    "min_pool_size",
+    "reserve_pool_size",
+    "server_lifetime",
+    "pool_mode",
+    "load_balance_hosts",
+    "max_connections",
+    "current_connections",
+    "max_client_connections",
+    "current_client_connections",
+    "paused",
+    "disabled",
+];
+const PGB_SOCKETS: &[&str] = &[
+    "type",
+    "user",
+    "database",
+    "replication",
+    "state",
+    "addr",
+    "port",
+    "local_addr",
+    "local_port",
+    "connect_time",
+    "request_time",
+    "wait",
+    "wait_us",
+    "close_needed",
+    "ptr",
+    "link",
+    "remote_pid",
+    "tls",
+    "application_name",
+    "prepared_statements",
+    "id",
+];
+
+#[tokio::test]
+async fn the_pgbouncer_database_answers_with_pgbouncers_columns() {
+    let proxy = Proxy::start(admin_config(&[])).await;
+    let admin = connect(&proxy.url_as("app", "app-secret", "pgbouncer"))
+        .await
+        .expect("console login as database pgbouncer");
+    let c = proxy.client().await;
+    c.batch_execute("SELECT 1").await.unwrap();
+    c.batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .unwrap();
+    let pid = backend_pid(&c).await;
+    for (sql, want) in [
+        ("SHOW POOLS", PGB_POOLS),
+        ("SHOW STATS", PGB_STATS),
+        ("SHOW STATS_TOTALS", PGB_STATS_TOTALS),
+        ("SHOW DATABASES", PGB_DATABASES),
+        ("SHOW CLIENTS", PGB_SOCKETS),
+        ("SHOW SERVERS", PGB_SOCKETS),
+        ("SHOW LISTS", &["list", "items"]),
+        ("SHOW CONFIG", &["key", "value", "default", "changeable"]),
+        ("SHOW VERSION", &["version"]),
+    ] {
+        assert_eq!(columns(&admin, sql).await, want, "{sql}");
+    }
+    // The figures are pgswitch's live ones.
+    let pools = rows(&admin, "SHOW POOLS").await;
+    let app = pools
+        .iter()
+        .find(|r| r["database"] == "app" && r["user"] == "app")
+        .expect("the app/app pool");
+    assert_eq!(app["sv_active"], "1", "{app:?}");
+    assert_eq!(app["pool_mode"], "transaction");
+    let stats = rows(&admin, "SHOW STATS").await;
+    let xacts: u64 = stats.iter().find(|r| r["database"] == "app").unwrap()["total_xact_count"]
+        .parse()
+        .unwrap();
+    assert!(xacts >= 1, "{stats:?}");
+    let dbs = rows(&admin, "SHOW DATABASES").await;
+    let db = dbs.iter().find(|r| r["name"] == "app").unwrap();
+    assert_eq!(
+        format!("{}:{}", db["host"], db["port"]),
+        server_addr(&primary_url())
+    );
+    assert_eq!(db["pool_size"], "4");
+    let servers = rows(&admin, "SHOW SERVERS").await;
+    assert!(
+        servers
+            .iter()
+            .any(|r| r["state"] == "active" && r["remote_pid"] == pid.to_string()),
+        "the held server connection (pid {pid}): {servers:?}"
+    );
+    let clients = rows(&admin, "SHOW CLIENTS").await;
+    assert!(clients
+        .iter()
+        .any(|r| r["database"] == "app" && r["user"] == "app" && r["type"] == "C"));
+    let lists = rows(&admin, "SHOW LISTS").await;
+    assert!(lists
+        .iter()
+        .any(|r| r["list"] == "databases" && r["items"] == "1"));
+    let config = rows(&admin, "SHOW CONFIG").await;
+    assert!(config.iter().any(|r| r["key"] == "max_client_conn"));
+    assert!(rows(&admin, "SHOW VERSION").await[0]["version"].contains("PgBouncer"));
+    // The pgswitch console keeps its own columns.
+    let own = connect(&proxy.url_as("app", "app-secret", "pgswitch"))
+        .await
+        .unwrap();
+    assert_eq!(columns(&own, "SHOW POOLS").await[0], "pool");
+    c.batch_execute("COMMIT").await.unwrap();
+    proxy.stop().await;
+}

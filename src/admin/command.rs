@@ -2,7 +2,7 @@
 //! optional trailing semicolon.
 
 /// Shown with every error, and by `SHOW HELP`.
-pub const HELP: &str = "valid commands: SHOW POOLS | CLIENTS | SERVERS | STATS | QUERIES | REPLICAS | CONFIG | VERSION | HELP, SHOW ROUTE <sql>, PAUSE [db], RESUME [db], RELOAD, SHUTDOWN";
+pub const HELP: &str = "valid commands: SHOW POOLS | CLIENTS | SERVERS | STATS | QUERIES | REPLICAS | CONFIG | VERSION | HELP | DATABASES | LISTS | STATS_TOTALS | STATS_AVERAGES, SHOW ROUTE <sql>, PAUSE [db], RESUME [db], RELOAD, SHUTDOWN";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -33,6 +33,11 @@ pub enum Show {
     Help,
     /// The route and reason for a statement, without running it.
     Route(String),
+    /// PgBouncer's tables, in both consoles (see `pgbouncer`).
+    Databases,
+    Lists,
+    StatsTotals,
+    StatsAverages,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +111,10 @@ impl Command {
                 "CONFIG" => Show::Config,
                 "VERSION" => Show::Version,
                 "HELP" => Show::Help,
+                "DATABASES" => Show::Databases,
+                "LISTS" => Show::Lists,
+                "STATS_TOTALS" => Show::StatsTotals,
+                "STATS_AVERAGES" => Show::StatsAverages,
                 _ => return Err(unknown()),
             })),
             _ => Err(unknown()),

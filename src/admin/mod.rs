@@ -10,6 +10,7 @@
 //! is spoken; an extended-protocol request gets an error at its Sync.
 
 pub mod command;
+pub mod pgbouncer;
 pub mod show;
 pub mod table;
 
@@ -26,6 +27,19 @@ use std::time::Duration;
 /// The database name that opens the console.
 pub const DATABASE: &str = "pgswitch";
 
+/// The database name that opens the console with PgBouncer's tables, for
+/// tools that read PgBouncer's (see [`pgbouncer`]).
+pub const PGBOUNCER_DATABASE: &str = "pgbouncer";
+
+/// Which console a client opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    Pgswitch,
+    /// `SHOW POOLS`, `STATS`, `CLIENTS`, `SERVERS`, `CONFIG` and `VERSION`
+    /// answer with PgBouncer 1.24's columns.
+    Pgbouncer,
+}
+
 /// Largest admin command accepted (a `SHOW ROUTE` of a long statement).
 const MAX_COMMAND: usize = 1 << 20;
 
@@ -36,6 +50,7 @@ pub async fn serve(
     stream: &mut crate::net::Stream,
     mut buf: BytesMut,
     user: &str,
+    console: Console,
 ) -> Result<(), SessionError> {
     // An extended-protocol request being refused: skip to its Sync.
     let mut refusing = false;
@@ -68,7 +83,7 @@ pub async fn serve(
             b'X' => return Ok(()),
             b'Q' => {
                 let text = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body));
-                let stop = answer(shared, &text, user, &mut out).await;
+                let stop = answer(shared, &text, user, console, &mut out).await;
                 messages::ready_for_query(&mut out, b'I');
                 stream.send(&out).await.map_err(SessionError::ClientGone)?;
                 if stop {
@@ -100,7 +115,13 @@ pub async fn serve(
 
 /// Runs one Query's command and appends the reply (without
 /// ReadyForQuery). `true` asks the caller to shut pgswitch down.
-async fn answer(shared: &Shared, text: &str, user: &str, out: &mut BytesMut) -> bool {
+async fn answer(
+    shared: &Shared,
+    text: &str,
+    user: &str,
+    console: Console,
+    out: &mut BytesMut,
+) -> bool {
     let result = match Command::parse(text) {
         Err(e) => Err(e),
         Ok(Command::Empty) => {
@@ -112,7 +133,11 @@ async fn answer(shared: &Shared, text: &str, user: &str, out: &mut BytesMut) -> 
             messages::command_complete(out, "SHUTDOWN");
             return true;
         }
-        Ok(Command::Show(what)) => show::table(shared, &what).map(|t| t.encode(out, "SHOW")),
+        Ok(Command::Show(what)) => match console {
+            Console::Pgbouncer => pgbouncer::table(shared, &what),
+            Console::Pgswitch => show::table(shared, &what),
+        }
+        .map(|t| t.encode(out, "SHOW")),
         Ok(Command::Pause(db)) => pause(shared, db.as_deref(), user).await.map(|()| {
             messages::command_complete(out, "PAUSE");
         }),

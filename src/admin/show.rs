@@ -28,6 +28,9 @@ pub fn table(shared: &Shared, what: &Show) -> Result<Table, AdminError> {
             t
         }
         Show::Route(sql) => route(shared, sql)?,
+        Show::Databases | Show::Lists | Show::StatsTotals | Show::StatsAverages => {
+            super::pgbouncer::table(shared, what)?
+        }
     })
 }
 

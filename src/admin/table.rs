@@ -9,15 +9,39 @@ use crate::protocol::messages;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     pub columns: Vec<&'static str>,
+    /// Each column's type OID (`text` unless `typed`).
+    pub types: Vec<u32>,
     pub rows: Vec<Vec<Option<String>>>,
 }
+
+/// Type OIDs a table may declare (values are still sent as text).
+pub const TEXT: u32 = 25;
+pub const INT4: u32 = 23;
+pub const INT8: u32 = 20;
+pub const NUMERIC: u32 = 1700;
 
 impl Table {
     pub fn new(columns: &[&'static str]) -> Self {
         Table {
             columns: columns.to_vec(),
+            types: vec![TEXT; columns.len()],
             rows: Vec::new(),
         }
+    }
+
+    /// Columns with their types.
+    pub fn typed(columns: &[(&'static str, u32)]) -> Self {
+        Table {
+            columns: columns.iter().map(|c| c.0).collect(),
+            types: columns.iter().map(|c| c.1).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row whose values may be NULL.
+    pub fn row_opt(&mut self, row: Vec<Option<String>>) {
+        debug_assert_eq!(row.len(), self.columns.len());
+        self.rows.push(row);
     }
 
     /// Adds a row of non-NULL values; it must have one value per column.
@@ -40,7 +64,7 @@ impl Table {
     /// Appends the wire form; the tag is followed by the row count
     /// (`SHOW 3`).
     pub fn encode(&self, out: &mut BytesMut, tag: &str) {
-        messages::row_description(out, &self.columns);
+        messages::row_description_typed(out, &self.columns, &self.types);
         for row in &self.rows {
             let mut data = BytesMut::new();
             for v in row {

@@ -10,7 +10,6 @@ use super::{
     AuthMethod, ClientAuth, Config, Consistency, Database, General, LoadBalancing, Overrides,
     PoolMode, PrimaryReads, Replica, Routing, ServerAddr, TransactionRouting, User,
 };
-use crate::auth::ScramVerifier;
 
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -488,10 +487,11 @@ fn users(
         } else {
             AuthMethod::Trust
         });
-        let Some(auth) = client_auth(c, &key, &u.name, method, u.password.as_deref()) else {
+        let Some(auth) = access::client_auth(c, &key, &u.name, method, u.password.as_deref())
+        else {
             continue;
         };
-        let plain = u.password.as_deref().filter(|p| !is_hashed(p));
+        let plain = u.password.as_deref().filter(|p| !access::is_hashed(p));
         if u.pool_size == Some(0) {
             c.problem(
                 &format!("{key}.pool_size"),
@@ -518,7 +518,9 @@ fn users(
             } else {
                 AuthMethod::Trust
             };
-            if let Some(auth) = client_auth(c, "--primary", &name, method, password.as_deref()) {
+            if let Some(auth) =
+                access::client_auth(c, "--primary", &name, method, password.as_deref())
+            {
                 out.push(User {
                     server_user: name.clone(),
                     name,
@@ -531,72 +533,6 @@ fn users(
         }
     }
     out
-}
-
-fn is_hashed(p: &str) -> bool {
-    p.starts_with("SCRAM-SHA-256$") || (p.len() == 35 && p.starts_with("md5"))
-}
-
-fn client_auth(
-    c: &mut Checker,
-    key: &str,
-    user: &str,
-    method: AuthMethod,
-    password: Option<&str>,
-) -> Option<ClientAuth> {
-    let key = format!("{key}.password");
-    match (method, password) {
-        (AuthMethod::Trust, _) => Some(ClientAuth::Trust),
-        (_, None) => {
-            c.problem(
-                &key,
-                format!("user '{user}' uses password auth but has no password"),
-                "set password = \"...\" or auth = \"trust\"",
-            );
-            None
-        }
-        (AuthMethod::ScramSha256, Some(p)) if p.starts_with("SCRAM-SHA-256$") => {
-            match ScramVerifier::parse(p) {
-                Some(v) => Some(ClientAuth::Scram(v)),
-                None => {
-                    c.problem(
-                        &key,
-                        "malformed SCRAM verifier",
-                        "copy rolpassword from pg_authid as is, or give the plain password",
-                    );
-                    None
-                }
-            }
-        }
-        (AuthMethod::ScramSha256, Some(p)) if is_hashed(p) => {
-            c.problem(
-                &key,
-                "an md5 hash cannot serve SCRAM-SHA-256 auth",
-                "give the plain password or a SCRAM verifier, or set auth = \"md5\"",
-            );
-            None
-        }
-        (AuthMethod::ScramSha256, Some(p)) => {
-            Some(ClientAuth::Scram(ScramVerifier::from_password(p)))
-        }
-        (AuthMethod::Md5, Some(p)) if p.starts_with("SCRAM-SHA-256$") => {
-            c.problem(
-                &key,
-                "a SCRAM verifier cannot serve md5 auth",
-                "give the plain password or the md5 hash, or set auth = \"scram-sha-256\"",
-            );
-            None
-        }
-        (AuthMethod::Md5, Some(p)) if is_hashed(p) => Some(ClientAuth::Md5 {
-            hash: p[3..].to_owned(),
-        }),
-        (AuthMethod::Md5, Some(p)) => {
-            let full = postgres_protocol::password::md5(p.as_bytes(), user);
-            Some(ClientAuth::Md5 {
-                hash: full[3..].to_owned(),
-            })
-        }
-    }
 }
 
 mod access;

@@ -69,10 +69,21 @@ pub fn command_complete(buf: &mut BytesMut, tag: &str) {
 
 /// RowDescription of text columns (type `text`, OID 25).
 pub fn row_description(buf: &mut BytesMut, columns: &[&str]) {
+    row_description_typed(buf, columns, &vec![25; columns.len()]);
+}
+
+/// RowDescription with a type OID per column (values in text format).
+pub fn row_description_typed(buf: &mut BytesMut, columns: &[&str], types: &[u32]) {
     use pgwire::messages::data::{FieldDescription, RowDescription};
+    let size = |oid: u32| match oid {
+        23 => 4,
+        20 => 8,
+        _ => -1,
+    };
     let fields = columns
         .iter()
-        .map(|c| FieldDescription::new((*c).to_owned(), 0, 0, 25, -1, -1, 0))
+        .zip(types.iter().chain(std::iter::repeat(&25)))
+        .map(|(c, &oid)| FieldDescription::new((*c).to_owned(), 0, 0, oid, size(oid), -1, 0))
         .collect();
     put(RowDescription::new(fields), buf);
 }

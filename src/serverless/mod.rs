@@ -15,6 +15,7 @@
 //! the client certificate set (and `client_tls` not `disable`) the front
 //! speaks HTTPS only.
 
+mod result;
 pub mod sql;
 mod values;
 mod wire;

@@ -223,8 +223,12 @@ async fn admin_session(
     admin: Admin<'_>,
     user: &str,
 ) -> Result<(), SessionError> {
-    let Admin { buf, login: _login } = admin;
-    crate::admin::serve(shared, stream, buf, user).await
+    let Admin {
+        buf,
+        console,
+        login: _login,
+    } = admin;
+    crate::admin::serve(shared, stream, buf, user, console).await
 }
 
 /// How a login ended.
@@ -239,6 +243,7 @@ enum Login<'a> {
 /// An admin console client.
 struct Admin<'a> {
     buf: BytesMut,
+    console: crate::admin::Console,
     login: LoggedIn<'a>,
 }
 
@@ -391,7 +396,16 @@ async fn login<'a>(
         }
         (None, None) => return Err(SessionError::NoUser),
     };
-    if db_name == crate::admin::DATABASE {
+    // `pgbouncer` opens the console with PgBouncer's tables, unless a
+    // database of that name is configured.
+    let console = match db_name.as_str() {
+        crate::admin::DATABASE => Some(crate::admin::Console::Pgswitch),
+        crate::admin::PGBOUNCER_DATABASE if config.database(&db_name).is_none() => {
+            Some(crate::admin::Console::Pgbouncer)
+        }
+        _ => None,
+    };
+    if let Some(console) = console {
         if !config.general.admin_users.contains(&user.name) {
             return Err(SessionError::NotAdmin(user.name.clone()));
         }
@@ -409,6 +423,7 @@ async fn login<'a>(
         tracing::info!(user = %user_name, id = slot.pid, %peer, "admin console opened");
         return Ok(Login::Admin(Admin {
             buf,
+            console,
             login: LoggedIn {
                 registration,
                 _count: count,

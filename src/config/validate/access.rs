@@ -1,10 +1,12 @@
-//! Who may connect, and how: the certificate offered to clients
-//! (`client_tls`) and where users the config does not list are looked up
+//! Who may connect, and how: what a listed user must present
+//! (`client_auth`), the certificate offered to clients (`client_tls`) and
+//! where users the config does not list are looked up
 //! (`auth_user`/`auth_query`).
 
 use super::Checker;
+use crate::auth::ScramVerifier;
 use crate::config::file::FileConfig;
-use crate::config::{Database, Overrides};
+use crate::config::{AuthMethod, ClientAuth, Database, Overrides};
 
 /// `auth_user`/`auth_query` of each database (its own, else
 /// `[pgswitch]`'s, else `--auth-user`). The auth user's password: its
@@ -119,4 +121,71 @@ pub(super) fn client_tls(
         );
     }
     (mode, tls)
+}
+
+/// A stored verifier or md5 hash rather than a password.
+pub(super) fn is_hashed(p: &str) -> bool {
+    p.starts_with("SCRAM-SHA-256$") || (p.len() == 35 && p.starts_with("md5"))
+}
+
+pub(super) fn client_auth(
+    c: &mut Checker,
+    key: &str,
+    user: &str,
+    method: AuthMethod,
+    password: Option<&str>,
+) -> Option<ClientAuth> {
+    let key = format!("{key}.password");
+    match (method, password) {
+        (AuthMethod::Trust, _) => Some(ClientAuth::Trust),
+        (_, None) => {
+            c.problem(
+                &key,
+                format!("user '{user}' uses password auth but has no password"),
+                "set password = \"...\" or auth = \"trust\"",
+            );
+            None
+        }
+        (AuthMethod::ScramSha256, Some(p)) if p.starts_with("SCRAM-SHA-256$") => {
+            match ScramVerifier::parse(p) {
+                Some(v) => Some(ClientAuth::Scram(v)),
+                None => {
+                    c.problem(
+                        &key,
+                        "malformed SCRAM verifier",
+                        "copy rolpassword from pg_authid as is, or give the plain password",
+                    );
+                    None
+                }
+            }
+        }
+        (AuthMethod::ScramSha256, Some(p)) if is_hashed(p) => {
+            c.problem(
+                &key,
+                "an md5 hash cannot serve SCRAM-SHA-256 auth",
+                "give the plain password or a SCRAM verifier, or set auth = \"md5\"",
+            );
+            None
+        }
+        (AuthMethod::ScramSha256, Some(p)) => {
+            Some(ClientAuth::Scram(ScramVerifier::from_password(p)))
+        }
+        (AuthMethod::Md5, Some(p)) if p.starts_with("SCRAM-SHA-256$") => {
+            c.problem(
+                &key,
+                "a SCRAM verifier cannot serve md5 auth",
+                "give the plain password or the md5 hash, or set auth = \"scram-sha-256\"",
+            );
+            None
+        }
+        (AuthMethod::Md5, Some(p)) if is_hashed(p) => Some(ClientAuth::Md5 {
+            hash: p[3..].to_owned(),
+        }),
+        (AuthMethod::Md5, Some(p)) => {
+            let full = postgres_protocol::password::md5(p.as_bytes(), user);
+            Some(ClientAuth::Md5 {
+                hash: full[3..].to_owned(),
+            })
+        }
+    }
 }
