@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::http::{exchange, post_sql, query, read_reply, sql_request};
+use common::http::{exchange, front, post_sql, query, read_reply, sql_request};
 use common::*;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -19,18 +19,6 @@ const CONN: &str = "postgres://app:app-secret@anyhost/app";
 /// Small limits and a short read timeout, for the hostile tests.
 const LIMITS: &str = "http_read_timeout = \"2s\"\nhttp_max_request_bytes = 65536\n\
                       http_max_response_bytes = 1048576";
-
-/// pgswitch with the front on, in front of the primary alone (a read over
-/// HTTP right after a write over HTTP carries no LSN in the driver's
-/// tests, so no replica may answer it).
-async fn front(extra: &str) -> (Proxy, SocketAddr) {
-    let settings = format!(
-        "pool_mode = \"transaction\"\npool_size = 10\nhttp_listen = \"127.0.0.1:0\"\n{extra}"
-    );
-    let proxy = Proxy::start(cluster_config(&settings, &[])).await;
-    let addr = proxy.http_addr.expect("the front is on");
-    (proxy, addr)
-}
 
 /// A well-formed query still works (the front survived what came before).
 async fn still_serves(addr: SocketAddr) {

@@ -5,21 +5,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use common::*;
-
-/// pgswitch with the front on (pool of 10), in front of the primary alone:
-/// the driver's reads carry no LSN, so no replica may answer them.
-async fn front(extra: &str) -> (Proxy, SocketAddr) {
-    let settings = format!(
-        "pool_mode = \"transaction\"\npool_size = 10\nhttp_listen = \"127.0.0.1:0\"\n{extra}"
-    );
-    let proxy = Proxy::start(cluster_config(&settings, &[])).await;
-    let addr = proxy.http_addr.expect("the front is on");
-    (proxy, addr)
-}
+use common::http::front;
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/neon_test.js")

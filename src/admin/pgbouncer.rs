@@ -217,36 +217,31 @@ fn stats(shared: &Shared) -> Table {
 /// SHOW STATS_TOTALS, or SHOW STATS_AVERAGES (per-second averages, which
 /// pgswitch does not keep: 0).
 fn totals(shared: &Shared, averages: bool) -> Table {
-    let names: [&'static str; 11] = match averages {
-        false => [
-            "server_assignment_count",
-            "xact_count",
-            "query_count",
-            "bytes_received",
-            "bytes_sent",
-            "xact_time",
-            "query_time",
-            "wait_time",
-            "client_parse_count",
-            "server_parse_count",
-            "bind_count",
-        ],
+    // The same names, but for the last three of the averages.
+    let last: [&'static str; 3] = match averages {
+        false => ["client_parse_count", "server_parse_count", "bind_count"],
         true => [
-            "server_assignment_count",
-            "xact_count",
-            "query_count",
-            "bytes_received",
-            "bytes_sent",
-            "xact_time",
-            "query_time",
-            "wait_time",
             "avg_client_parse_count",
             "avg_server_parse_count",
             "avg_bind_count",
         ],
     };
     let mut columns = vec![("database", TEXT)];
-    columns.extend(names.iter().map(|&c| (c, NUMERIC)));
+    for name in [
+        "server_assignment_count",
+        "xact_count",
+        "query_count",
+        "bytes_received",
+        "bytes_sent",
+        "xact_time",
+        "query_time",
+        "wait_time",
+    ]
+    .into_iter()
+    .chain(last)
+    {
+        columns.push((name, NUMERIC));
+    }
     let mut t = Table::typed(&columns);
     for (db, totals) in per_database(shared) {
         let mut row = vec![n(db)];
@@ -405,13 +400,7 @@ fn clients(shared: &Shared) -> Table {
 
 fn servers(shared: &Shared) -> Table {
     let mut t = sockets();
-    // Lent out: each serves the client whose slot names it.
-    let lent: Vec<_> = shared
-        .cancels
-        .clients()
-        .into_iter()
-        .filter_map(|c| c.current().map(|s| (c, s)))
-        .collect();
+    let lent = super::show::lent(shared);
     for set in sets(shared) {
         for pool in server_pools(&set) {
             let addr = &pool.manager().target.addr;

@@ -121,6 +121,21 @@ fn clients(shared: &Shared) -> Table {
     t
 }
 
+/// Server connections lent out: each serves the client whose slot names it.
+pub(super) fn lent(
+    shared: &Shared,
+) -> Vec<(
+    std::sync::Arc<crate::session::cancel::ClientSlot>,
+    crate::session::cancel::ServerKey,
+)> {
+    shared
+        .cancels
+        .clients()
+        .into_iter()
+        .filter_map(|c| c.current().map(|s| (c, s)))
+        .collect()
+}
+
 fn servers(shared: &Shared) -> Table {
     let mut t = Table::new(&[
         "pool",
@@ -132,13 +147,7 @@ fn servers(shared: &Shared) -> Table {
         "age_s",
         "idle_s",
     ]);
-    // Lent out: each serves the client whose slot names it.
-    let lent: Vec<_> = shared
-        .cancels
-        .clients()
-        .into_iter()
-        .filter_map(|c| c.current().map(|s| (c, s)))
-        .collect();
+    let lent = lent(shared);
     each_server(shared, |set, role, pool| {
         let addr = pool.manager().target.addr.to_string();
         for (client, (server, key)) in &lent {

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::{cluster_config, Proxy};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -90,4 +92,17 @@ pub async fn post_sql(addr: SocketAddr, conn: &str, headers: &[(&str, &str)], bo
 /// The body of a one-statement request.
 pub fn query(sql: &str, params: serde_json::Value) -> String {
     serde_json::json!({ "query": sql, "params": params }).to_string()
+}
+
+/// pgswitch with the serverless front on (transaction mode, pool of 10),
+/// in front of the primary alone: a read over HTTP right after a write
+/// over HTTP carries no position unless the test sends one, so no replica
+/// may answer it. `extra`: more `[pgswitch]` settings.
+pub async fn front(extra: &str) -> (Proxy, SocketAddr) {
+    let settings = format!(
+        "pool_mode = \"transaction\"\npool_size = 10\nhttp_listen = \"127.0.0.1:0\"\n{extra}"
+    );
+    let proxy = Proxy::start(cluster_config(&settings, &[])).await;
+    let addr = proxy.http_addr.expect("the front is on");
+    (proxy, addr)
 }
