@@ -78,7 +78,6 @@ impl Wire {
     /// WebSocket clients send it), with `then` (the requests) right behind
     /// it. Returns once the login is answered; the requests' replies
     /// follow. A message from the session over `max_message` is an error.
-    #[allow(clippy::too_many_arguments)]
     pub async fn login(
         shared: &Arc<Shared>,
         tasks: &tokio_util::task::TaskTracker,
