@@ -156,6 +156,7 @@ impl App {
             tokio::spawn(front)
         });
         tracker.spawn(maintain(shared.clone()));
+        tracker.spawn(crate::net::peers::keep_count(shared.clone()));
         // Serves through the drain (so /readyz can say so), stopped last.
         let ops_stop = CancellationToken::new();
         let ops_task =

@@ -338,3 +338,87 @@ async fn client_vanishing_mid_query_cancels_it() {
     still_serves(&proxy).await;
     proxy.stop().await;
 }
+
+/// Server connections to the primary that carry `app` as their
+/// application_name (pgswitch sets each client's on the connection it lends).
+async fn servers_named(app: &str) -> i64 {
+    let su = superuser().await;
+    su.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        &[&app],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn max_server_connections_is_shared_by_users_and_instances() {
+    // 4 over 2 instances: 2 connections to the primary for this instance,
+    // whatever the pools (users postgres and app, 10 each) would allow.
+    let proxy = Proxy::start(trust_config(
+        PoolMode::Transaction,
+        10,
+        "max_server_connections = 4\ninstances = 2\nquery_wait_timeout = \"1s\"",
+    ))
+    .await;
+    let name = "pgswitch-share-test";
+    let url =
+        |user: &str, pw: &str| format!("{}?application_name={name}", proxy.url_as(user, pw, "app"));
+    let a = connect(&url("postgres", "x")).await.unwrap();
+    let b = connect(&url("postgres", "x")).await.unwrap();
+    let c = connect(&url("app", "app-secret")).await.unwrap();
+    for holder in [&a, &b] {
+        holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    }
+    assert_eq!(servers_named(name).await, 2);
+    // Another user's pool has room, the database has not.
+    let e = c.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "53300");
+    let text = message(&e);
+    assert!(
+        text.contains("max_server_connections (2 for this instance: 4 shared by 2"),
+        "{text}"
+    );
+    assert_eq!(servers_named(name).await, 2);
+    // An idle connection of another pool is closed to make room.
+    a.batch_execute("COMMIT").await.unwrap();
+    let row = c.query_one("SELECT current_user::text", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "app");
+    assert_eq!(servers_named(name).await, 2);
+    // And the other way round, from the app pool's idle connection.
+    a.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    assert_eq!(servers_named(name).await, 2);
+    // A client waiting when a transaction ends gets that connection's
+    // place: it is closed instead of going back idle to its own pool.
+    let waiting = tokio::spawn(async move {
+        c.query_one("SELECT 2", &[])
+            .await
+            .map(|r| r.get::<_, i32>(0))
+    });
+    let waits = eventually(Duration::from_secs(10), || async {
+        proxy.shared.metrics.clients_waiting.get() == 1
+    })
+    .await;
+    assert!(waits, "the third client never waited");
+    b.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(waiting.await.unwrap().expect("served within the wait"), 2);
+    assert!(servers_named(name).await <= 2);
+    a.batch_execute("COMMIT").await.unwrap();
+    let shares = proxy.shared.pools.limits.list();
+    assert_eq!(shares.len(), 1, "{shares:?}");
+    assert_eq!(shares[0].1, 2, "{shares:?}");
+    assert!(shares[0].2 <= 2, "{shares:?}");
+
+    // Without `instances`, a second instance counts itself and its peer.
+    let peer = format!("peers = [\"{}\"]\nmax_server_connections = 4", proxy.addr);
+    let second = Proxy::start(trust_config(PoolMode::Transaction, 10, &peer)).await;
+    let halved = eventually(Duration::from_secs(10), || async {
+        second.shared.pools.limits.list().iter().all(|s| s.1 == 2)
+            && !second.shared.pools.limits.list().is_empty()
+    })
+    .await;
+    assert!(halved, "{:?}", second.shared.pools.limits.list());
+    second.stop().await;
+    proxy.stop().await;
+}

@@ -289,6 +289,11 @@ fn databases(shared: &Shared) -> Table {
             .iter()
             .filter(|c| c.pool.starts_with(&prefix))
             .count();
+        // This instance's max_server_connections share of the primary.
+        let share = shared
+            .pools
+            .limits
+            .get(&db.name, &crate::pool::limit::server_key(&db.primary));
         t.row_opt(vec![
             n(&db.name),
             n(&db.primary.host),
@@ -301,7 +306,7 @@ fn databases(shared: &Shared) -> Table {
             n(g.server_lifetime.map_or(0, |d| d.as_secs())),
             n(config.pool_mode(db)),
             None,
-            n(0),
+            n(share.as_ref().map_or(0, |s| s.mine())),
             n(servers),
             n(0),
             n(connected),
@@ -505,7 +510,12 @@ fn config(shared: &Shared) -> Table {
             "100",
             "yes",
         ),
-        ("max_db_connections", "0".into(), "0", "yes"),
+        (
+            "max_db_connections",
+            g.max_server_connections.to_string(),
+            "0",
+            "yes",
+        ),
         ("max_user_connections", "0".into(), "0", "yes"),
         ("server_lifetime", secs(g.server_lifetime), "3600", "yes"),
         (

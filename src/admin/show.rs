@@ -395,6 +395,15 @@ fn config(shared: &Shared) -> Table {
         ("instance_id", g.instance_id.to_string()),
         ("peers", g.peers.join(", ")),
         ("reuse_port", g.reuse_port.to_string()),
+        (
+            "instances",
+            g.instances
+                .map_or_else(|| "counted from peers".into(), |n| n.to_string()),
+        ),
+        (
+            "max_server_connections",
+            g.max_server_connections.to_string(),
+        ),
     ];
     for (k, v) in rows {
         t.row([k.to_owned(), v]);

@@ -88,6 +88,8 @@ pub struct GeneralFile {
     pub instance_id: Option<u8>,
     pub peers: Option<Vec<String>>,
     pub reuse_port: Option<bool>,
+    pub instances: Option<usize>,
+    pub max_server_connections: Option<usize>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.
@@ -109,6 +111,7 @@ pub struct DatabaseFile {
     pub pool_mode: Option<PoolMode>,
     pub auth_user: Option<String>,
     pub auth_query: Option<String>,
+    pub max_server_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -222,6 +222,12 @@ pub struct General {
     /// Listen with SO_REUSEPORT, so that a new process can take over the
     /// port while this one drains (zero-downtime restart).
     pub reuse_port: bool,
+    /// How many instances share `max_server_connections`: the configured
+    /// number, else (`None`) this one and the other addresses its peers
+    /// resolve to (see `pool::limit`).
+    pub instances: Option<usize>,
+    /// The default of `Database::max_server_connections` (0: no limit).
+    pub max_server_connections: usize,
 }
 
 /// The serverless front: SQL over HTTP (`POST /sql`) and the wire protocol
@@ -252,6 +258,9 @@ pub struct Database {
     pub replicas: Vec<Replica>,
     pub pool_size: Option<usize>,
     pub pool_mode: Option<PoolMode>,
+    /// Connections to each of its servers that all instances together may
+    /// open, over all users' pools (`None`: the global setting).
+    pub max_server_connections: Option<usize>,
     /// Where users not in the config are looked up (`auth_user`).
     pub auth: Option<AuthLookup>,
 }
@@ -345,6 +354,13 @@ impl Config {
         user.pool_size
             .or(db.pool_size)
             .unwrap_or(self.general.pool_size)
+    }
+
+    /// Connections to each server of `db` that all instances together may
+    /// open (0: no limit).
+    pub fn max_server_connections(&self, db: &Database) -> usize {
+        db.max_server_connections
+            .unwrap_or(self.general.max_server_connections)
     }
 
     /// Loads `path` (if any), applies `overrides`, validates.

@@ -257,6 +257,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         tls.is_some() && client_tls != super::ClientTlsMode::Disable,
     );
     let (instance_id, peers) = peers::peers(c, g, ov);
+    let instances = peers::instances(c, g);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     General {
         listen,
@@ -313,6 +314,8 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         instance_id,
         peers,
         reuse_port: ov.reuse_port.or(g.reuse_port).unwrap_or(false),
+        instances,
+        max_server_connections: g.max_server_connections.unwrap_or(0),
     }
 }
 
@@ -387,6 +390,7 @@ fn databases(
                 replicas,
                 pool_size: d.pool_size,
                 pool_mode: d.pool_mode,
+                max_server_connections: d.max_server_connections,
                 auth: None,
             });
         }
@@ -427,6 +431,7 @@ fn databases(
                 replicas,
                 pool_size: None,
                 pool_mode: None,
+                max_server_connections: None,
                 auth: None,
             });
         }

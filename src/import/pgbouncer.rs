@@ -108,6 +108,9 @@ pub fn import(ini: &str, userlist: Option<&str>) -> Result<Imported, String> {
                 "pool_mode" => {
                     let _ = writeln!(out, "pool_mode = {}", toml_str(&v));
                 }
+                "max_db_connections" => {
+                    let _ = writeln!(out, "max_server_connections = {v}");
+                }
                 "auth_user" => {
                     let _ = writeln!(out, "auth_user = {}", toml_str(&v));
                 }
@@ -170,6 +173,9 @@ fn setting(key: &str, value: &str, out: &mut Vec<(String, String)>, notes: &mut 
         "default_pool_size" => put("pool_size", value.to_owned()),
         "min_pool_size" => put("min_idle", value.to_owned()),
         "max_client_conn" => put("max_client_conn", value.to_owned()),
+        // Shared by every instance (divided by `instances`); one PgBouncer
+        // is one instance.
+        "max_db_connections" => put("max_server_connections", value.to_owned()),
         "max_prepared_statements" => put("max_prepared_statements", value.to_owned()),
         "server_idle_timeout" | "server_lifetime" | "query_wait_timeout" | "client_idle_timeout"
         | "idle_transaction_timeout" => match seconds(value) {

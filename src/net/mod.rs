@@ -1,8 +1,9 @@
 //! Connections under the protocol: [`stream::Stream`] (plain TCP or TLS
 //! over it), [`tls`] settings, and the SSLRequest that opens TLS towards a
-//! server.
+//! server; [`peers`]: the other instances.
 
 pub mod client;
+pub mod peers;
 pub mod stream;
 pub mod tls;
 

@@ -59,6 +59,8 @@ pub enum ServerError {
     Query { addr: String, error: BackendError },
     #[error("server {addr} did not answer within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
+    #[error("{0}")]
+    AtLimit(#[from] super::limit::AtLimit),
 }
 
 impl ServerError {
@@ -74,6 +76,7 @@ impl ServerError {
             | ServerError::Tls { addr, .. }
             | ServerError::Query { addr, .. }
             | ServerError::Timeout { addr, .. } => addr,
+            ServerError::AtLimit(e) => &e.name,
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct ServerConn {
     pub state: ConnState,
     /// Pooler-wide prepared statements this connection has.
     pub statements: crate::prepared::ServerStatements,
+    /// Its place in the database's `max_server_connections`, if limited.
+    pub permit: Option<super::limit::Permit>,
 }
 
 impl ServerConn {
@@ -160,6 +165,7 @@ impl ServerConn {
             addr: Arc::new(t.addr.clone()),
             state: ConnState::Busy,
             statements: Default::default(),
+            permit: None,
         };
         conn.login(t).await?;
         Ok(conn)
@@ -438,6 +444,12 @@ impl ServerConn {
                 _ => {}
             }
         }
+    }
+
+    /// A pool of the same server waits under `max_server_connections`:
+    /// this connection should be closed rather than kept idle.
+    pub fn wanted_elsewhere(&self) -> bool {
+        self.permit.as_ref().is_some_and(|p| p.wanted())
     }
 
     /// True if the server closed the socket or sent something unprompted

@@ -12,16 +12,24 @@ use super::params::ParamSet;
 pub struct Manager {
     pub target: Target,
     pub lifetime: Option<Duration>,
+    /// The database's `max_server_connections` share of this server, and
+    /// how long to wait for a place in it.
+    pub limit: Option<(std::sync::Arc<super::limit::Limit>, Duration)>,
     /// Parameters reported by the first connection: what a client is told at
     /// login, before it has a server of its own.
     pub first_params: Mutex<Option<std::sync::Arc<ParamSet>>>,
 }
 
 impl Manager {
-    pub fn new(target: Target, lifetime: Option<Duration>) -> Self {
+    pub fn new(
+        target: Target,
+        lifetime: Option<Duration>,
+        limit: Option<(std::sync::Arc<super::limit::Limit>, Duration)>,
+    ) -> Self {
         Manager {
             target,
             lifetime,
+            limit,
             first_params: Mutex::new(None),
         }
     }
@@ -32,9 +40,14 @@ impl managed::Manager for Manager {
     type Error = ServerError;
 
     async fn create(&self) -> Result<ServerConn, ServerError> {
+        let permit = match &self.limit {
+            Some((limit, wait)) => Some(Box::pin(limit.acquire(*wait)).await?),
+            None => None,
+        };
         // Boxed: a login's state is large and rare, and would otherwise be
         // part of every checkout's future.
-        let conn = Box::pin(ServerConn::connect(&self.target)).await?;
+        let mut conn = Box::pin(ServerConn::connect(&self.target)).await?;
+        conn.permit = permit;
         if let Ok(mut p) = self.first_params.lock() {
             if p.is_none() {
                 *p = Some(std::sync::Arc::new(conn.params.clone()));

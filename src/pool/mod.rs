@@ -8,9 +8,11 @@
 //! - [`health`]: server health and replica lag.
 //! - [`replicas`]: the replica pools, and which server serves a read.
 //! - [`pause`]: PAUSE and RESUME.
+//! - [`limit`]: `max_server_connections`, shared by a database's pools.
 
 pub mod conn;
 pub mod health;
+pub mod limit;
 pub mod manager;
 pub mod params;
 pub mod pause;
@@ -47,6 +49,8 @@ pub enum CheckoutError {
     Server(#[from] ServerError),
     #[error("pool {0} is closed")]
     Closed(String),
+    #[error(transparent)]
+    AtLimit(limit::AtLimit),
 }
 
 /// The pools of one (database, user): the primary's and, with read
@@ -88,9 +92,16 @@ impl PoolSet {
         user: &User,
         metrics: &Metrics,
         watches: &watch::Watches,
+        limits: &limit::Limits,
     ) -> Self {
         let g = &cfg.general;
         let size = cfg.pool_size(db, user);
+        let total = cfg.max_server_connections(db);
+        let pool = |addr: &crate::config::ServerAddr, target: Target| {
+            let server = limit::server_key(addr);
+            let limit = limits.share(&db.name, &server, total, g.instances);
+            build_pool(target, cfg, size, limit)
+        };
         let target = |addr: &crate::config::ServerAddr| Target {
             addr: addr.clone(),
             user: user.server_user.clone(),
@@ -111,7 +122,7 @@ impl PoolSet {
             let pools = db
                 .replicas
                 .iter()
-                .map(|r| build_pool(target(&r.addr), cfg, size))
+                .map(|r| pool(&r.addr, target(&r.addr)))
                 .collect();
             let login = monitor_login(cfg, db);
             let timeout = g.connect_timeout;
@@ -127,7 +138,7 @@ impl PoolSet {
             spec: spec(cfg, db, user),
             retired: std::sync::atomic::AtomicBool::new(false),
             looked_up: user.server_secret.is_some().then(|| Box::new(user.clone())),
-            primary: build_pool(primary_target, cfg, size),
+            primary: pool(&db.primary, primary_target),
             replicas,
             wait_timeout: g.query_wait_timeout,
         }
@@ -166,6 +177,7 @@ impl PoolSet {
                 addr: pool.manager().target.addr.to_string(),
                 timeout: pool.manager().target.connect_timeout,
             }),
+            PoolError::Backend(ServerError::AtLimit(e)) => CheckoutError::AtLimit(e),
             PoolError::Backend(e) => CheckoutError::Server(e),
             _ => CheckoutError::Closed(self.name.clone()),
         })
@@ -267,15 +279,25 @@ fn monitor_login(cfg: &Config, db: &Database) -> watch::Login {
     }
 }
 
-/// A deadpool pool for one server.
-fn build_pool(target: Target, cfg: &Config, size: usize) -> Pool {
+/// A deadpool pool for one server, under its database's
+/// `max_server_connections` share if limited.
+fn build_pool(target: Target, cfg: &Config, size: usize, limit: Option<Arc<limit::Limit>>) -> Pool {
     let g = &cfg.general;
+    // A limited pool's creator may first wait for a place in the share.
+    let place = limit
+        .as_ref()
+        .map_or(Duration::ZERO, |_| g.query_wait_timeout);
     let timeouts = Timeouts {
         wait: Some(g.query_wait_timeout),
-        create: Some(g.connect_timeout + Duration::from_millis(100)),
+        create: Some(g.connect_timeout + place + Duration::from_millis(100)),
         recycle: Some(Duration::from_secs(1)),
     };
-    Pool::builder(Manager::new(target, g.server_lifetime))
+    let manager = Manager::new(
+        target,
+        g.server_lifetime,
+        limit.clone().map(|l| (l, g.query_wait_timeout)),
+    );
+    let pool = Pool::builder(manager)
         .max_size(size)
         .timeouts(timeouts)
         // Most recently used first, as PgBouncer does: a few hot server
@@ -284,7 +306,11 @@ fn build_pool(target: Target, cfg: &Config, size: usize) -> Pool {
         .runtime(Runtime::Tokio1)
         .build()
         // Only fails without a runtime for timeouts, which we always set.
-        .unwrap_or_else(|e| panic!("pool builder: {e}"))
+        .unwrap_or_else(|e| panic!("pool builder: {e}"));
+    if let Some(limit) = limit {
+        limit.add_pool(pool.weak());
+    }
+    pool
 }
 
 /// Every (database, user) pool, created on first use.
@@ -293,6 +319,8 @@ pub struct Pools {
     metrics: Arc<Metrics>,
     /// Health monitors and catalogs, one per database and server set.
     watches: watch::Watches,
+    /// `max_server_connections` shares, one per database and server.
+    pub limits: limit::Limits,
 }
 
 impl Pools {
@@ -301,6 +329,7 @@ impl Pools {
             sets: Mutex::default(),
             metrics,
             watches: watch::Watches::default(),
+            limits: limit::Limits::default(),
         }
     }
 
@@ -317,7 +346,16 @@ impl Pools {
             }
         }
         sets.entry(key)
-            .or_insert_with(|| Arc::new(PoolSet::new(cfg, db, user, &self.metrics, &self.watches)))
+            .or_insert_with(|| {
+                Arc::new(PoolSet::new(
+                    cfg,
+                    db,
+                    user,
+                    &self.metrics,
+                    &self.watches,
+                    &self.limits,
+                ))
+            })
             .clone()
     }
 
@@ -328,6 +366,7 @@ impl Pools {
     /// `PoolSet::is_retired`). Returns one line per change.
     pub fn reload(&self, cfg: &Config) -> Vec<String> {
         let mut notes = Vec::new();
+        self.limits.reload(cfg);
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
         let keys: Vec<_> = sets.keys().cloned().collect();
         for key in keys {
@@ -355,7 +394,14 @@ impl Pools {
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 sets.insert(
                     key,
-                    Arc::new(PoolSet::new(cfg, db, user, &self.metrics, &self.watches)),
+                    Arc::new(PoolSet::new(
+                        cfg,
+                        db,
+                        user,
+                        &self.metrics,
+                        &self.watches,
+                        &self.limits,
+                    )),
                 );
                 notes.push(format!(
                     "pool {} rebuilt (servers or settings changed)",
@@ -463,6 +509,13 @@ pub async fn release(mut server: Server, how: Release, timeout: Duration) -> Opt
             return None;
         }
     };
+    if server.wanted_elsewhere() {
+        // Another pool of this server waits under max_server_connections:
+        // closing this connection (which also rolls back and resets it)
+        // gives it the place.
+        discard(server);
+        return None;
+    }
     for sql in cleanup {
         if let Err(e) = server.run(sql, timeout).await {
             discard(server);

@@ -178,14 +178,9 @@ pub async fn forward_to_peers(peers: &[String], pid: i32, secret: &[u8]) {
             }
         }
     };
-    let mut addrs = Vec::new();
-    for peer in peers {
-        match tokio::net::lookup_host(peer.as_str()).await {
-            Ok(found) => addrs.extend(found),
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "peer name does not resolve; cancel requests cannot reach it")
-            }
-        }
+    let (addrs, failed) = crate::net::peers::resolve(peers).await;
+    for (peer, error) in failed {
+        tracing::warn!(%peer, %error, "peer name does not resolve; cancel requests cannot reach it");
     }
     futures_util::future::join_all(addrs.into_iter().map(send)).await;
 }

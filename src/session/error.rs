@@ -72,7 +72,8 @@ impl SessionError {
             SessionError::Auth(_) | SessionError::NoUser => "28P01",
             SessionError::NoDatabase(_) => "3D000",
             SessionError::TooManyClients(_) => "53300",
-            SessionError::Checkout(CheckoutError::WaitTimeout { .. }) => "53300",
+            SessionError::Checkout(CheckoutError::WaitTimeout { .. })
+            | SessionError::Checkout(CheckoutError::AtLimit(_)) => "53300",
             SessionError::Checkout(CheckoutError::Server(e)) | SessionError::Server(e) => {
                 server_sqlstate(e)
             }
@@ -100,6 +101,9 @@ impl SessionError {
             SessionError::TooManyClients(_) => Some("raise max_client_conn in the pgswitch config, or close idle clients"),
             SessionError::Checkout(CheckoutError::WaitTimeout { .. }) => {
                 Some("all server connections stayed busy; raise pool_size or query_wait_timeout, or look for long transactions")
+            }
+            SessionError::Checkout(CheckoutError::AtLimit(_)) => {
+                Some("the database's server connections stayed busy; raise max_server_connections (or lower instances), or look for long transactions")
             }
             SessionError::Checkout(CheckoutError::Server(_)) | SessionError::Server(_) => {
                 Some("check that the server is up and reachable from pgswitch; retry the transaction")
@@ -144,5 +148,6 @@ fn server_sqlstate(e: &ServerError) -> &'static str {
         ServerError::Protocol(..) => "08P01",
         ServerError::Io { .. } | ServerError::Timeout { .. } | ServerError::Tls { .. } => "08006",
         ServerError::Query { .. } => "08006",
+        ServerError::AtLimit(_) => "53300",
     }
 }

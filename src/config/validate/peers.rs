@@ -1,4 +1,5 @@
-//! Several instances as one pooler: `instance_id` and `peers`.
+//! Several instances as one pooler: `instance_id`, `peers` and
+//! `instances`.
 
 use super::Checker;
 use crate::config::file::GeneralFile;
@@ -38,6 +39,18 @@ pub(super) fn peers(c: &mut Checker, g: &GeneralFile, ov: &Overrides) -> (u8, Ve
         }
     }
     (id, peers.into_iter().filter(|p| !p.is_empty()).collect())
+}
+
+/// `instances`: at least 1 when set.
+pub(super) fn instances(c: &mut Checker, g: &GeneralFile) -> Option<usize> {
+    if g.instances == Some(0) {
+        c.problem(
+            "pgswitch.instances",
+            "must be at least 1",
+            "set the number of pgswitch instances that share max_server_connections, or remove it to count the addresses peers resolve to",
+        );
+    }
+    g.instances.filter(|&n| n > 0)
 }
 
 /// 0-127 from the host name (a pod's name in Kubernetes).

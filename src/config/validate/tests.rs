@@ -293,10 +293,23 @@ fn instance_ids_and_peers() {
     .unwrap();
     assert_eq!(c.general.instance_id, 7);
     assert_eq!(c.general.peers.len(), 2);
+    assert_eq!(c.general.instances, None, "counted from the peers");
+    let c = load_str(
+        "[pgswitch]\ninstances = 3\nmax_server_connections = 90\n[[databases]]\nname = \"x\"\nprimary = \"postgres://u@h/x\"\nmax_server_connections = 30\n",
+        &ov,
+    )
+    .unwrap();
+    assert_eq!(c.general.instances, Some(3));
+    let limits: Vec<usize> = c
+        .databases
+        .iter()
+        .map(|d| c.max_server_connections(d))
+        .collect();
+    assert!(limits.contains(&30) && limits.contains(&90), "{limits:?}");
     // Derived from the host name when not set: always within 0-127.
     assert!(Config::load(None, &ov).unwrap().general.instance_id <= 127);
     let err = load_str(
-        "[pgswitch]\ninstance_id = 200\npeers = [\"no-port\", \":6432\"]\n",
+        "[pgswitch]\ninstance_id = 200\npeers = [\"no-port\", \":6432\"]\ninstances = 0\n",
         &ov,
     )
     .unwrap_err();
@@ -306,7 +319,8 @@ fn instance_ids_and_peers() {
         [
             "pgswitch.instance_id",
             "pgswitch.peers[0]",
-            "pgswitch.peers[1]"
+            "pgswitch.peers[1]",
+            "pgswitch.instances"
         ],
         "{err}"
     );

@@ -70,7 +70,7 @@ fn the_benchmarks_pgbouncer_config_becomes_an_equivalent_valid_one() {
 #[test]
 fn databases_peers_tls_and_userlists() {
     let ini = "[databases]
-shop = host=db.internal port=5433 dbname=shop_prod user=shop password='p w' pool_size=5 pool_mode=session connect_query='SET x=1'
+shop = host=db.internal port=5433 dbname=shop_prod user=shop password='p w' pool_size=5 pool_mode=session max_db_connections=8 connect_query='SET x=1'
 * = host=fallback
 [pgbouncer]
 listen_addr = *
@@ -85,6 +85,7 @@ client_tls_key_file = /etc/pgbouncer/tls.key
 server_idle_timeout = 30
 query_wait_timeout = 2.5
 so_reuseport = 1
+max_db_connections = 50
 peer_id = 3
 server_reset_query = DISCARD ALL
 [peers]
@@ -109,7 +110,11 @@ server_reset_query = DISCARD ALL
         t.contains("primary = \"postgres://shop:p%20w@db.internal:5433/shop_prod?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Frds.pem\""),
         "{t}"
     );
-    assert!(t.contains("pool_size = 5\npool_mode = \"session\""), "{t}");
+    assert!(
+        t.contains("pool_size = 5\npool_mode = \"session\"\nmax_server_connections = 8"),
+        "{t}"
+    );
+    assert!(t.contains("\nmax_server_connections = 50\n"), "{t}");
     assert!(t.contains("# connect_query=SET x=1: no equivalent"), "{t}");
     assert!(t.contains("\"*\" (any database"), "{t}");
     assert!(t.contains("#   server_reset_query = DISCARD ALL"), "{t}");

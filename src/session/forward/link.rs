@@ -229,7 +229,10 @@ impl Forwarder<'_> {
             if self.track {
                 Box::pin(self.end_turn(&mut link)).await;
             }
-            if link.server.state == ConnState::Ready(b'I') && link.server.buf.is_empty() {
+            if link.server.state == ConnState::Ready(b'I')
+                && link.server.buf.is_empty()
+                && !link.server.wanted_elsewhere()
+            {
                 // The common case: clean and idle, so dropping it returns it
                 // to the pool (deadpool's recycle still checks it).
                 return;
