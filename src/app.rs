@@ -45,6 +45,8 @@ pub struct Shared {
     pub lookups: crate::auth::lookup::Lookups,
     /// Clear-text passwords that passed (the serverless front).
     pub passwords: crate::auth::password::Passwords,
+    /// The OTLP span exporter (`otlp_endpoint`), if on.
+    pub traces: Option<Arc<crate::ops::traces::Traces>>,
 }
 
 pub struct App {
@@ -71,6 +73,18 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let queries = QueryStats::new(config.general.query_stats_size);
         let instance_id = config.general.instance_id;
+        let traces = match &config.general.otlp {
+            Some(o) => Some(
+                crate::ops::traces::Traces::start(&o.endpoint, o.sample_ratio, instance_id)
+                    .map_err(|e| {
+                        std::io::Error::other(format!(
+                            "cannot export traces to {}: {e}",
+                            o.endpoint
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
             pools: Pools::new(metrics.clone()),
@@ -84,6 +98,7 @@ impl App {
             incidents: Default::default(),
             lookups: Default::default(),
             passwords: Default::default(),
+            traces,
             metrics,
         });
         shared.pools.prepare(&shared.config.load());
@@ -193,6 +208,10 @@ impl App {
             tracker.wait().await;
         }
         shared.pools.close();
+        if let Some(traces) = shared.traces.clone() {
+            // Blocks until the last batch is sent (through this runtime).
+            let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+        }
         ops_stop.cancel();
         if let Some(task) = ops_task {
             let _ = task.await;

@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// while this one drains (zero-downtime restart).
     #[arg(long, env = "PGSWITCH_REUSE_PORT")]
     pub reuse_port: Option<bool>,
+    /// Export one span per transaction to this OTLP/HTTP collector, e.g.
+    /// http://127.0.0.1:4318 [default: off].
+    #[arg(long, env = "PGSWITCH_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// TOML config file (see config/pgswitch.example.toml).
     #[arg(long, env = "PGSWITCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -136,6 +140,7 @@ impl RunArgs {
             http_listen: self.http_listen.clone(),
             instance_id: self.instance_id,
             reuse_port: self.reuse_port,
+            otlp_endpoint: self.otlp_endpoint.clone(),
             peers: self
                 .peers
                 .iter()

@@ -47,6 +47,10 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
             (old, _) => old.clone(),
         };
     }
+    if o.otlp != n.otlp {
+        notes.push("otlp_endpoint and otlp_sample_ratio changes need a restart".to_owned());
+        n.otlp = o.otlp.clone();
+    }
     if o.reuse_port != n.reuse_port {
         notes.push("reuse_port changes need a restart".to_owned());
         n.reuse_port = o.reuse_port;

@@ -782,3 +782,28 @@ async fn a_primary_in_recovery_refuses_writes() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn closing_a_statement_raises_no_fence() {
+    // tokio-postgres closes each statement it prepared for a query (Close,
+    // Sync) when it drops it. That runs nothing, so it must not hold the
+    // client's next reads on the primary until the next health check (a
+    // long interval here, so that such a fence would last the whole test).
+    let config = cluster_config(
+        "pool_mode = \"transaction\"\npool_size = 4\nhealth_check_interval = \"5s\"",
+        &replica_urls(),
+    );
+    let proxy = Proxy::start(config).await;
+    let c = proxy.client().await;
+    assert!(reads_reach_a_replica(&c).await, "no read reached a replica");
+    for i in 0..5 {
+        let port: i32 = c
+            .query_one("SELECT inet_server_port()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_ne!(port, primary_port(), "extended read {i}");
+    }
+    drop(c);
+    proxy.stop().await;
+}

@@ -404,6 +404,16 @@ fn config(shared: &Shared) -> Table {
             "max_server_connections",
             g.max_server_connections.to_string(),
         ),
+        (
+            "otlp_endpoint",
+            g.otlp
+                .as_ref()
+                .map_or_else(String::new, |o| o.endpoint.clone()),
+        ),
+        (
+            "otlp_sample_ratio",
+            g.otlp.as_ref().map_or(1.0, |o| o.sample_ratio).to_string(),
+        ),
     ];
     for (k, v) in rows {
         t.row([k.to_owned(), v]);

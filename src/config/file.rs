@@ -90,6 +90,8 @@ pub struct GeneralFile {
     pub reuse_port: Option<bool>,
     pub instances: Option<usize>,
     pub max_server_connections: Option<usize>,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_sample_ratio: Option<f64>,
 }
 
 /// A replica: its URL, or `{ url = "...", weight = N }`.

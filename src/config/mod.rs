@@ -228,6 +228,17 @@ pub struct General {
     pub instances: Option<usize>,
     /// The default of `Database::max_server_connections` (0: no limit).
     pub max_server_connections: usize,
+    /// OTLP trace export (`otlp_endpoint`); `None`: off.
+    pub otlp: Option<Otlp>,
+}
+
+/// Where transactions' spans go (see `ops::traces`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Otlp {
+    /// The collector's OTLP/HTTP address, e.g. `http://127.0.0.1:4318`.
+    pub endpoint: String,
+    /// Share of transactions without a `traceparent` that are traced.
+    pub sample_ratio: f64,
 }
 
 /// The serverless front: SQL over HTTP (`POST /sql`) and the wire protocol
@@ -397,4 +408,5 @@ pub struct Overrides {
     pub instance_id: Option<u8>,
     pub peers: Vec<String>,
     pub reuse_port: Option<bool>,
+    pub otlp_endpoint: Option<String>,
 }

@@ -258,6 +258,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
     );
     let (instance_id, peers) = peers::peers(c, g, ov);
     let instances = peers::instances(c, g);
+    let otlp = otlp::otlp(c, g, ov);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     General {
         listen,
@@ -316,6 +317,7 @@ fn general(c: &mut Checker, file: &FileConfig, ov: &Overrides) -> General {
         reuse_port: ov.reuse_port.or(g.reuse_port).unwrap_or(false),
         instances,
         max_server_connections: g.max_server_connections.unwrap_or(0),
+        otlp,
     }
 }
 
@@ -542,6 +544,7 @@ fn users(
 
 mod access;
 mod http;
+mod otlp;
 mod peers;
 
 #[cfg(test)]

@@ -9,3 +9,4 @@
 pub mod gauges;
 pub mod http;
 pub mod readiness;
+pub mod traces;

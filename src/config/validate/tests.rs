@@ -336,3 +336,44 @@ fn instance_ids_and_peers() {
         (3, vec!["a:1".to_owned()])
     );
 }
+
+#[test]
+fn otlp_endpoint_and_ratio() {
+    let ov = Overrides {
+        primary: Some("postgres://app:pw@127.0.0.1:15432/app".into()),
+        ..Default::default()
+    };
+    let c = load_str(
+        "[pgswitch]\notlp_endpoint = \"http://otel:4318\"\notlp_sample_ratio = 0.25\n",
+        &ov,
+    )
+    .unwrap();
+    let o = c.general.otlp.expect("on");
+    assert_eq!(
+        (o.endpoint.as_str(), o.sample_ratio),
+        ("http://otel:4318", 0.25)
+    );
+    assert!(load_str("[pgswitch]\n", &ov)
+        .unwrap()
+        .general
+        .otlp
+        .is_none());
+    let err = load_str(
+        "[pgswitch]\notlp_endpoint = \"https://otel:4318\"\notlp_sample_ratio = 2.0\n",
+        &ov,
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["pgswitch.otlp_sample_ratio", "pgswitch.otlp_endpoint"],
+        "{err}"
+    );
+    // The flag beats the file.
+    let flags = Overrides {
+        otlp_endpoint: Some("http://flag:4318".into()),
+        ..ov
+    };
+    let c = load_str("[pgswitch]\notlp_endpoint = \"http://file:4318\"\n", &flags).unwrap();
+    assert_eq!(c.general.otlp.unwrap().endpoint, "http://flag:4318");
+}

@@ -103,10 +103,8 @@ impl Forwarder<'_> {
             _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
         };
         // Failed waits (timeouts, unreachable servers) count too.
-        self.pool
-            .stats
-            .wait_seconds
-            .observe(waiting.end().as_secs_f64());
+        let waited = waiting.end();
+        self.pool.stats.wait_seconds.observe(waited.as_secs_f64());
         let (mut server, synced) = checked_out?;
         // Any outage of this server (or refusals in this pool) is over.
         self.shared.incidents.resolve(&server.addr);
@@ -196,6 +194,8 @@ impl Forwarder<'_> {
             split: Splitter::new(usize::MAX >> 1),
             pending: Pending::default(),
             started: None,
+            waited,
+            trace: None,
             running: std::collections::VecDeque::new(),
             parsed: None,
             change: None,

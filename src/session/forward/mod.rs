@@ -42,6 +42,10 @@ struct Link {
     pending: Pending,
     /// When the running transaction's first message arrived (metrics).
     started: Option<std::time::Instant>,
+    /// How long the client waited for this connection (for the first
+    /// transaction's span), and that span while traces are on.
+    waited: std::time::Duration,
+    trace: Option<Box<crate::ops::traces::TxSpan>>,
     /// Requests in flight, for per-query statistics (one per ReadyForQuery
     /// owed), and the fingerprint of an unnamed Parse waiting for its Sync.
     running: std::collections::VecDeque<Running>,
@@ -66,6 +70,21 @@ struct Link {
 }
 
 impl Link {
+    /// A transaction starts (or goes on) with this message: its span, if
+    /// traces are on, notes its text.
+    fn traced(&mut self, on: bool, tag: u8, body: Option<&[u8]>) {
+        if !on {
+            return;
+        }
+        let waited = std::mem::take(&mut self.waited);
+        let span = self
+            .trace
+            .get_or_insert_with(|| crate::ops::traces::TxSpan::begin(waited));
+        if let (b'Q' | b'P', Some(body)) = (tag, body) {
+            span.statement(body);
+        }
+    }
+
     /// Every request answered: the connection may change hands.
     fn quiet(&self) -> bool {
         self.pending.quiet() && self.split.at_boundary()

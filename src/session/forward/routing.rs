@@ -32,6 +32,17 @@ pub(super) enum Next {
     DeferBegin(usize),
 }
 
+/// Whether the batch at hand reaches its Sync without running anything
+/// (no Query, Execute or FunctionCall: Parse, Describe, Close, Flush only),
+/// so that it writes nothing. Without the whole batch at hand, assume it
+/// runs something.
+fn runs_nothing(cbuf: &[u8]) -> bool {
+    whole_messages(cbuf)
+        .map(|(t, _)| t)
+        .find(|t| matches!(t, b'E' | b'F' | b'Q' | b'S'))
+        == Some(b'S')
+}
+
 impl Forwarder<'_> {
     /// Where the transaction starting with the next client message runs,
     /// or `None` while that message is still arriving. Reads go to a
@@ -53,7 +64,8 @@ impl Forwarder<'_> {
             return Ok(None);
         };
         if !matches!(tag, b'Q' | b'P' | b'B') || len > MAX_ROUTED_SQL {
-            return self.write_target(true);
+            // E.g. a driver's Close and Sync after a statement it dropped.
+            return self.write_target(!runs_nothing(&self.cbuf));
         }
         let Some(body) = self.cbuf.get(HEADER_LEN..HEADER_LEN + len) else {
             return Ok(None);
@@ -125,12 +137,8 @@ impl Forwarder<'_> {
             Route::Primary => {
                 // A Parse (and Describe) that nothing executes before its
                 // Sync writes nothing: it must not hold the client's reads
-                // back. Without the whole batch at hand, assume it writes.
-                let parse_only = tag == b'P'
-                    && whole_messages(&self.cbuf)
-                        .map(|(t, _)| t)
-                        .find(|t| matches!(t, b'E' | b'S'))
-                        == Some(b'S');
+                // back.
+                let parse_only = tag == b'P' && runs_nothing(&self.cbuf);
                 self.write_target(decision.route == Route::Primary && !parse_only)
             }
         }
@@ -318,7 +326,8 @@ impl Forwarder<'_> {
             return Ok(());
         };
         link.started = Some(std::time::Instant::now());
-        for (tag, _) in whole_messages(&request) {
+        for (tag, body) in whole_messages(&request) {
+            link.traced(self.shared.traces.is_some(), tag, Some(body));
             link.pending.client(tag);
         }
         link.server.state = ConnState::Busy;

@@ -69,9 +69,13 @@ impl Forwarder<'_> {
                 flow = Flow::Terminate;
                 break;
             }
+            link.traced(self.shared.traces.is_some(), tag, body);
             if tag == b'B' && track {
                 // A named statement, maybe prepared in an earlier batch.
                 if let Some(s) = statements::bound(self.statements.as_deref(), body) {
+                    if let Some(span) = link.trace.as_mut() {
+                        span.statement(s.text().as_bytes());
+                    }
                     if let (Some(change), false) = (&s.change, self.mode == PoolMode::Session) {
                         let c = link.change.get_or_insert_with(Box::default);
                         c.merge((**change).clone());
@@ -168,6 +172,8 @@ impl Forwarder<'_> {
         let mut refused_block = false;
         // Replies changed on the way (named statements, see `prepared`).
         let mut replies = self.track.then(Replies::default);
+        // Row counts come from CommandComplete, read whole while traced.
+        let whole_c = link.trace.is_some();
         loop {
             // The client gets whole messages only, so that an error can
             // follow if the server goes away (see `lost`); a message larger
@@ -179,10 +185,9 @@ impl Forwarder<'_> {
                     }
                 }
             }
-            let step = match link
-                .split
-                .next(&conn.buf[pos..], |t| matches!(t, b'Z' | b'S' | b'E'))
-            {
+            let step = match link.split.next(&conn.buf[pos..], |t| {
+                matches!(t, b'Z' | b'S' | b'E') || (whole_c && t == b'C')
+            }) {
                 Ok(s) => s,
                 Err(e) => {
                     conn.state = ConnState::Broken;
@@ -237,6 +242,21 @@ impl Forwarder<'_> {
                             let stats = &self.pool.stats;
                             stats.transaction_seconds.observe(t.elapsed().as_secs_f64());
                         }
+                        if let (Some(span), Some(traces)) = (link.trace.take(), &self.shared.traces)
+                        {
+                            let place = crate::ops::traces::Place {
+                                pool: &self.pool.name,
+                                database: &self.pool.database,
+                                user: &self.pool.user,
+                                route: match link.which {
+                                    Which::Primary => "primary",
+                                    Which::Replica(_) => "replica",
+                                },
+                                reason: self.route.as_ref().map_or("", |r| r.reason),
+                                server: &conn.addr,
+                            };
+                            traces.finish(&span, &place);
+                        }
                     }
                     conn.state = if quiet {
                         ConnState::Ready(status)
@@ -270,10 +290,19 @@ impl Forwarder<'_> {
                     if let Some((_, code)) = messages::error_fields(body).find(|(f, _)| *f == b'C')
                     {
                         self.pool.stats.server_error(code);
+                        if let Some(span) = link.trace.as_mut() {
+                            span.error(code);
+                        }
                         // A plan gone stale under a schema change: parse
                         // every statement afresh on this connection.
                         link.wiped |= code == "0A000" && self.track;
                     }
+                }
+                Item::Whole { tag: b'C', body } => {
+                    if let Some(span) = link.trace.as_mut() {
+                        span.completed(body);
+                    }
+                    link.pending.server(b'C');
                 }
                 Item::Header { tag, .. } => {
                     if tag == b'D' {
