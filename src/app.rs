@@ -3,7 +3,6 @@
 //! transactions finish, one to close everyone when `shutdown_timeout` ends).
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,43 +10,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use arc_swap::ArcSwap;
-
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::pool::pause::PauseControl;
-use crate::pool::Pools;
-use crate::session::{self, cancel::CancelRegistry};
-use crate::stats::QueryStats;
-
-/// State every session shares.
-pub struct Shared {
-    /// The running configuration; RELOAD swaps it (see `reload`).
-    pub config: ArcSwap<Config>,
-    pub pools: Pools,
-    pub cancels: CancelRegistry,
-    /// Client connections past their startup packet, against max_client_conn.
-    pub clients: AtomicUsize,
-    /// Graceful: stop accepting; sessions end at their next idle point.
-    pub shutdown: CancellationToken,
-    /// Forced: sessions end now.
-    pub hard_shutdown: CancellationToken,
-    pub metrics: Arc<Metrics>,
-    /// PAUSE / RESUME from the admin console.
-    pub pause: PauseControl,
-    /// Per-query statistics.
-    pub queries: QueryStats,
-    /// Named prepared statements, one copy each for every client.
-    pub statements: crate::prepared::Interner,
-    /// Server problems, logged at start, in summaries and at the end.
-    pub incidents: Arc<crate::incidents::Incidents>,
-    /// Users looked up with `auth_query`.
-    pub lookups: crate::auth::lookup::Lookups,
-    /// Clear-text passwords that passed (the serverless front).
-    pub passwords: crate::auth::password::Passwords,
-    /// The OTLP span exporter (`otlp_endpoint`), if on.
-    pub traces: Option<Arc<crate::ops::traces::Traces>>,
-}
+use crate::session;
+use crate::shared::Shared;
 
 pub struct App {
     shared: Arc<Shared>,
@@ -70,8 +35,6 @@ impl App {
         if in_clear(&config.general) {
             tracing::warn!(%listen, "listening beyond loopback without TLS: passwords and data cross the network in clear; set tls_cert_file and tls_key_file (--tls-cert, --tls-key)");
         }
-        let metrics = Arc::new(Metrics::new());
-        let queries = QueryStats::new(config.general.query_stats_size);
         let instance_id = config.general.instance_id;
         let traces = match &config.general.otlp {
             Some(o) => Some(
@@ -85,22 +48,7 @@ impl App {
             ),
             None => None,
         };
-        let shared = Arc::new(Shared {
-            config: ArcSwap::from_pointee(config),
-            pools: Pools::new(metrics.clone()),
-            cancels: CancelRegistry::new(instance_id),
-            clients: AtomicUsize::new(0),
-            shutdown: CancellationToken::new(),
-            hard_shutdown: CancellationToken::new(),
-            pause: PauseControl::default(),
-            queries,
-            statements: crate::prepared::Interner::new(metrics.prepared_bytes.clone()),
-            incidents: Default::default(),
-            lookups: Default::default(),
-            passwords: Default::default(),
-            traces,
-            metrics,
-        });
+        let shared = Arc::new(Shared::new(config, traces));
         shared.pools.prepare(&shared.config.load());
         let ops = match shared.config.load().general.metrics_listen {
             Some(addr) => Some(

@@ -44,4 +44,5 @@ pub mod reload;
 pub mod router;
 pub mod serverless;
 pub mod session;
+pub mod shared;
 pub mod stats;

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use crate::app::Shared;
 use crate::config::Problems;
+use crate::shared::Shared;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReloadError {

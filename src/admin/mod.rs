@@ -17,10 +17,10 @@ pub mod table;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 
-use crate::app::Shared;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
 use crate::protocol::messages::{self, Severity};
 use crate::session::SessionError;
+use crate::shared::Shared;
 use command::{AdminError, Command};
 use std::time::Duration;
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::command::{AdminError, Show};
 use super::table::{Table, INT4, NUMERIC, TEXT};
-use crate::app::Shared;
 use crate::pool::{Pool, PoolSet};
+use crate::shared::Shared;
 
 pub fn table(shared: &Shared, what: &Show) -> Result<Table, AdminError> {
     Ok(match what {

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use super::command::{AdminError, Show, HELP};
 use super::table::Table;
-use crate::app::Shared;
 use crate::pool::{Pool, PoolSet};
+use crate::shared::Shared;
 
 pub fn table(shared: &Shared, what: &Show) -> Result<Table, AdminError> {
     Ok(match what {

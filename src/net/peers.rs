@@ -48,7 +48,7 @@ pub fn count(addrs: &[SocketAddr], listen: SocketAddr) -> usize {
 /// configured and there are peers, and hands a changed count to the
 /// pools' shares. Logs a change of the count, and a peer name that stops
 /// (or starts again) resolving, once.
-pub async fn keep_count(shared: Arc<crate::app::Shared>) {
+pub async fn keep_count(shared: Arc<crate::shared::Shared>) {
     let mut tick = tokio::time::interval(RECOUNT);
     let mut last = (1, Vec::new());
     loop {

@@ -4,8 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::app::Shared;
 use crate::pool::Pool;
+use crate::shared::Shared;
 
 /// Sets every state gauge from the current pools and monitor snapshots.
 pub fn refresh(shared: &Shared) {

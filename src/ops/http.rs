@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Shared;
+use crate::shared::Shared;
 
 /// Fingerprints in `/queries`, heaviest first.
 const QUERY_ROWS: usize = 100;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::app::Shared;
+use crate::shared::Shared;
 
 /// How long a primary gets to accept the readiness probe's connection.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -35,8 +35,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::Shared;
 use crate::config::ClientTlsMode;
+use crate::shared::Shared;
 
 /// An answer before it becomes a hyper response.
 pub struct Answer {

@@ -25,9 +25,9 @@ use super::result::{error_json, tag_text, Table};
 use super::values;
 use super::wire::{PgError, Wire, WireError};
 use super::Answer;
-use crate::app::Shared;
 use crate::config::HttpFront;
 use crate::router::Route;
+use crate::shared::Shared;
 
 /// The header that carries a WAL position both ways.
 pub const LSN_HEADER: &str = "pgswitch-lsn";

@@ -12,8 +12,8 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 
-use crate::app::Shared;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
+use crate::shared::Shared;
 
 /// One message from the session: its tag and body.
 pub struct Message {

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::Answer;
-use crate::app::Shared;
+use crate::shared::Shared;
 
 /// Answers the upgrade (101) and serves the WebSocket once hyper hands
 /// the connection over.

@@ -34,9 +34,9 @@ use crate::net::Stream;
 
 pub use error::SessionError;
 
-use crate::app::Shared;
 use crate::pool::ParamSet;
 use crate::protocol::messages::{self, Severity};
+use crate::shared::Shared;
 use login::Opening;
 
 /// Time allowed from accept to the end of authentication, as Postgres's

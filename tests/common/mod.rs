@@ -71,7 +71,7 @@ pub struct Proxy {
     pub metrics_addr: Option<SocketAddr>,
     /// The serverless front, when the config has `http_listen`.
     pub http_addr: Option<SocketAddr>,
-    pub shared: std::sync::Arc<pgswitch::app::Shared>,
+    pub shared: std::sync::Arc<pgswitch::shared::Shared>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<()>,
 }

@@ -19,7 +19,6 @@ use super::replay::{self, Replay, Verdict};
 use super::settings::{Change, Settings};
 use super::SessionError;
 use super::{LoggedIn, Session};
-use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::pool::replicas::Fence;
 use crate::pool::{ConnState, ParamSet, PoolSet, Server, Which};
@@ -27,6 +26,7 @@ use crate::prepared::{ClientStatements, Expect};
 use crate::protocol::frame::{peek_header, Item, Splitter};
 use crate::protocol::messages::{self, Severity};
 use crate::router::RouteHint;
+use crate::shared::Shared;
 use crate::stats::Running;
 
 /// A server connection held by the client, and where the exchange stands.

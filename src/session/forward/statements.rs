@@ -45,7 +45,7 @@ impl Rewritten {
 
 /// A rewriter over the client's statements and the link's server.
 pub(super) fn rewriter<'b>(
-    shared: &'b crate::app::Shared,
+    shared: &'b crate::shared::Shared,
     client: &'b mut ClientStatements,
     link: &'b mut Link,
     rerun: bool,
