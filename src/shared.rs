@@ -51,7 +51,7 @@ impl Shared {
         Shared {
             pools: Pools::new(metrics.clone()),
             cancels: CancelRegistry::new(config.general.instance_id),
-            queries: QueryStats::new(config.general.query_stats_size),
+            queries: QueryStats::new(config.general.query_stats_size, config.general.workers),
             config: ArcSwap::from_pointee(config),
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),

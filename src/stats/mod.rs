@@ -2,8 +2,12 @@
 //! ([`fingerprint`]) and aggregated per fingerprint: calls, errors, rows,
 //! total and maximum time, p50/p95/p99 from a fixed-memory [`histogram`],
 //! the share served by replicas, and the last routing reason. Memory is
-//! bounded: at most `query_stats_size` fingerprints, and when a new one
-//! arrives at the cap, the one with the least total time leaves.
+//! bounded: at most `query_stats_size` fingerprints per shard, and when a
+//! new one arrives at the cap, the one with the least total time leaves.
+//!
+//! Each worker thread counts into a shard of its own (merged when read), so
+//! that threads do not share a lock or the hot entries' cache lines on
+//! every request.
 //!
 //! Shown by `SHOW QUERIES` in the admin console and `/queries` on the
 //! metrics endpoint. Statements slower than `slow_query_threshold` are
@@ -12,7 +16,9 @@
 pub mod fingerprint;
 pub mod histogram;
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -44,9 +50,24 @@ pub struct Running {
     pub error: bool,
 }
 
+/// Fingerprints are hashes already: the map keys on them as they are.
+type Entries = HashMap<u64, Entry, nohash_hasher::BuildNoHashHasher<u64>>;
+
+/// One shard, on a cache line (pair) of its own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(Mutex<Entries>);
+
 pub struct QueryStats {
     max: usize,
-    entries: Mutex<HashMap<u64, Entry>>,
+    shards: Box<[Shard]>,
+}
+
+/// Threads take shards in turn, once.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static MY_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 /// Keys of requests whose text pgswitch does not see.
@@ -55,11 +76,11 @@ pub const FUNCTION_CALL: &str = "(function call)";
 pub const TOO_LARGE: &str = "(query larger than one read)";
 
 impl QueryStats {
-    /// `max = 0` turns statistics off.
-    pub fn new(max: usize) -> Self {
+    /// `max = 0` turns statistics off; `shards`: one per worker thread.
+    pub fn new(max: usize, shards: usize) -> Self {
         QueryStats {
             max,
-            entries: Mutex::default(),
+            shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
         }
     }
 
@@ -67,8 +88,19 @@ impl QueryStats {
         self.max > 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    /// This thread's shard.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        let i = MY_SHARD.with(|s| {
+            if s.get() == usize::MAX {
+                s.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed));
+            }
+            s.get()
+        });
+        Self::locked(&self.shards[i % self.shards.len()])
+    }
+
+    fn locked(shard: &Shard) -> std::sync::MutexGuard<'_, Entries> {
+        shard.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A request with statement text `sql` starts: its key, with an entry
@@ -116,26 +148,48 @@ impl QueryStats {
         slow: Option<Duration>,
     ) -> Option<(Duration, String)> {
         let took = r.start.elapsed();
-        let mut entries = self.lock();
-        let e = entries.get_mut(&r.key)?;
-        e.calls += 1;
-        e.errors += u64::from(r.error);
-        e.rows += r.rows;
-        e.total += took;
-        e.max = e.max.max(took);
-        e.on_replica += u64::from(on_replica);
-        e.latency.record(took);
-        slow.filter(|s| took >= *s).map(|_| (took, e.text.clone()))
+        let update = |e: &mut Entry| {
+            e.calls += 1;
+            e.errors += u64::from(r.error);
+            e.rows += r.rows;
+            e.total += took;
+            e.max = e.max.max(took);
+            e.on_replica += u64::from(on_replica);
+            e.latency.record(took);
+            slow.filter(|s| took >= *s).map(|_| (took, e.text.clone()))
+        };
+        if let Some(e) = self.lock().get_mut(&r.key) {
+            return update(e);
+        }
+        // The session moved to another thread since `begin`.
+        self.shards
+            .iter()
+            .find_map(|s| Self::locked(s).get_mut(&r.key).map(update))
+            .flatten()
     }
 
     /// Entries by total time, heaviest first.
     pub fn top(&self, n: usize) -> Vec<Entry> {
-        let mut all: Vec<Entry> = self
-            .lock()
-            .values()
-            .filter(|e| e.calls > 0)
-            .cloned()
-            .collect();
+        let mut merged: HashMap<u64, Entry> = HashMap::new();
+        for shard in self.shards.iter() {
+            for (k, e) in Self::locked(shard).iter().filter(|(_, e)| e.calls > 0) {
+                match merged.get_mut(k) {
+                    None => {
+                        merged.insert(*k, e.clone());
+                    }
+                    Some(m) => {
+                        m.calls += e.calls;
+                        m.errors += e.errors;
+                        m.rows += e.rows;
+                        m.total += e.total;
+                        m.max = m.max.max(e.max);
+                        m.on_replica += e.on_replica;
+                        m.latency.merge(&e.latency);
+                    }
+                }
+            }
+        }
+        let mut all: Vec<Entry> = merged.into_values().collect();
         all.sort_by_key(|e| std::cmp::Reverse(e.total));
         all.truncate(n);
         all
@@ -184,8 +238,39 @@ mod tests {
     }
 
     #[test]
+    fn shards_merge_and_follow_a_session_across_threads() {
+        let s = std::sync::Arc::new(QueryStats::new(10, 2));
+        // Two threads take different shards; the same fingerprint in both
+        // is one entry when read.
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || run(&s, &format!("SELECT {i}"), 10, i == 0))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Begun on one thread, ended on another (work stealing).
+        let s2 = s.clone();
+        let key = std::thread::spawn(move || s2.begin("SELECT 9", "read"))
+            .join()
+            .unwrap();
+        let r = Running {
+            key,
+            start: Instant::now() - Duration::from_millis(5),
+            rows: 3,
+            error: false,
+        };
+        s.end(&r, false, None);
+        let top = s.top(10);
+        assert_eq!(top.len(), 1, "{top:?}");
+        assert_eq!((top[0].calls, top[0].rows, top[0].on_replica), (3, 5, 1));
+    }
+
+    #[test]
     fn aggregates_per_fingerprint_and_stays_bounded() {
-        let s = QueryStats::new(2);
+        let s = QueryStats::new(2, 1);
         run(&s, "SELECT * FROM a WHERE id = 1", 10, true);
         run(&s, "select * from a where id = 2", 30, false);
         run(&s, "SELECT * FROM b", 100, false);
@@ -205,7 +290,7 @@ mod tests {
 
     #[test]
     fn slow_statements_are_reported() {
-        let s = QueryStats::new(10);
+        let s = QueryStats::new(10, 1);
         let key = s.begin("SELECT pg_sleep(1)", "read");
         let r = Running {
             key,
