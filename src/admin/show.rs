@@ -470,7 +470,7 @@ fn route(shared: &Shared, sql: &str) -> Result<Table, AdminError> {
     sets.sort_by(|a, b| a.name.cmp(&b.name));
     let decision = match sets
         .iter()
-        .find_map(|s| s.replicas.as_ref().map(|r| r.route(sql)))
+        .find_map(|s| s.router.as_ref().map(|r| r.route(sql)))
     {
         Some(d) => d?,
         None => crate::router::route(sql, &crate::router::FunctionPolicy::new([]))?,

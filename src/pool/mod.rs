@@ -73,6 +73,9 @@ pub struct PoolSet {
     looked_up: Option<Box<User>>,
     pub primary: Pool,
     pub replicas: Option<replicas::Replicas>,
+    /// The database's router (one per database, shared by its pools);
+    /// `None` without read routing.
+    pub router: Option<Arc<crate::router::Router>>,
     /// This pool's metric handles.
     pub stats: PoolMetrics,
     wait_timeout: Duration,
@@ -139,6 +142,7 @@ impl PoolSet {
             retired: std::sync::atomic::AtomicBool::new(false),
             looked_up: user.server_secret.is_some().then(|| Box::new(user.clone())),
             primary: pool(&db.primary, primary_target),
+            router: replicas.as_ref().map(|r| r.router().clone()),
             replicas,
             wait_timeout: g.query_wait_timeout,
         }

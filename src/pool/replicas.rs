@@ -9,7 +9,6 @@ use super::health::Snapshot;
 use super::watch::Watch;
 use super::{Pool, Which};
 use crate::config::{LoadBalancing, PrimaryReads, Replica, Routing};
-use crate::router::{Decision, RouterError};
 
 /// What a client's next read must see of its own writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,19 +59,9 @@ impl Replicas {
         }
     }
 
-    /// The routing decision for a statement (cached by text).
-    pub fn route(&self, sql: &str) -> Result<Decision, RouterError> {
-        let functions = self
-            .watch
-            .functions
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        self.watch.cache.route(sql, &functions)
-    }
-
-    /// DDL went through the proxy: re-read function volatility soon.
-    pub fn catalog_changed(&self) {
-        self.watch.catalog_changed.notify_one();
+    /// The database's router (shared by its pools).
+    pub fn router(&self) -> &Arc<crate::router::Router> {
+        &self.watch.router
     }
 
     pub fn pool(&self, i: usize) -> Option<&Pool> {

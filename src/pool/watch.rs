@@ -5,15 +5,15 @@
 //! stop when the last pool using them is gone (or at shutdown).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::health::{self, MonitorConfig, Snapshot};
 use crate::config::{Replica, Routing, ServerAddr};
-use crate::router::{catalog, FunctionPolicy, RouteCache};
+use crate::router::{catalog, FunctionPolicy, Router};
 
 /// How often the function catalog is re-read from the primary.
 const CATALOG_REFRESH: Duration = Duration::from_secs(60);
@@ -25,10 +25,8 @@ pub type Login = (String, Option<String>, String);
 
 pub struct Watch {
     pub(super) health: watch::Receiver<Snapshot>,
-    pub(super) functions: Arc<RwLock<FunctionPolicy>>,
-    pub(super) cache: Arc<RouteCache>,
-    /// Wakes the catalog refresh early (DDL went through the proxy).
-    pub(super) catalog_changed: Arc<Notify>,
+    /// The database's router, whose catalog this watch reads.
+    pub(super) router: Arc<Router>,
     stop: CancellationToken,
 }
 
@@ -53,24 +51,17 @@ impl Watch {
             max_lag_time: r.max_replica_lag,
         };
         let (health, _task) = health::spawn(cfg, stop.clone());
-        let functions = Arc::new(RwLock::new(FunctionPolicy::new(
-            r.read_only_functions.iter().cloned(),
-        )));
-        let cache = Arc::new(RouteCache::new(10_000));
-        let catalog_changed = Arc::new(Notify::new());
+        let router = Router::new(&r.read_only_functions);
         tokio::spawn(refresh_catalog(
             primary.clone(),
             login,
             r.read_only_functions.clone(),
-            (functions.clone(), cache.clone()),
-            catalog_changed.clone(),
+            router.clone(),
             stop.clone(),
         ));
         Watch {
             health,
-            functions,
-            cache,
-            catalog_changed,
+            router,
             stop,
         }
     }
@@ -124,7 +115,7 @@ impl Watches {
     pub fn close(&self) {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         for w in running.values().filter_map(Weak::upgrade) {
-            w.cache.clear();
+            w.router.clear();
             w.stop.cancel();
         }
     }
@@ -137,8 +128,7 @@ async fn refresh_catalog(
     addr: ServerAddr,
     login: Login,
     read_only: Vec<String>,
-    (functions, cache): (Arc<RwLock<FunctionPolicy>>, Arc<RouteCache>),
-    changed: Arc<Notify>,
+    router: Arc<Router>,
     stop: CancellationToken,
 ) {
     loop {
@@ -149,8 +139,7 @@ async fn refresh_catalog(
                 let mut policy = FunctionPolicy::new(read_only.iter().cloned());
                 match catalog::load(&client, &mut policy).await {
                     Ok(n) => {
-                        *functions.write().unwrap_or_else(|p| p.into_inner()) = policy;
-                        cache.clear();
+                        router.set_functions(policy);
                         tracing::debug!(server = %addr, functions = n, "function catalog loaded");
                     }
                     Err(e) => {
@@ -164,7 +153,7 @@ async fn refresh_catalog(
         }
         tokio::select! {
             _ = tokio::time::sleep(CATALOG_REFRESH) => {}
-            _ = changed.notified() => {
+            _ = router.catalog_change() => {
                 // The DDL was seen before it ran: give it time to commit.
                 tokio::select! {
                     _ = tokio::time::sleep(AFTER_DDL) => {}

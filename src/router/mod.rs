@@ -13,6 +13,8 @@
 //! - [`cache`]: an LRU of decisions keyed by statement shape.
 //! - [`catalog`]: function volatility and writing views from the primary's
 //!   catalog.
+//! - [`database`]: the [`Router`] of one database (its cache and catalog),
+//!   shared by all its pools.
 //!
 //! The session (`session/forward/routing.rs`) asks at the start of each
 //! transaction and combines the answer with its own context: pool mode,
@@ -22,12 +24,14 @@ mod builtins;
 pub mod cache;
 pub mod catalog;
 pub mod classify;
+pub mod database;
 pub mod functions;
 pub mod hints;
 mod rewrite;
 
 pub use cache::RouteCache;
 pub use classify::classify;
+pub use database::Router;
 pub use functions::FunctionPolicy;
 pub use hints::{RouteHint, RouterError};
 

@@ -314,12 +314,12 @@ impl Run {
         // query answers NULL there. Texts too long for the session to route
         // are taken as writes, as the session takes them.
         let pool = shared.pools.current(database, user);
-        let replicas = pool.as_ref().and_then(|p| p.replicas.as_ref());
-        let read = |r: &crate::pool::replicas::Replicas, sql: &str| {
+        let router = pool.as_ref().and_then(|p| p.router.as_ref());
+        let read = |r: &crate::router::Router, sql: &str| {
             sql.len() <= MAX_ROUTED_SQL && r.route(sql).is_ok_and(|d| d.route == Route::Replica)
         };
         let reads_only = (batch && o.read_only)
-            || replicas.is_some_and(|r| statements.iter().all(|s| read(r, &s.sql)));
+            || router.is_some_and(|r| statements.iter().all(|s| read(r, &s.sql)));
         let ask_lsn = routed && !reads_only;
         if ask_lsn {
             extended(&mut out, CURRENT_LSN, &[], false).map_err(|e| e.to_string())?;

@@ -226,7 +226,7 @@ impl Forwarder<'_> {
                 // Rare: boxed so it doesn't grow every session's state.
                 Box::pin(self.settle_settings(&mut link)).await;
             }
-            if self.track {
+            if self.track && self.turn_left_work(&link) {
                 Box::pin(self.end_turn(&mut link)).await;
             }
             if link.server.state == ConnState::Ready(b'I')

@@ -51,7 +51,7 @@ impl Forwarder<'_> {
     pub(super) fn next_target(&mut self) -> Result<Option<Next>, SessionError> {
         let routing = &self.shared.config.load().general.routing;
         let primary = |may_write| Ok(Some(Next::Server(Which::Primary, may_write)));
-        let replicas = match &self.pool.replicas {
+        let router = match &self.pool.router {
             Some(r)
                 if self.mode != PoolMode::Session
                     && routing.consistency != Consistency::PrimaryOnly =>
@@ -90,7 +90,7 @@ impl Forwarder<'_> {
         let Some(sql) = sql else {
             return self.write_target(true);
         };
-        let decision = replicas.route(sql).map_err(SessionError::Route)?;
+        let decision = router.route(sql).map_err(SessionError::Route)?;
         self.shared.metrics.decision(&decision);
         if self.shared.queries.enabled() {
             // The field itself: `replicas` still borrows `self.pool`.
@@ -111,7 +111,7 @@ impl Forwarder<'_> {
                 ))
             }
             // DDL may have changed a function's volatility.
-            (Reason::Write("DDL or other") | Reason::Unparsed, _) => replicas.catalog_changed(),
+            (Reason::Write("DDL or other") | Reason::Unparsed, _) => router.catalog_changed(),
             _ => {}
         }
         let hint = self.route.as_ref().map_or(RouteHint::Auto, |r| r.hint);

@@ -316,6 +316,14 @@ fn close_statement(out: &mut BytesMut, name_z: &[u8]) {
 }
 
 impl Forwarder<'_> {
+    /// Whether [`end_turn`](Self::end_turn) has anything to do: most turns
+    /// leave no SQL-level statement, no wipe and no excess behind, and
+    /// skip it (and its boxed future).
+    pub(super) fn turn_left_work(&self, link: &Link) -> bool {
+        let cap = self.shared.config.load().general.max_prepared_statements;
+        link.sql_prepared || link.wiped || link.server.statements.len() > cap
+    }
+
     /// The end of a turn with statement tracking: the client's SQL-level
     /// statements are checked against the server (a failed PREPARE is
     /// forgotten) and dropped from it, a connection the client wiped is
