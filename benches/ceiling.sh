@@ -15,7 +15,7 @@
 #   BENCH_BUILD     1 = cargo build --release first (default); 0 = use the binaries
 #   BENCH_WORKERS   pgswitch --workers values to run, space-separated ("1 2")
 #   PGBOUNCER_BIN   a PgBouncer binary (default: as benches/compare.sh finds one)
-#   FAKE_PORT / PGBOUNCER_PORT / PGSWITCH_PORT   ports (16440 / 16441 / 16442)
+#   FAKE_PORT / PGBOUNCER_PORT / PGSWITCH_PORT   ports (16450 / 16451 / 16452)
 # Results: stdout and .bench/ceiling.md. Nothing here needs a Postgres
 # server; pgbench and pg_isready come from the PostgreSQL packages.
 set -euo pipefail
@@ -32,9 +32,9 @@ BENCH_CLIENTS="${BENCH_CLIENTS:-256}"
 BENCH_MODE="${BENCH_MODE:-simple}"
 BENCH_BUILD="${BENCH_BUILD:-1}"
 BENCH_WORKERS="${BENCH_WORKERS:-1 2}"
-FAKE_PORT="${FAKE_PORT:-16440}"
-PGB_PORT="${PGBOUNCER_PORT:-16441}"
-PGS_PORT="${PGSWITCH_PORT:-16442}"
+FAKE_PORT="${FAKE_PORT:-16450}"
+PGB_PORT="${PGBOUNCER_PORT:-16451}"
+PGS_PORT="${PGSWITCH_PORT:-16452}"
 BENCH_DIR="$REPO/.bench"
 RESULTS="$BENCH_DIR/ceiling.md"
 CLK_TCK="$(getconf CLK_TCK)"

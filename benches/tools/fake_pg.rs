@@ -9,7 +9,7 @@
 //! anything else gets its command tag), and the extended protocol's Parse,
 //! Bind, Describe, Execute, Close, Flush and Sync get their replies.
 //!
-//!   cargo run --release --example fake_pg -- 127.0.0.1:16440 [THREADS]
+//!   cargo run --release --example fake_pg -- 127.0.0.1:16450 [THREADS]
 
 use std::collections::HashMap;
 
@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:16440".into());
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:16450".into());
     let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
     let rt = match threads {
         1 => tokio::runtime::Builder::new_current_thread(),

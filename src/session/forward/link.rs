@@ -17,6 +17,17 @@ use crate::protocol::frame::Splitter;
 use crate::protocol::messages;
 use crate::session::pending::Pending;
 
+/// A server connection just taken from the pool (see `checkout_server`).
+struct Checkout {
+    server: pool::Server,
+    /// The parameter sync ran on it.
+    synced: bool,
+    /// Where it came from (a replica that failed gives way).
+    which: Which,
+    /// How long the client waited for it.
+    waited: std::time::Duration,
+}
+
 /// The log line of a connection whose cleanup failed (see `incidents`).
 const RESET_FAILED: &str = "reset failed; discarding server connection";
 
@@ -47,16 +58,68 @@ impl Forwarder<'_> {
         }))
     }
 
-    /// Takes a server from the pool and brings its parameters in line with
-    /// what this client was told.
+    /// Takes a server from the pool and brings it in line with what this
+    /// client was told and has set.
     pub(super) async fn attach(
         &mut self,
-        (mut which, may_write): (Which, bool),
+        (which, may_write): (Which, bool),
     ) -> Result<(), SessionError> {
+        let Checkout {
+            mut server,
+            synced,
+            which,
+            waited,
+        } = self.checkout_server(which).await?;
+        if synced {
+            self.report_synced(&server).await?;
+        }
+        let (applied, sql_prepared, begun) = self.prepare_server(&mut server).await?;
+        // Inside an explicit transaction on the primary, any later statement
+        // may write.
+        let may_write = may_write || (begun && which == Which::Primary);
+        self.slot().attach((server.addr.clone(), server.key));
+        // A whole request alone on a replica can be re-run on the primary if
+        // the replica refuses it as a write or goes away (see `replay`).
+        let replay = match which {
+            Which::Replica(_) if !begun => replay::arm(&self.cbuf),
+            // A plan that went stale can be made again (see `replay`).
+            _ if !begun && self.track && statements::replannable(&self.cbuf) => {
+                replay::arm(&self.cbuf)
+            }
+            _ => Replay::Off,
+        };
+        self.link = Some(Box::new(Link {
+            server,
+            which,
+            may_write,
+            replay,
+            split: Splitter::new(usize::MAX >> 1),
+            pending: Pending::default(),
+            started: None,
+            waited,
+            trace: None,
+            running: std::collections::VecDeque::new(),
+            parsed: None,
+            change: None,
+            applied,
+            expect: Default::default(),
+            rewritten: None,
+            wiped: false,
+            sql_prepared,
+            last_status: if begun { b'T' } else { b'I' },
+            fatal: None,
+        }));
+        Ok(())
+    }
+
+    /// A server connection from the pool for `which`, a replica that
+    /// cannot be reached giving way to the next server; with the parameter
+    /// sync run on it (`synced`), the server it came from, and how long the
+    /// client waited for it. A forced shutdown ends the wait.
+    async fn checkout_server(&mut self, mut which: Which) -> Result<Checkout, SessionError> {
         let mut fence = self.fence();
         let never = self.shared.config.load().general.routing.primary_reads == PrimaryReads::Never;
         let timeout = self.shared.config.load().general.server_reset_timeout;
-        // A forced shutdown also ends the wait for a free server.
         let checkout = async {
             let mut tried = 0u64;
             loop {
@@ -105,40 +168,59 @@ impl Forwarder<'_> {
         // Failed waits (timeouts, unreachable servers) count too.
         let waited = waiting.end();
         self.pool.stats.wait_seconds.observe(waited.as_secs_f64());
-        let (mut server, synced) = checked_out?;
+        let (server, synced) = checked_out?;
         // Any outage of this server (or refusals in this pool) is over.
         self.shared.incidents.resolve(&server.addr);
         self.shared.incidents.resolve(&self.pool.name);
         if fence != Fence::None {
             self.route_state().fence = fence;
         }
-        if synced {
-            // The server may spell a value differently (e.g. "utf8" -> "UTF8");
-            // tell the client what it now is, as Postgres would.
-            let mut out = BytesMut::new();
-            for name in pool::params::TRACKED {
-                if let (Some(want), Some(have)) = (self.params.get(name), server.params.get(name)) {
-                    if want != have {
-                        messages::parameter_status(&mut out, name, have);
-                    }
+        Ok(Checkout {
+            server,
+            synced,
+            which,
+            waited,
+        })
+    }
+
+    /// After a parameter sync: the server may spell a value differently
+    /// (e.g. "utf8" -> "UTF8"); tell the client what it now is, as Postgres
+    /// would.
+    async fn report_synced(&mut self, server: &pool::Server) -> Result<(), SessionError> {
+        let mut out = BytesMut::new();
+        for name in pool::params::TRACKED {
+            if let (Some(want), Some(have)) = (self.params.get(name), server.params.get(name)) {
+                if want != have {
+                    messages::parameter_status(&mut out, name, have);
                 }
-            }
-            for (name, value) in server.params.iter() {
-                if pool::params::TRACKED.contains(&name) {
-                    self.params.set(name, value);
-                }
-            }
-            if !out.is_empty() {
-                self.client
-                    .send(&out)
-                    .await
-                    .map_err(SessionError::ClientGone)?;
             }
         }
+        for (name, value) in server.params.iter() {
+            if pool::params::TRACKED.contains(&name) {
+                self.params.set(name, value);
+            }
+        }
+        if !out.is_empty() {
+            self.client
+                .send(&out)
+                .await
+                .map_err(SessionError::ClientGone)?;
+        }
+        Ok(())
+    }
+
+    /// The client's own state put on a new server connection: its
+    /// settings (`applied`), its SQL-level PREPAREs (`sql_prepared`) and a
+    /// held-back BEGIN (`begun`). A server that fails any of these is
+    /// treated as unreachable: the request is refused and the client stays
+    /// (see `Refusal`).
+    async fn prepare_server(
+        &mut self,
+        server: &mut pool::Server,
+    ) -> Result<(bool, bool, bool), SessionError> {
+        let timeout = self.shared.config.load().general.server_reset_timeout;
         // The client's own settings, from its earlier transactions or its
         // startup options.
-        // A server that fails any of these is treated as unreachable: the
-        // request is refused and the client stays (see `Refusal`).
         let applied = match self.route.as_ref().and_then(|r| r.settings.apply_sql()) {
             Some(sql) => {
                 if let Err(e) = Box::pin(server.run(&sql, timeout)).await {
@@ -150,7 +232,7 @@ impl Forwarder<'_> {
             None => false,
         };
         // The client's SQL-level PREPAREs (see `statements`).
-        let sql_prepared = match self.replay_sql_statements(&mut server).await {
+        let sql_prepared = match self.replay_sql_statements(server).await {
             Ok(p) => p,
             Err(SessionError::Server(e)) => {
                 server.state = ConnState::Broken;
@@ -172,42 +254,7 @@ impl Forwarder<'_> {
             }
             None => false,
         };
-        // Inside an explicit transaction on the primary, any later statement
-        // may write.
-        let may_write = may_write || (begun && which == Which::Primary);
-        self.slot().attach((server.addr.clone(), server.key));
-        // A whole request alone on a replica can be re-run on the primary if
-        // the replica refuses it as a write or goes away (see `replay`).
-        let replay = match which {
-            Which::Replica(_) if !begun => replay::arm(&self.cbuf),
-            // A plan that went stale can be made again (see `replay`).
-            _ if !begun && self.track && statements::replannable(&self.cbuf) => {
-                replay::arm(&self.cbuf)
-            }
-            _ => Replay::Off,
-        };
-        self.link = Some(Box::new(Link {
-            server,
-            which,
-            may_write,
-            replay,
-            split: Splitter::new(usize::MAX >> 1),
-            pending: Pending::default(),
-            started: None,
-            waited,
-            trace: None,
-            running: std::collections::VecDeque::new(),
-            parsed: None,
-            change: None,
-            applied,
-            expect: Default::default(),
-            rewritten: None,
-            wiped: false,
-            sql_prepared,
-            last_status: if begun { b'T' } else { b'I' },
-            fatal: None,
-        }));
-        Ok(())
+        Ok((applied, sql_prepared, begun))
     }
 
     pub(super) async fn detach(&mut self) {
