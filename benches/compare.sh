@@ -227,33 +227,8 @@ if [ "$PGB_DIR" != "$BENCH_DIR/pgbouncer" ]; then
     cp "$PGB_DIR/pgbouncer.ini" "$BENCH_DIR/pgbouncer.ini"
 fi
 
-port_busy "$PGB_PORT" && die "port $PGB_PORT is already in use (a leftover pgbouncer? see $PGB_DIR/pgbouncer.pid)"
-rm -f "$PGB_DIR/pgbouncer.pid"
 log "starting PgBouncer $pgb_version on 127.0.0.1:$PGB_PORT (pool $POOL, transaction mode)"
-# PgBouncer refuses to run as root. setpriv execs (so $! is pgbouncer itself);
-# runuser forks, so the pid is read from the pidfile either way.
-if is_root; then
-    if command -v setpriv >/dev/null 2>&1; then
-        setpriv --reuid=postgres --regid=postgres --init-groups \
-            "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini" >>"$PGB_DIR/pgbouncer.stderr" 2>&1 &
-    else
-        runuser -u postgres -- "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini" >>"$PGB_DIR/pgbouncer.stderr" 2>&1 &
-    fi
-else
-    "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini" >>"$PGB_DIR/pgbouncer.stderr" 2>&1 &
-fi
-PGB_LAUNCHER_PID=$!
-deadline=$(( SECONDS + 15 ))
-until [ -s "$PGB_DIR/pgbouncer.pid" ]; do
-    if ! kill -0 "$PGB_LAUNCHER_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-        tail -n 20 "$PGB_DIR/pgbouncer.stderr" "$PGB_DIR/pgbouncer.log" >&2 2>/dev/null || true
-        die "pgbouncer did not start"
-    fi
-    sleep 0.1
-done
-PGB_PID="$(cat "$PGB_DIR/pgbouncer.pid")"
-[ "$PGB_PID" = "$PGB_LAUNCHER_PID" ] && PGB_LAUNCHER_PID=""
-wait_port "$PGB_PORT" "$PGB_PID" pgbouncer "$PGB_DIR/pgbouncer.log" || die "pgbouncer is not usable"
+start_pgbouncer "$PGBOUNCER" "$PGB_DIR" "$PGB_PORT"
 
 # ------------------------------------------------------------ pgswitch
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Helpers shared by benches/compare.sh and benches/routing.sh (sourced after
+# Helpers shared by benches/compare.sh, ceiling.sh and routing.sh (sourced after
 # scripts/lib.sh; PG_BIN must be set before wait_port/port_busy run).
 
 stop_pid() {   # stop_pid PID NAME : TERM, wait up to 10s, then KILL
@@ -71,4 +71,38 @@ ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 # cpu_ticks readings (needs CLK_TCK).
 cpu_per_tx() {
     awk -v d="$(( $2 - $1 ))" -v hz="$CLK_TCK" -v n="$3" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}'
+}
+
+# start_pgbouncer BIN DIR PORT: runs PgBouncer with DIR/pgbouncer.ini (whose
+# pidfile is DIR/pgbouncer.pid) and waits until it accepts connections on
+# PORT. Sets PGB_PID, and PGB_LAUNCHER_PID when the launcher is another
+# process (both for stop_pid). PgBouncer refuses to run as root: as root it
+# runs as postgres. setpriv execs (so $! is pgbouncer itself); runuser
+# forks, so the pid is read from the pidfile either way.
+start_pgbouncer() {
+    local bin="$1" dir="$2" port="$3" deadline
+    port_busy "$port" && die "port $port is already in use (a leftover pgbouncer? see $dir/pgbouncer.pid)"
+    rm -f "$dir/pgbouncer.pid"
+    if is_root; then
+        if command -v setpriv >/dev/null 2>&1; then
+            setpriv --reuid=postgres --regid=postgres --init-groups \
+                "$bin" "$dir/pgbouncer.ini" >>"$dir/pgbouncer.stderr" 2>&1 &
+        else
+            runuser -u postgres -- "$bin" "$dir/pgbouncer.ini" >>"$dir/pgbouncer.stderr" 2>&1 &
+        fi
+    else
+        "$bin" "$dir/pgbouncer.ini" >>"$dir/pgbouncer.stderr" 2>&1 &
+    fi
+    PGB_LAUNCHER_PID=$!
+    deadline=$(( SECONDS + 15 ))
+    until [ -s "$dir/pgbouncer.pid" ]; do
+        if ! kill -0 "$PGB_LAUNCHER_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+            tail -n 20 "$dir/pgbouncer.stderr" "$dir/pgbouncer.log" >&2 2>/dev/null || true
+            die "pgbouncer did not start"
+        fi
+        sleep 0.1
+    done
+    PGB_PID="$(cat "$dir/pgbouncer.pid")"
+    [ "$PGB_PID" = "$PGB_LAUNCHER_PID" ] && PGB_LAUNCHER_PID=""
+    wait_port "$port" "$PGB_PID" pgbouncer "$dir/pgbouncer.log" || die "pgbouncer is not usable"
 }

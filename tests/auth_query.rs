@@ -21,9 +21,14 @@ fn lookup_config(auth: &str) -> pgswitch::config::Config {
     ))
 }
 
+/// Role DDL and grants on database `app`, one test at a time: two GRANTs on
+/// the same database row at once fail with "tuple concurrently updated".
+static ROLE_DDL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A fresh role with `password` (SCRAM), allowed into database `app`.
 async fn new_role(tag: &str, password: &str) -> String {
     let name = format!("lookup_{tag}_{}", std::process::id());
+    let _ddl = ROLE_DDL.lock().await;
     let su = superuser().await;
     su.batch_execute(&format!(
         "DROP ROLE IF EXISTS {name}; \
@@ -37,6 +42,7 @@ async fn new_role(tag: &str, password: &str) -> String {
 }
 
 async fn drop_role(name: &str) {
+    let _ddl = ROLE_DDL.lock().await;
     let su = superuser().await;
     // Its sessions (pgswitch's pooled ones) first.
     su.batch_execute(&format!(
@@ -163,6 +169,7 @@ async fn an_md5_verifier_serves_md5_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_superuser_auth_user_looks_up_through_a_security_definer_function() {
+    let ddl = ROLE_DDL.lock().await;
     let su = superuser().await;
     // As an operator sets it up where there is no superuser (see README).
     su.batch_execute(
@@ -185,6 +192,7 @@ async fn a_non_superuser_auth_user_looks_up_through_a_security_definer_function(
     )
     .await
     .unwrap();
+    drop(ddl);
     let settings = "auth_user = \"pgswitch_auth\"\n\
         auth_query = \"SELECT uname, phash FROM pgswitch.user_lookup($1)\"";
     let toml = format!(

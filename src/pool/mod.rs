@@ -350,17 +350,15 @@ impl Pools {
             }
         }
         sets.entry(key)
-            .or_insert_with(|| {
-                Arc::new(PoolSet::new(
-                    cfg,
-                    db,
-                    user,
-                    &self.metrics,
-                    &self.watches,
-                    &self.limits,
-                ))
-            })
+            .or_insert_with(|| self.build(cfg, db, user))
             .clone()
+    }
+
+    /// A new pool of (database, user), on the database's shared watch and
+    /// connection limits.
+    fn build(&self, cfg: &Config, db: &Database, user: &User) -> Arc<PoolSet> {
+        let set = PoolSet::new(cfg, db, user, &self.metrics, &self.watches, &self.limits);
+        Arc::new(set)
     }
 
     /// Applies a new configuration: pools whose (database, user) is gone are
@@ -396,17 +394,7 @@ impl Pools {
             if old.spec != spec(cfg, db, user) {
                 old.retired
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                sets.insert(
-                    key,
-                    Arc::new(PoolSet::new(
-                        cfg,
-                        db,
-                        user,
-                        &self.metrics,
-                        &self.watches,
-                        &self.limits,
-                    )),
-                );
+                sets.insert(key, self.build(cfg, db, user));
                 notes.push(format!(
                     "pool {} rebuilt (servers or settings changed)",
                     old.name
