@@ -237,26 +237,13 @@ impl Forwarder<'_> {
                     let status = body.first().copied().unwrap_or(b'I');
                     let quiet = link.pending.quiet();
                     if quiet && status == b'I' {
-                        if let Some(t) = link.started.take() {
-                            self.pool.stats.transactions.inc();
-                            let stats = &self.pool.stats;
-                            stats.transaction_seconds.observe(t.elapsed().as_secs_f64());
-                        }
-                        if let (Some(span), Some(traces)) = (link.trace.take(), &self.shared.traces)
-                        {
-                            let place = crate::ops::traces::Place {
-                                pool: &self.pool.name,
-                                database: &self.pool.database,
-                                user: &self.pool.user,
-                                route: match link.which {
-                                    Which::Primary => "primary",
-                                    Which::Replica(_) => "replica",
-                                },
-                                reason: self.route.as_ref().map_or("", |r| r.reason),
-                                server: &conn.addr,
-                            };
-                            traces.finish(&span, &place);
-                        }
+                        let ended = Ended {
+                            started: link.started.take(),
+                            span: link.trace.take(),
+                            which: link.which,
+                            reason: self.route.as_ref().map_or("", |r| r.reason),
+                        };
+                        ended.count(&self.pool, self.shared.traces.as_deref(), &conn.addr);
                     }
                     conn.state = if quiet {
                         ConnState::Ready(status)
@@ -365,5 +352,44 @@ fn session_effects(tag: u8, body: Option<&[u8]>, track: bool) -> Effects {
     match std::str::from_utf8(text) {
         Ok(sql) => effects(sql, named),
         Err(_) => effects(&String::from_utf8_lossy(text), named),
+    }
+}
+
+/// A transaction that just ended (ReadyForQuery 'I' with nothing owed).
+struct Ended {
+    started: Option<std::time::Instant>,
+    span: Option<Box<crate::ops::traces::TxSpan>>,
+    which: Which,
+    /// The router's reason for it ("" when it did not decide).
+    reason: &'static str,
+}
+
+impl Ended {
+    /// Its pool metrics, and its span when traces are on.
+    fn count(
+        self,
+        pool: &crate::pool::PoolSet,
+        traces: Option<&crate::ops::traces::Traces>,
+        server: &crate::config::ServerAddr,
+    ) {
+        if let Some(t) = self.started {
+            pool.stats.transactions.inc();
+            let stats = &pool.stats;
+            stats.transaction_seconds.observe(t.elapsed().as_secs_f64());
+        }
+        if let (Some(span), Some(traces)) = (self.span, traces) {
+            let place = crate::ops::traces::Place {
+                pool: &pool.name,
+                database: &pool.database,
+                user: &pool.user,
+                route: match self.which {
+                    Which::Primary => "primary",
+                    Which::Replica(_) => "replica",
+                },
+                reason: self.reason,
+                server,
+            };
+            traces.finish(&span, &place);
+        }
     }
 }
