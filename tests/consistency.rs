@@ -7,6 +7,10 @@ mod common;
 
 use common::*;
 
+/// Replica 2's replay is paused by one test at a time (each checks what the
+/// pause does, and ends it).
+static PAUSE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn config(interval: &str, extra: &str) -> pgswitch::config::Config {
     // A paused replica stays in rotation: the fence alone must protect.
     let settings = format!(
@@ -41,6 +45,7 @@ async fn read_your_writes_holds_for_1000_writes_with_a_lagging_replica() {
     let (replica1, replica2) = (replica_port(0).to_string(), replica_port(1).to_string());
     let mut served = std::collections::BTreeMap::<String, usize>::new();
     // Resumed at iteration 500, or when dropped if the test fails before.
+    let _paused = PAUSE.lock().await;
     let mut lag = Some(LaggingReplica::start("rywlag").await);
     for i in 0..1000 {
         if i == 500 {
@@ -127,6 +132,90 @@ async fn reads_wait_for_a_replica_to_catch_up() {
         .any(|l| l.starts_with("pgswitch_read_fallbacks_total{cause=\"read_your_writes\"}"));
     assert!(!fallbacks, "no read should have fallen back");
     c.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+    proxy.stop().await;
+}
+
+/// A frontend message: tag, length, body.
+fn frontend(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[tokio::test]
+async fn a_write_pipelined_behind_a_close_still_raises_the_fence() {
+    // A driver closes a statement it dropped (Close, Sync: that segment
+    // runs nothing, so it goes to the primary without a fence) and, in the
+    // same write, sends its next statement, a write. The write runs on that
+    // same connection; the read that follows must still see it.
+    use common::raw;
+    use tokio::io::AsyncWriteExt;
+    let toml = format!(
+        "{}\n[[users]]\nname = \"postgres\"\nauth = \"trust\"\n",
+        cluster_toml(
+            "pool_mode = \"transaction\"\npool_size = 4\nhealth_check_interval = \"10ms\"\n\
+             max_replica_lag_bytes = 1073741824\nmax_replica_lag = \"0s\"",
+            &replica_urls(),
+        )
+    );
+    let proxy = Proxy::start(config_from_toml(&toml)).await;
+    let table = format!("rywpipe_{}", std::process::id());
+    let setup = proxy.client().await;
+    setup
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int); \
+             GRANT ALL ON {table} TO postgres"
+        ))
+        .await
+        .unwrap();
+    let c = proxy.client().await;
+    let primary = primary_port().to_string();
+    let ready = eventually(std::time::Duration::from_secs(15), || async {
+        count_and_port(&c, &table).await.1 != primary
+    })
+    .await;
+    assert!(ready, "no replica came into rotation");
+    let _paused = PAUSE.lock().await;
+    let _lag = LaggingReplica::start("rywpipelag").await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    for i in 0..20 {
+        let insert = format!("INSERT INTO {table} VALUES ({i})");
+        let mut batch = frontend(b'C', b"Sgone\0");
+        batch.extend(frontend(b'S', b""));
+        let mut parse = Vec::new();
+        parse.push(0); // unnamed statement
+        parse.extend_from_slice(insert.as_bytes());
+        parse.extend_from_slice(&[0, 0, 0]);
+        batch.extend(frontend(b'P', &parse));
+        batch.extend(frontend(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]));
+        batch.extend(frontend(b'E', &[0, 0, 0, 0, 0]));
+        batch.extend(frontend(b'S', b""));
+        s.write_all(&batch).await.unwrap();
+        // Both segments' replies, which may come in one read.
+        let replies = raw::read_until_nth(&mut s, b'Z', 2).await;
+        assert_eq!(raw::error_code(&replies), None, "{replies:?}");
+        s.write_all(&raw::query(&format!(
+            "SELECT count(*)::text || ' ' || inet_server_port()::text FROM {table} WHERE id = {i}"
+        )))
+        .await
+        .unwrap();
+        let reply = raw::read_until(&mut s, b'Z').await;
+        let row = reply
+            .iter()
+            .find(|(t, _)| *t == b'D')
+            .map(|(_, body)| String::from_utf8_lossy(&body[6..]).into_owned())
+            .expect("a row");
+        assert!(
+            row.starts_with("1 "),
+            "iteration {i}: the read did not see the write pipelined behind the Close (count, server: {row})"
+        );
+    }
+    drop(s);
+    setup
+        .batch_execute(&format!("DROP TABLE {table}"))
         .await
         .unwrap();
     proxy.stop().await;

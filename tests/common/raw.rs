@@ -30,10 +30,18 @@ pub fn query(sql: &str) -> Vec<u8> {
 }
 
 /// Reads whole messages until one with tag `until` (returned with all the
-/// tags seen) or EOF. Fails the test if nothing ends within 20s.
+/// tags seen) or EOF. Fails the test if nothing ends within 20s. Bytes
+/// after that message are dropped: for replies to pipelined requests, use
+/// [`read_until_nth`].
 pub async fn read_until(s: &mut TcpStream, until: u8) -> Vec<(u8, Vec<u8>)> {
+    read_until_nth(s, until, 1).await
+}
+
+/// Reads whole messages until the `nth` one with tag `until`.
+pub async fn read_until_nth(s: &mut TcpStream, until: u8, nth: usize) -> Vec<(u8, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut out = Vec::new();
+    let mut seen = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         while buf.len() >= 5 {
@@ -45,7 +53,8 @@ pub async fn read_until(s: &mut TcpStream, until: u8) -> Vec<(u8, Vec<u8>)> {
             let body = buf[5..1 + len].to_vec();
             buf.drain(..1 + len);
             out.push((tag, body));
-            if tag == until {
+            seen += usize::from(tag == until);
+            if seen == nth {
                 return out;
             }
         }

@@ -92,6 +92,7 @@ impl Forwarder<'_> {
             server,
             which,
             may_write,
+            segment_ended: false,
             replay,
             split: Splitter::new(usize::MAX >> 1),
             pending: Pending::default(),

@@ -36,6 +36,9 @@ struct Link {
     /// (for read-your-writes).
     which: Which,
     may_write: bool,
+    /// A Sync or Query went out on this link: later statements were not
+    /// routed, so they count as writes.
+    segment_ended: bool,
     /// The replica safety net for this request.
     replay: Replay,
     split: Splitter,

@@ -148,6 +148,12 @@ impl Forwarder<'_> {
                 statements::gauge(&self.shared.metrics, before, statements);
             }
             link.started.get_or_insert_with(std::time::Instant::now);
+            // Only the request's first segment (up to its Sync or Query)
+            // was routed: whatever runs after it in the same turn may write.
+            if matches!(tag, b'E' | b'F' | b'Q') && link.segment_ended {
+                link.may_write = true;
+            }
+            link.segment_ended |= matches!(tag, b'S' | b'Q');
             link.pending.client(tag);
             link.server.state = ConnState::Busy;
             pos += n;
