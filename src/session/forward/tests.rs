@@ -57,9 +57,10 @@ async fn idle_session_state_stays_small() {
     let pump = size(&f.pump());
     // 1152 until the client id joined the user name for the last log line;
     // 1168 until named prepared statements were tracked; 1184 until TLS
-    // towards clients (the stream kind, the negotiation's result).
+    // towards clients (the stream kind, the negotiation's result); 1232
+    // until `Forwarder::run` stopped taking `self` by value (984 since).
     assert!(
-        task <= 1232,
+        task <= 1000,
         "a session task's state grew to {task} bytes (pump {pump})"
     );
     assert!(
