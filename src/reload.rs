@@ -47,14 +47,14 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
             (old, _) => old.clone(),
         };
     }
-    if o.otlp != n.otlp {
-        notes.push("otlp_endpoint and otlp_sample_ratio changes need a restart".to_owned());
-        n.otlp = o.otlp.clone();
-    }
-    if o.reuse_port != n.reuse_port {
-        notes.push("reuse_port changes need a restart".to_owned());
-        n.reuse_port = o.reuse_port;
-    }
+    let otlp = "otlp_endpoint and otlp_sample_ratio changes need a restart";
+    keep(&mut notes, &o.otlp, &mut n.otlp, otlp);
+    keep(
+        &mut notes,
+        &o.reuse_port,
+        &mut n.reuse_port,
+        "reuse_port changes need a restart",
+    );
     if o.instance_id != n.instance_id {
         notes.push(format!(
             "instance_id changes need a restart; still {}",
@@ -62,14 +62,20 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
         ));
         n.instance_id = o.instance_id;
     }
-    if o.metrics_listen != n.metrics_listen {
-        notes.push("metrics_listen changes need a restart; the endpoint is unchanged".to_owned());
-        n.metrics_listen = o.metrics_listen;
-    }
-    if o.query_stats_size != n.query_stats_size {
-        notes.push("query_stats_size changes need a restart".to_owned());
-        n.query_stats_size = o.query_stats_size;
-    }
+    let metrics = "metrics_listen changes need a restart; the endpoint is unchanged";
+    keep(
+        &mut notes,
+        &o.metrics_listen,
+        &mut n.metrics_listen,
+        metrics,
+    );
+    let stats = "query_stats_size changes need a restart";
+    keep(
+        &mut notes,
+        &o.query_stats_size,
+        &mut n.query_stats_size,
+        stats,
+    );
     if o.workers != n.workers {
         notes.push(format!(
             "workers: {} -> {} needs a restart",
@@ -86,6 +92,15 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
         notes.push("reloaded; no pool changed".to_owned());
     }
     Ok(notes)
+}
+
+/// A setting that only a restart changes: the running value stays, with a
+/// note saying so.
+fn keep<T: PartialEq + Clone>(notes: &mut Vec<String>, old: &T, new: &mut T, note: &str) {
+    if old != new {
+        notes.push(note.to_owned());
+        *new = old.clone();
+    }
 }
 
 /// Reloads and logs the outcome (SIGHUP).
