@@ -10,7 +10,7 @@
 //! - [`session`]: one task per client: login, the forwarding state machine,
 //!   cancel keys.
 //! - [`router`]: pure SQL -> route classification.
-//! - [`pool`]: deadpool pools per (database, user), backend connections,
+//! - [`pool`]: pools per (database, user) and server, backend connections,
 //!   parameter sync, the release door, replica health and choice.
 //! - [`net`]: plain or TLS streams, TLS settings, SSLRequest towards servers.
 //! - [`metrics`]: the Prometheus registry and its typed handles.

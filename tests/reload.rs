@@ -119,6 +119,71 @@ async fn reload_resizes_pools_with_clients_connected() {
     proxy.stop().await;
 }
 
+/// A primary pool's (active, idle) server connections, from SHOW POOLS.
+async fn pool_counts(admin: &tokio_postgres::Client) -> (usize, usize) {
+    let rows = admin.simple_query("SHOW POOLS").await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) if r.get("role") == Some("primary") => {
+                let n = |c: &str| r.get(c).unwrap().parse::<usize>().unwrap();
+                Some((n("active"), n("idle")))
+            }
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reload_shrinks_a_pool_whose_connections_are_lent_out() {
+    let file = ConfigFile::new("shrink");
+    file.write(4, &[], "");
+    let proxy = Proxy::start(file.load()).await;
+    let admin_url = proxy.url_as("app", "app-secret", "pgswitch");
+    let admin = connect(&admin_url).await.unwrap();
+    // Four transactions hold the pool's four connections.
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let c = proxy.client().await;
+        c.batch_execute("BEGIN; SELECT 1").await.unwrap();
+        open.push(c);
+    }
+    assert_eq!(pool_counts(&admin).await, (4, 0));
+
+    file.write(2, &[], "");
+    let notes = reload(&admin_url).await.unwrap();
+    assert!(
+        notes.iter().any(|n| n.contains("resized to 2")),
+        "{notes:?}"
+    );
+    // The lent connections finish their transactions undisturbed; the two
+    // beyond the new size are closed as they come back.
+    for c in &open {
+        c.batch_execute("COMMIT").await.unwrap();
+    }
+    let shrunk = eventually(Duration::from_secs(5), || async {
+        pool_counts(&admin).await == (0, 2)
+    })
+    .await;
+    assert!(shrunk, "{:?}", pool_counts(&admin).await);
+    // Two places now: a third transaction waits and times out.
+    for c in &open[..2] {
+        c.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    }
+    let e = open[2].batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "53300", "{e}");
+    for c in &open[..2] {
+        c.batch_execute("COMMIT").await.unwrap();
+    }
+    // (A place comes back just after the COMMIT's reply.)
+    let served = eventually(Duration::from_secs(5), || async {
+        open[2].batch_execute("SELECT 1").await.is_ok()
+    })
+    .await;
+    assert!(served);
+    drop(open);
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn invalid_reload_keeps_the_running_config() {
     let file = ConfigFile::new("invalid");

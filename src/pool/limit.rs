@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool::managed::WeakPool;
 use tokio::sync::Semaphore;
 
-use super::Manager;
+use super::slots::WeakPool;
 
 /// The share of one server of one database.
 pub struct Limit {
@@ -32,7 +31,7 @@ pub struct Limit {
     used: AtomicUsize,
     /// The pools that take from this share, whose idle connections may be
     /// closed to make room.
-    pools: Mutex<Vec<WeakPool<Manager>>>,
+    pools: Mutex<Vec<WeakPool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +140,7 @@ impl Limit {
 
     /// Registers a pool that takes from this share, so that others can
     /// close its idle connections.
-    pub fn add_pool(&self, pool: WeakPool<Manager>) {
+    pub fn add_pool(&self, pool: WeakPool) {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools.retain(|p| p.upgrade().is_some());
         pools.push(pool);

@@ -1,13 +1,12 @@
-//! deadpool manager: creates backend connections and decides, on every
-//! checkout, whether a pooled one may be handed out again.
+//! What a pool knows of its server: how to make a connection, and whether
+//! an idle one may be lent out again.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
-
 use super::conn::{ConnState, ServerConn, ServerError, Target};
 use super::params::ParamSet;
+use super::slots::Metrics;
 
 pub struct Manager {
     pub target: Target,
@@ -35,11 +34,10 @@ impl Manager {
     }
 }
 
-impl managed::Manager for Manager {
-    type Type = ServerConn;
-    type Error = ServerError;
-
-    async fn create(&self) -> Result<ServerConn, ServerError> {
+impl Manager {
+    /// A new connection, within the database's `max_server_connections`
+    /// share if it has one.
+    pub async fn create(&self) -> Result<ServerConn, ServerError> {
         let permit = match &self.limit {
             Some((limit, wait)) => Some(Box::pin(limit.acquire(*wait)).await?),
             None => None,
@@ -56,23 +54,12 @@ impl managed::Manager for Manager {
         Ok(conn)
     }
 
-    /// Only an idle ('I'), live connection within its lifetime goes out again.
-    /// Dirty connections are cleaned at release (see `pool::release`), so
-    /// anything else here is discarded.
-    async fn recycle(
-        &self,
-        conn: &mut ServerConn,
-        metrics: &Metrics,
-    ) -> RecycleResult<ServerError> {
-        if conn.state != ConnState::Ready(b'I') {
-            return Err(RecycleError::message("connection was not returned idle"));
-        }
-        if self.lifetime.is_some_and(|l| metrics.age() > l) {
-            return Err(RecycleError::message("server_lifetime reached"));
-        }
-        if conn.is_dead() {
-            return Err(RecycleError::message("server closed the connection"));
-        }
-        Ok(())
+    /// Whether an idle connection may be lent out again: within its
+    /// lifetime and still open. Only clean idle connections are pooled at
+    /// all (see `slots::Server`).
+    pub fn reusable(&self, conn: &mut ServerConn, metrics: &Metrics) -> bool {
+        conn.state == ConnState::Ready(b'I')
+            && self.lifetime.is_none_or(|l| metrics.age() <= l)
+            && !conn.is_dead()
     }
 }

@@ -1,9 +1,10 @@
-//! Backend pools: one deadpool pool per (database, user) and server, handing
-//! out [`ServerConn`]s, and the single door through which they come back
-//! ([`release`]).
+//! Backend pools: one pool per (database, user) and server, lending out
+//! [`Server`]s, whose drop is the single door back in ([`release`] cleans a
+//! connection up first).
 //!
 //! - [`conn`]: one backend connection, its login and our own statements.
-//! - [`manager`]: the deadpool manager (create, recycle).
+//! - [`slots`]: one server's pool, and the [`Server`] guard.
+//! - [`manager`]: making a connection, and whether an idle one is reusable.
 //! - [`params`]: ParameterStatus tracking and parameter sync.
 //! - [`health`]: server health and replica lag.
 //! - [`replicas`]: the replica pools, and which server serves a read.
@@ -17,25 +18,20 @@ pub mod manager;
 pub mod params;
 pub mod pause;
 pub mod replicas;
+pub mod slots;
 pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool::managed::{Object, PoolError, Timeouts};
-use deadpool::Runtime;
-
 pub use conn::{ConnState, ServerConn, ServerError, Target};
 pub use manager::Manager;
 pub use params::ParamSet;
+pub use slots::{Pool, Server};
 
 use crate::config::{Config, Database, User};
 use crate::metrics::{Metrics, PoolMetrics};
-
-pub type Pool = deadpool::managed::Pool<Manager>;
-/// A checked-out server connection; dropping it returns it to its pool.
-pub type Server = Object<Manager>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
@@ -170,20 +166,18 @@ impl PoolSet {
             _ => &self.primary,
         };
         pool.get().await.map_err(|e| match e {
-            PoolError::Timeout(deadpool::managed::TimeoutType::Wait) => {
-                CheckoutError::WaitTimeout {
-                    pool: self.name.clone(),
-                    size: self.max_size(),
-                    waited: self.wait_timeout,
-                }
-            }
-            PoolError::Timeout(_) => CheckoutError::Server(ServerError::ConnectTimeout {
+            slots::GetError::WaitTimeout => CheckoutError::WaitTimeout {
+                pool: self.name.clone(),
+                size: self.max_size(),
+                waited: self.wait_timeout,
+            },
+            slots::GetError::CreateTimeout => CheckoutError::Server(ServerError::ConnectTimeout {
                 addr: pool.manager().target.addr.to_string(),
                 timeout: pool.manager().target.connect_timeout,
             }),
-            PoolError::Backend(ServerError::AtLimit(e)) => CheckoutError::AtLimit(e),
-            PoolError::Backend(e) => CheckoutError::Server(e),
-            _ => CheckoutError::Closed(self.name.clone()),
+            slots::GetError::Backend(ServerError::AtLimit(e)) => CheckoutError::AtLimit(e),
+            slots::GetError::Backend(e) => CheckoutError::Server(e),
+            slots::GetError::Closed => CheckoutError::Closed(self.name.clone()),
         })
     }
 
@@ -210,7 +204,7 @@ impl PoolSet {
         lifetime: Option<Duration>,
         min_idle: usize,
     ) -> Result<bool, CheckoutError> {
-        let keep = |m: &deadpool::managed::Metrics| {
+        let keep = |m: &slots::Metrics| {
             idle_timeout.is_none_or(|t| m.last_used() < t) && lifetime.is_none_or(|l| m.age() < l)
         };
         self.primary.retain(|_, m| keep(&m));
@@ -283,34 +277,21 @@ fn monitor_login(cfg: &Config, db: &Database) -> watch::Login {
     }
 }
 
-/// A deadpool pool for one server, under its database's
-/// `max_server_connections` share if limited.
+/// The pool of one server, under its database's `max_server_connections`
+/// share if limited.
 fn build_pool(target: Target, cfg: &Config, size: usize, limit: Option<Arc<limit::Limit>>) -> Pool {
     let g = &cfg.general;
     // A limited pool's creator may first wait for a place in the share.
     let place = limit
         .as_ref()
         .map_or(Duration::ZERO, |_| g.query_wait_timeout);
-    let timeouts = Timeouts {
-        wait: Some(g.query_wait_timeout),
-        create: Some(g.connect_timeout + place + Duration::from_millis(100)),
-        recycle: Some(Duration::from_secs(1)),
-    };
+    let create = g.connect_timeout + place + Duration::from_millis(100);
     let manager = Manager::new(
         target,
         g.server_lifetime,
         limit.clone().map(|l| (l, g.query_wait_timeout)),
     );
-    let pool = Pool::builder(manager)
-        .max_size(size)
-        .timeouts(timeouts)
-        // Most recently used first, as PgBouncer does: a few hot server
-        // backends stay in cache instead of cycling through all of them.
-        .queue_mode(deadpool::managed::QueueMode::Lifo)
-        .runtime(Runtime::Tokio1)
-        .build()
-        // Only fails without a runtime for timeouts, which we always set.
-        .unwrap_or_else(|e| panic!("pool builder: {e}"));
+    let pool = Pool::new(manager, size, g.query_wait_timeout, create);
     if let Some(limit) = limit {
         limit.add_pool(pool.weak());
     }
@@ -525,7 +506,7 @@ pub async fn release(mut server: Server, how: Release, timeout: Duration) -> Opt
 }
 
 fn discard(server: Server) {
-    drop(Object::take(server));
+    server.discard();
 }
 
 /// Sends a CancelRequest for `key` to the server at `addr` (fire and forget).

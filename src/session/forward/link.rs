@@ -282,7 +282,7 @@ impl Forwarder<'_> {
                 && !link.server.wanted_elsewhere()
             {
                 // The common case: clean and idle, so dropping it returns it
-                // to the pool (deadpool's recycle still checks it).
+                // to the pool (its checkout still checks it is alive).
                 return;
             }
             if !link.server.buf.is_empty() {
