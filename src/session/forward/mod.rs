@@ -142,6 +142,7 @@ mod scan;
 mod send;
 mod start;
 mod statements;
+mod stop;
 
 use client::{grace, read_some, MIN_READ};
 use routing::Next;
@@ -274,6 +275,8 @@ impl<'a> Forwarder<'a> {
         let graceful_stop = shared.shutdown.cancelled();
         let hard_stop = shared.hard_shutdown.cancelled();
         tokio::pin!(graceful_stop, hard_stop);
+        let mut graceful_stop = stop::Stop::new(&shared.shutdown, graceful_stop);
+        let mut hard_stop = stop::Stop::new(&shared.hard_shutdown, hard_stop);
         // Requests sent along with the login, before it was answered (as
         // Neon's driver pipelines its first query behind the password):
         // no readiness event will announce them again.
@@ -304,7 +307,7 @@ impl<'a> Forwarder<'a> {
             // A client's request goes before a drain's stop: what it sent
             // is served, not cut off.
             let wake = std::future::poll_fn(|cx| {
-                if hard_stop.as_mut().poll(cx).is_ready() {
+                if hard_stop.poll(cx) {
                     return Poll::Ready(Wake::Stop);
                 }
                 if timer
@@ -316,7 +319,7 @@ impl<'a> Forwarder<'a> {
                 if let Poll::Ready(r) = client.poll_read_ready(cx) {
                     return Poll::Ready(Wake::Client(r));
                 }
-                if graceful && graceful_stop.as_mut().poll(cx).is_ready() {
+                if graceful && graceful_stop.poll(cx) {
                     return Poll::Ready(Wake::Stop);
                 }
                 match link {
