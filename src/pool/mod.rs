@@ -159,12 +159,21 @@ impl PoolSet {
         self.checkout_on(Which::Primary).await
     }
 
-    /// A server connection from the chosen pool.
-    pub async fn checkout_on(&self, which: Which) -> Result<Server, CheckoutError> {
-        let pool = match (which, &self.replicas) {
+    fn pool(&self, which: Which) -> &Pool {
+        match (which, &self.replicas) {
             (Which::Replica(i), Some(r)) => r.pool(i).unwrap_or(&self.primary),
             _ => &self.primary,
-        };
+        }
+    }
+
+    /// An idle connection of the chosen pool, if one is free now.
+    pub fn try_checkout_on(&self, which: Which) -> Option<Server> {
+        self.pool(which).try_get()
+    }
+
+    /// A server connection from the chosen pool.
+    pub async fn checkout_on(&self, which: Which) -> Result<Server, CheckoutError> {
+        let pool = self.pool(which);
         pool.get().await.map_err(|e| match e {
             slots::GetError::WaitTimeout => CheckoutError::WaitTimeout {
                 pool: self.name.clone(),

@@ -173,6 +173,15 @@ impl Pool {
         }
     }
 
+    /// An idle connection if one is free and fit for use now, without
+    /// waiting or connecting.
+    pub fn try_get(&self) -> Option<Server> {
+        let place = self.0.places.try_acquire().ok()?;
+        place.forget();
+        let place = Place::new(&self.0);
+        self.take_idle().map(|pooled| place.lend(pooled))
+    }
+
     /// The newest idle connection still fit for use; the others on the
     /// way are closed.
     fn take_idle(&self) -> Option<Box<Pooled>> {

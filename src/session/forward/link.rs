@@ -77,6 +77,51 @@ impl Forwarder<'_> {
         // Inside an explicit transaction on the primary, any later statement
         // may write.
         let may_write = may_write || (begun && which == Which::Primary);
+        let mut link = self.link_up(server, which, may_write, waited, begun);
+        (link.applied, link.sql_prepared) = (applied, sql_prepared);
+        self.link = Some(link);
+        Ok(())
+    }
+
+    /// The common start of a transaction as a straight line, with no wait
+    /// and no future: an idle connection of the chosen server that is
+    /// already in line with the client (no parameters to sync, and no
+    /// settings, SQL-level PREPAREs or held-back BEGIN to put on it).
+    /// False, with nothing changed, when it takes the full `attach`.
+    pub(super) fn attach_now(&mut self, which: Which, may_write: bool) -> bool {
+        let clean_client = self
+            .route
+            .as_ref()
+            .is_none_or(|r| r.settings.is_empty() && r.deferred_begin.is_none())
+            && self.statements.as_ref().is_none_or(|c| c.sql().is_empty());
+        if !clean_client || self.shared.hard_shutdown.is_cancelled() {
+            return false;
+        }
+        let Some(server) = self.pool.try_checkout_on(which) else {
+            return false;
+        };
+        if server.params.sync_sql(&self.params).is_some() {
+            // Back to the pool; `attach` syncs it.
+            return false;
+        }
+        self.pool.stats.wait_seconds.observe(0.0);
+        self.shared.incidents.resolve(&server.addr);
+        self.shared.incidents.resolve(&self.pool.name);
+        let link = self.link_up(server, which, may_write, std::time::Duration::ZERO, false);
+        self.link = Some(link);
+        true
+    }
+
+    /// The link to a server just taken and prepared: the cancel slot points
+    /// at it, and the replica safety net is armed if it applies.
+    fn link_up(
+        &mut self,
+        server: pool::Server,
+        which: Which,
+        may_write: bool,
+        waited: std::time::Duration,
+        begun: bool,
+    ) -> Box<Link> {
         self.slot().attach((server.addr.clone(), server.key));
         // A whole request alone on a replica can be re-run on the primary if
         // the replica refuses it as a write or goes away (see `replay`).
@@ -88,7 +133,7 @@ impl Forwarder<'_> {
             }
             _ => Replay::Off,
         };
-        self.link = Some(Box::new(Link {
+        Box::new(Link {
             server,
             which,
             may_write,
@@ -102,15 +147,14 @@ impl Forwarder<'_> {
             running: std::collections::VecDeque::new(),
             parsed: None,
             change: None,
-            applied,
+            applied: false,
             expect: Default::default(),
             rewritten: None,
             wiped: false,
-            sql_prepared,
+            sql_prepared: false,
             last_status: if begun { b'T' } else { b'I' },
             fatal: None,
-        }));
-        Ok(())
+        })
     }
 
     /// A server connection from the pool for `which`, a replica that

@@ -144,6 +144,8 @@ mod start;
 mod statements;
 mod stop;
 
+use stop::{Stopping, Stops};
+
 use client::{grace, read_some, MIN_READ};
 use routing::Next;
 
@@ -272,11 +274,8 @@ impl<'a> Forwarder<'a> {
         let shared = self.shared;
         // Registered once for the whole session rather than on every turn
         // of the loop.
-        let graceful_stop = shared.shutdown.cancelled();
-        let hard_stop = shared.hard_shutdown.cancelled();
-        tokio::pin!(graceful_stop, hard_stop);
-        let mut graceful_stop = stop::Stop::new(&shared.shutdown, graceful_stop);
-        let mut hard_stop = stop::Stop::new(&shared.hard_shutdown, hard_stop);
+        let stops = Stops::new(shared);
+        tokio::pin!(stops);
         // Requests sent along with the login, before it was answered (as
         // Neon's driver pipelines its first query behind the password):
         // no readiness event will announce them again.
@@ -307,7 +306,8 @@ impl<'a> Forwarder<'a> {
             // A client's request goes before a drain's stop: what it sent
             // is served, not cut off.
             let wake = std::future::poll_fn(|cx| {
-                if hard_stop.poll(cx) {
+                let stopping = stops.as_mut().poll(cx, shared);
+                if stopping == Stopping::Hard {
                     return Poll::Ready(Wake::Stop);
                 }
                 if timer
@@ -319,7 +319,7 @@ impl<'a> Forwarder<'a> {
                 if let Poll::Ready(r) = client.poll_read_ready(cx) {
                     return Poll::Ready(Wake::Client(r));
                 }
-                if graceful && graceful_stop.poll(cx) {
+                if graceful && stopping == Stopping::Graceful {
                     return Poll::Ready(Wake::Stop);
                 }
                 match link {
@@ -403,10 +403,17 @@ impl<'a> Forwarder<'a> {
     /// (see `crate::prepared`).
     async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
         if self.link.is_none() {
-            // Boxed: the start of a request (routing, checkout, refusal) is
-            // large and should not widen every idle session's state.
-            if let Some(flow) = Box::pin(self.start_request()).await? {
-                return Ok(flow);
+            // Boxed: the full start of a request (waits, refusals,
+            // settings) is large and should not widen every idle session's
+            // state.
+            let start = match self.start_now() {
+                Ok(()) => None,
+                Err(decided) => Some(Box::pin(self.start_request(decided))),
+            };
+            if let Some(start) = start {
+                if let Some(flow) = start.await? {
+                    return Ok(flow);
+                }
             }
         }
         let (pos, flow) = self.scan_client()?;

@@ -166,43 +166,59 @@ impl Forwarder<'_> {
     /// `read_your_writes_timeout` for one to catch up; else the primary,
     /// unless `primary_reads = never` and no replica is in rotation.
     pub(super) async fn choose_reader(&mut self) -> Result<Which, SessionError> {
-        let Some(replicas) = self.pool.replicas.as_ref() else {
-            return Ok(Which::Primary);
-        };
-        // Copied out: no config guard is held across the wait below.
-        let (wait, primary_reads) = {
-            let routing = &self.shared.config.load().general.routing;
-            (routing.read_your_writes_timeout, routing.primary_reads)
-        };
+        let wait = self
+            .shared
+            .config
+            .load()
+            .general
+            .routing
+            .read_your_writes_timeout;
         let deadline = tokio::time::Instant::now() + wait;
-        let mut fence = self.fence();
         loop {
-            let pick = replicas.pick(&mut fence, &self.pool.primary, 0);
-            if fence != self.fence() {
-                // The field itself: `replicas` still borrows `self.pool`.
-                self.route.get_or_insert_with(Box::default).fence = fence;
+            if let Some(r) = self.pick_reader(tokio::time::Instant::now() < deadline) {
+                return r;
             }
-            match pick {
-                Pick::Server(which) => return Ok(which),
-                Pick::Behind if tokio::time::Instant::now() < deadline => {
-                    tokio::select! {
-                        _ = replicas.next_round() => {}
-                        _ = tokio::time::sleep_until(deadline) => {}
-                        _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
-                    }
-                }
-                // Correctness first: the primary has the client's writes.
-                Pick::Behind => {
-                    self.shared.metrics.fallback(Fallback::Behind);
-                    return Ok(Which::Primary);
-                }
-                Pick::NoReplica if primary_reads == PrimaryReads::Never => {
-                    return Err(SessionError::NoReplica("none in rotation"))
-                }
-                Pick::NoReplica => {
-                    self.shared.metrics.fallback(Fallback::NoReplica);
-                    return Ok(Which::Primary);
-                }
+            let Some(replicas) = self.pool.replicas.as_ref() else {
+                return Ok(Which::Primary);
+            };
+            tokio::select! {
+                _ = replicas.next_round() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.shared.hard_shutdown.cancelled() => return Err(SessionError::Shutdown),
+            }
+        }
+    }
+
+    /// One look at the replicas for a read (see `choose_reader`): `None`
+    /// when the replica to use is behind this client's writes and
+    /// `may_wait` says to wait for it.
+    pub(super) fn pick_reader(&mut self, may_wait: bool) -> Option<Result<Which, SessionError>> {
+        let Some(replicas) = self.pool.replicas.as_ref() else {
+            return Some(Ok(Which::Primary));
+        };
+        let mut fence = self.fence();
+        let pick = replicas.pick(&mut fence, &self.pool.primary, 0);
+        if fence != self.fence() {
+            // The field itself: `replicas` still borrows `self.pool`.
+            self.route.get_or_insert_with(Box::default).fence = fence;
+        }
+        match pick {
+            Pick::Server(which) => Some(Ok(which)),
+            Pick::Behind if may_wait => None,
+            // Correctness first: the primary has the client's writes.
+            Pick::Behind => {
+                self.shared.metrics.fallback(Fallback::Behind);
+                Some(Ok(Which::Primary))
+            }
+            Pick::NoReplica
+                if self.shared.config.load().general.routing.primary_reads
+                    == PrimaryReads::Never =>
+            {
+                Some(Err(SessionError::NoReplica("none in rotation")))
+            }
+            Pick::NoReplica => {
+                self.shared.metrics.fallback(Fallback::NoReplica);
+                Some(Ok(Which::Primary))
             }
         }
     }

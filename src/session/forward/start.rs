@@ -6,13 +6,27 @@ use bytes::{Buf, BytesMut};
 use super::{Flow, Forwarder, Item, Next, Refusal, SessionError};
 use crate::protocol::frame::peek_header;
 
+/// A routing decision made (see `Forwarder::next_target`), or why none
+/// could be.
+pub(super) type Decided = Result<Option<Next>, SessionError>;
+
 impl Forwarder<'_> {
     /// With no server attached: attach one for the request at the front of
     /// the buffer, or answer it here (refusal, `SET pgswitch.route`).
-    /// `Some(flow)` when there is nothing to forward now.
-    pub(super) async fn start_request(&mut self) -> Result<Option<Flow>, SessionError> {
+    /// `Some(flow)` when there is nothing to forward now. `first` is what
+    /// `start_now` decided, if it got that far.
+    pub(super) async fn start_request(
+        &mut self,
+        mut first: Option<Decided>,
+    ) -> Result<Option<Flow>, SessionError> {
         while self.link.is_none() {
-            if self.refusal.is_none() {
+            if let Some(next) = first.take() {
+                match self.attach_to(next).await? {
+                    Some(flow) => return Ok(Some(flow)),
+                    None if self.link.is_some() => return Ok(None),
+                    None => {}
+                }
+            } else if self.refusal.is_none() {
                 match peek_header(&self.cbuf)? {
                     None => return Ok(Some(Flow::Continue)),
                     Some((b'X', _)) => return Ok(Some(Flow::Terminate)),
@@ -40,59 +54,11 @@ impl Forwarder<'_> {
                     if self.shared.pause.is_paused(&self.pool.database) {
                         self.wait_while_paused().await?;
                     }
-                    let attached = match self.next_target() {
-                        Ok(None) => return Ok(Some(Flow::Continue)),
-                        Ok(Some(Next::Server(which, may_write))) => {
-                            self.attach((which, may_write)).await
-                        }
-                        Ok(Some(Next::Read)) => match self.choose_reader().await {
-                            Ok(which) => self.attach((which, false)).await,
-                            Err(e) => Err(e),
-                        },
-                        Ok(Some(Next::SetRoute(hint, len))) => {
-                            self.set_route(hint, len).await?;
-                            if self.cbuf.is_empty() {
-                                return Ok(Some(Flow::Continue));
-                            }
-                            continue;
-                        }
-                        Ok(Some(Next::SetMinLsn(lsn, len))) => {
-                            self.set_min_lsn(lsn, len).await?;
-                            if self.cbuf.is_empty() {
-                                return Ok(Some(Flow::Continue));
-                            }
-                            continue;
-                        }
-                        Ok(Some(Next::DeferBegin(len))) => {
-                            self.defer_begin(len).await?;
-                            if self.cbuf.is_empty() {
-                                return Ok(Some(Flow::Continue));
-                            }
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match attached {
-                        Ok(()) => return Ok(None),
-                        Err(e) if Refusal::applies_to(&e) => {
-                            let repeat = self.shared.config.load().general.log_repeat_interval;
-                            let what = "requests refused (no server connection could be had)";
-                            self.shared
-                                .incidents
-                                .report(&self.pool.name, what, &e, repeat);
-                            self.shared
-                                .metrics
-                                .requests_refused
-                                .with_label_values(&[e.sqlstate()])
-                                .inc();
-                            // The transaction the client opened never reached a
-                            // server; the refusal's ReadyForQuery ('I') says so.
-                            if let Some(r) = self.route.as_mut() {
-                                r.deferred_begin = None;
-                            }
-                            self.refusal = Some(Box::new(Refusal::new(e)));
-                        }
-                        Err(e) => return Err(e),
+                    let next = self.next_target();
+                    match self.attach_to(next).await? {
+                        Some(flow) => return Ok(Some(flow)),
+                        None if self.link.is_some() => return Ok(None),
+                        None => {}
                     }
                 }
             }
@@ -102,6 +68,84 @@ impl Forwarder<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// The start of a request as a straight line, when it can be: a
+    /// request that goes to a server whose idle connection is free now
+    /// (see `attach_now`), with no future and no wait. `Err` carries what
+    /// was decided on the way (if routing ran) for `start_request`.
+    pub(super) fn start_now(&mut self) -> Result<(), Option<Decided>> {
+        let plain = self.refusal.is_none()
+            && !self.pool.is_retired()
+            && self.route.as_ref().is_none_or(|r| !r.aborted)
+            && matches!(peek_header(&self.cbuf), Ok(Some((t, _))) if !matches!(t, b'X' | b'd' | b'c' | b'f'))
+            && !self.shared.pause.is_paused(&self.pool.database);
+        if !plain {
+            return Err(None);
+        }
+        let (which, may_write) = match self.next_target() {
+            Ok(Some(Next::Server(which, may_write))) => (which, may_write),
+            Ok(Some(Next::Read)) => match self.pick_reader(true) {
+                Some(Ok(which)) => (which, false),
+                Some(Err(e)) => return Err(Some(Err(e))),
+                None => return Err(Some(Ok(Some(Next::Read)))),
+            },
+            other => return Err(Some(other)),
+        };
+        match self.attach_now(which, may_write) {
+            true => Ok(()),
+            false => Err(Some(Ok(Some(Next::Server(which, may_write))))),
+        }
+    }
+
+    /// Acts on a routing decision: attaches a server (leaving `self.link`
+    /// set), answers a setting here, or arms a refusal. `Some(flow)` when
+    /// there is nothing more to do now.
+    async fn attach_to(&mut self, next: Decided) -> Result<Option<Flow>, SessionError> {
+        let attached = match next {
+            Ok(None) => return Ok(Some(Flow::Continue)),
+            Ok(Some(Next::Server(which, may_write))) => self.attach((which, may_write)).await,
+            Ok(Some(Next::Read)) => match self.choose_reader().await {
+                Ok(which) => self.attach((which, false)).await,
+                Err(e) => Err(e),
+            },
+            Ok(Some(Next::SetRoute(hint, len))) => {
+                self.set_route(hint, len).await?;
+                return Ok(self.cbuf.is_empty().then_some(Flow::Continue));
+            }
+            Ok(Some(Next::SetMinLsn(lsn, len))) => {
+                self.set_min_lsn(lsn, len).await?;
+                return Ok(self.cbuf.is_empty().then_some(Flow::Continue));
+            }
+            Ok(Some(Next::DeferBegin(len))) => {
+                self.defer_begin(len).await?;
+                return Ok(self.cbuf.is_empty().then_some(Flow::Continue));
+            }
+            Err(e) => Err(e),
+        };
+        match attached {
+            Ok(()) => Ok(None),
+            Err(e) if Refusal::applies_to(&e) => {
+                let repeat = self.shared.config.load().general.log_repeat_interval;
+                let what = "requests refused (no server connection could be had)";
+                self.shared
+                    .incidents
+                    .report(&self.pool.name, what, &e, repeat);
+                self.shared
+                    .metrics
+                    .requests_refused
+                    .with_label_values(&[e.sqlstate()])
+                    .inc();
+                // The transaction the client opened never reached a
+                // server; the refusal's ReadyForQuery ('I') says so.
+                if let Some(r) = self.route.as_mut() {
+                    r.deferred_begin = None;
+                }
+                self.refusal = Some(Box::new(Refusal::new(e)));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A RELOAD replaced this client's pool: take the new one, if its

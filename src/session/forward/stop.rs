@@ -1,46 +1,71 @@
-//! A shutdown signal watched from the session's one wait (see
-//! `Forwarder::pump`) at the price of an atomic load per wake-up.
+//! The shutdown signals, watched from the session's one wait (see
+//! `Forwarder::pump`) at the price of two atomic loads per wake-up.
 //!
 //! Polling a `CancellationToken`'s future takes the token's waiter lock
-//! every time. Once it has been polled with this task's waker it stays
-//! registered, so later wake-ups only need to look at the token; it is
-//! polled again only when the waker changes.
+//! every time. Once polled with this task's waker it stays registered, so
+//! later wake-ups only need to look at the tokens; the futures are polled
+//! again only when the waker changes.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Waker};
 
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::WaitForCancellationFuture;
 
-pub(super) struct Stop<'a, 'w> {
-    token: &'a CancellationToken,
-    wait: Pin<&'w mut WaitForCancellationFuture<'a>>,
-    /// The waker the wait is registered with, once polled.
-    waker: Option<Waker>,
+use crate::shared::Shared;
+
+/// Which shutdown has begun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stopping {
+    No,
+    /// A drain: idle clients are closed.
+    Graceful,
+    /// Everyone is closed.
+    Hard,
 }
 
-impl<'a, 'w> Stop<'a, 'w> {
-    /// `wait` is `token.cancelled()`, pinned by the caller.
-    pub(super) fn new(
-        token: &'a CancellationToken,
-        wait: Pin<&'w mut WaitForCancellationFuture<'a>>,
-    ) -> Self {
-        Stop {
-            token,
-            wait,
+pin_project_lite::pin_project! {
+    /// `shared.shutdown.cancelled()` and `shared.hard_shutdown.cancelled()`,
+    /// and the waker both are registered with once polled.
+    pub(super) struct Stops<'a> {
+        #[pin]
+        graceful: WaitForCancellationFuture<'a>,
+        #[pin]
+        hard: WaitForCancellationFuture<'a>,
+        waker: Option<Waker>,
+    }
+}
+
+impl<'a> Stops<'a> {
+    pub(super) fn new(shared: &'a Shared) -> Self {
+        Stops {
+            graceful: shared.shutdown.cancelled(),
+            hard: shared.hard_shutdown.cancelled(),
             waker: None,
         }
     }
 
-    /// Whether the token is cancelled; registers `cx`'s waker first if it
-    /// is not the one registered.
-    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> bool {
-        match &self.waker {
-            Some(w) if w.will_wake(cx.waker()) => self.token.is_cancelled(),
+    /// Which shutdown has begun; registers `cx`'s waker first if it is not
+    /// the one registered.
+    pub(super) fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>, shared: &Shared) -> Stopping {
+        let this = self.project();
+        let (hard, graceful) = match &this.waker {
+            Some(w) if w.will_wake(cx.waker()) => (
+                shared.hard_shutdown.is_cancelled(),
+                shared.shutdown.is_cancelled(),
+            ),
             _ => {
-                self.waker = Some(cx.waker().clone());
-                self.wait.as_mut().poll(cx).is_ready()
+                *this.waker = Some(cx.waker().clone());
+                (
+                    this.hard.poll(cx).is_ready(),
+                    this.graceful.poll(cx).is_ready(),
+                )
             }
+        };
+        match (hard, graceful) {
+            (true, _) => Stopping::Hard,
+            (false, true) => Stopping::Graceful,
+            (false, false) => Stopping::No,
         }
     }
 }
