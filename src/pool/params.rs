@@ -77,6 +77,24 @@ impl ParamSet {
         self.other.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// Whether a server whose parameters are `self` already reports what
+    /// a client with `wanted` was told (no `sync_sql` needed). Values found
+    /// equal are shared from then on, so the next check is six pointer
+    /// comparisons.
+    pub fn in_line_with(&mut self, wanted: &ParamSet) -> bool {
+        for (have, want) in self.tracked.iter_mut().zip(&wanted.tracked) {
+            let Some(want) = want else {
+                continue;
+            };
+            match have {
+                Some(h) if Arc::ptr_eq(h, want) => {}
+                Some(h) if **h == **want => *h = want.clone(),
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// SET statements that make a server whose parameters are `self` report
     /// what `wanted` says, for the tracked parameters; `None` if in line.
     pub fn sync_sql(&self, wanted: &ParamSet) -> Option<String> {
@@ -144,6 +162,28 @@ mod tests {
             server.sync_sql(&client).unwrap(),
             "SET \"TimeZone\" TO 'Europe/Paris';SET \"application_name\" TO E'o''brien\\\\x';"
         );
+    }
+
+    #[test]
+    fn in_line_with_agrees_with_sync_sql_and_shares_equal_values() {
+        let client = set(&[("TimeZone", "UTC"), ("DateStyle", "ISO")]);
+        let mut server = set(&[("TimeZone", "UTC"), ("DateStyle", "ISO"), ("x", "1")]);
+        assert!(server.in_line_with(&client));
+        assert_eq!(server.sync_sql(&client), None);
+        let (i, j) = (slot("TimeZone").unwrap(), slot("DateStyle").unwrap());
+        assert!(Arc::ptr_eq(
+            server.tracked[i].as_ref().unwrap(),
+            client.tracked[i].as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            server.tracked[j].as_ref().unwrap(),
+            client.tracked[j].as_ref().unwrap()
+        ));
+        let mut other = set(&[("TimeZone", "GMT"), ("DateStyle", "ISO")]);
+        assert!(!other.in_line_with(&client));
+        assert!(other.sync_sql(&client).is_some());
+        let mut missing = set(&[("DateStyle", "ISO")]);
+        assert!(!missing.in_line_with(&client));
     }
 
     #[test]

@@ -96,9 +96,65 @@ pub enum Action {
     Rename(Arc<[u8]>, Arc<Statement>),
 }
 
-/// The replies one server connection owes, oldest first.
+/// How many plain entries are kept inline (see [`Plain`]).
+const PLAIN_MAX: usize = 8;
+
+/// Plain entries (replies forwarded as they are, nothing to undo) at the
+/// front of the ledger, kept inline: most turns name no statement, and
+/// need neither an allocation nor the general bookkeeping. While any are
+/// here, nothing is being skipped and no COPY is under way; an error or a
+/// COPY moves them into the queue first ([`Expect::spill`]).
+#[derive(Debug, Clone, Copy)]
+struct Plain {
+    kinds: [Kind; PLAIN_MAX],
+    head: u8,
+    len: u8,
+}
+
+impl Default for Plain {
+    fn default() -> Self {
+        Plain {
+            kinds: [Kind::Sync; PLAIN_MAX],
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl Plain {
+    fn at(&self, i: usize) -> Kind {
+        self.kinds[(self.head as usize + i) % PLAIN_MAX]
+    }
+
+    fn push(&mut self, kind: Kind) {
+        self.kinds[(self.head as usize + self.len as usize) % PLAIN_MAX] = kind;
+        self.len += 1;
+    }
+
+    fn pop(&mut self) {
+        self.head = ((self.head as usize + 1) % PLAIN_MAX) as u8;
+        self.len -= 1;
+    }
+}
+
+/// Whether `tag` is the last reply to a message of this kind (an error
+/// also ends it).
+fn ends(kind: Kind, tag: u8) -> bool {
+    match kind {
+        Kind::Parse => tag == b'1',
+        Kind::Bind => tag == b'2',
+        Kind::Close => tag == b'3',
+        Kind::DescribeStatement | Kind::DescribePortal => matches!(tag, b'T' | b'n'),
+        Kind::Execute => matches!(tag, b'C' | b'I' | b's'),
+        Kind::Sync => tag == b'Z',
+    }
+}
+
+/// The replies one server connection owes, oldest first: the inline plain
+/// run, then the queue.
 #[derive(Debug, Default)]
 pub struct Expect {
+    plain: Plain,
     queue: VecDeque<Entry>,
     /// An error was sent: drop entries up to the next Sync.
     skipping: bool,
@@ -109,17 +165,33 @@ pub struct Expect {
 
 impl Expect {
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.plain.len == 0 && self.queue.is_empty()
     }
 
     /// Some message sent is still unanswered.
     pub fn replies_owed(&self) -> bool {
-        self.queue.iter().any(|e| matches!(e, Entry::Reply { .. }))
+        self.plain.len > 0 || self.queue.iter().any(|e| matches!(e, Entry::Reply { .. }))
+    }
+
+    /// Moves the plain run into the queue, for the general bookkeeping.
+    fn spill(&mut self) {
+        while self.plain.len > 0 {
+            let kind = self.plain.at(self.plain.len as usize - 1);
+            self.plain.len -= 1;
+            let entry = Entry::Reply {
+                kind,
+                fate: Fate::Forward,
+                undo: None,
+            };
+            self.queue.push_front(entry);
+        }
+        self.plain.head = 0;
     }
 
     /// The server is gone: nothing still owed will be answered, so none of
     /// it took effect. Everything to undo, to be applied last first.
     pub fn abandon(&mut self) -> Vec<Undo> {
+        self.spill();
         let mut undo = Vec::new();
         for e in self.queue.drain(..) {
             if let Entry::Reply { undo: u, .. } | Entry::Emit { undo: u, .. } = e {
@@ -133,6 +205,16 @@ impl Expect {
     /// A message sent to the server.
     pub fn sent(&mut self, kind: Kind, fate: Fate, undo: Option<Undo>) {
         if kind == Kind::Sync && self.copy_in {
+            return;
+        }
+        let plain = matches!(fate, Fate::Forward) && undo.is_none();
+        if plain
+            && self.queue.is_empty()
+            && !self.skipping
+            && !self.copy_in
+            && (self.plain.len as usize) < PLAIN_MAX
+        {
+            self.plain.push(kind);
             return;
         }
         self.queue.push_back(Entry::Reply { kind, fate, undo });
@@ -152,6 +234,10 @@ impl Expect {
     /// Replies pgswitch makes that are due now (nothing owed before them),
     /// appended to `out` as whole messages.
     pub fn due(&mut self, out: &mut Vec<u8>, undo: &mut Vec<Undo>) {
+        if self.plain.len > 0 {
+            // A plain reply is owed first; nothing is skipped meanwhile.
+            return;
+        }
         self.settle(undo);
         while let Some(Entry::Emit { .. }) = self.queue.front() {
             if let Some(Entry::Emit { tag, .. }) = self.queue.pop_front() {
@@ -166,6 +252,16 @@ impl Expect {
     pub fn received(&mut self, tag: u8, undo: &mut Vec<Undo>) -> Action {
         if matches!(tag, b'N' | b'S' | b'A') {
             return Action::Forward;
+        }
+        if self.plain.len > 0 {
+            if !matches!(tag, b'E' | b'G') {
+                if ends(self.plain.at(0), tag) {
+                    self.plain.pop();
+                }
+                return Action::Forward;
+            }
+            // An error skips, a COPY drops Syncs: the general way.
+            self.spill();
         }
         self.settle(undo);
         let Some(Entry::Reply { kind, .. }) = self.queue.front() else {
@@ -182,15 +278,7 @@ impl Expect {
         let Some(Entry::Reply { fate, .. }) = self.queue.front() else {
             return Action::Forward;
         };
-        let last = error
-            || match kind {
-                Kind::Parse => tag == b'1',
-                Kind::Bind => tag == b'2',
-                Kind::Close => tag == b'3',
-                Kind::DescribeStatement | Kind::DescribePortal => matches!(tag, b'T' | b'n'),
-                Kind::Execute => matches!(tag, b'C' | b'I' | b's'),
-                Kind::Sync => tag == b'Z',
-            };
+        let last = error || ends(kind, tag);
         // A Query that fails did nothing (pgswitch only tracks one-statement
         // Queries this way).
         let failed_query = tag == b'E' && kind == Kind::Sync;
@@ -285,6 +373,56 @@ mod tests {
         // Only the tags, for readable assertions.
         out.retain(|&b| b != 0 && b != 4);
         (out, undo)
+    }
+
+    #[test]
+    fn a_plain_run_lines_up_with_the_entries_after_it() {
+        let mut e = Expect::default();
+        for kind in [Kind::Parse, Kind::Bind, Kind::Execute, Kind::Sync] {
+            e.sent(kind, Fate::Forward, None);
+        }
+        e.sent(Kind::Parse, Fate::Swallow, Some(Undo::ServerForget(7)));
+        e.sent(Kind::Sync, Fate::Forward, None);
+        assert!(e.replies_owed());
+        let (out, undo) = replies(&mut e, b"12DCZ1Z");
+        assert_eq!(out, b"12DCZZ");
+        assert!(undo.is_empty());
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn an_error_in_the_plain_run_skips_to_its_sync() {
+        let mut e = Expect::default();
+        for kind in [Kind::Parse, Kind::Bind, Kind::Execute, Kind::Sync] {
+            e.sent(kind, Fate::Forward, None);
+        }
+        e.emit(b'3', None);
+        let (out, _) = replies(&mut e, b"EZ");
+        assert_eq!(out, b"EZ3");
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn a_plain_run_longer_than_its_room_goes_on_in_the_queue() {
+        let mut e = Expect::default();
+        for _ in 0..PLAIN_MAX + 3 {
+            e.sent(Kind::Sync, Fate::Forward, None);
+        }
+        e.emit(b'1', None);
+        let zs = vec![b'Z'; PLAIN_MAX + 3];
+        let (out, _) = replies(&mut e, &zs);
+        assert_eq!(out.len(), PLAIN_MAX + 4);
+        assert_eq!(out.last(), Some(&b'1'));
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn abandoning_a_plain_run_undoes_what_follows_it() {
+        let mut e = Expect::default();
+        e.sent(Kind::Sync, Fate::Forward, None);
+        e.sent(Kind::Parse, Fate::Swallow, Some(Undo::ServerForget(9)));
+        assert_eq!(e.abandon(), vec![Undo::ServerForget(9)]);
+        assert!(e.is_empty());
     }
 
     #[test]

@@ -97,10 +97,10 @@ impl Forwarder<'_> {
         if !clean_client || self.shared.hard_shutdown.is_cancelled() {
             return false;
         }
-        let Some(server) = self.pool.try_checkout_on(which) else {
+        let Some(mut server) = self.pool.try_checkout_on(which) else {
             return false;
         };
-        if server.params.sync_sql(&self.params).is_some() {
+        if !server.params.in_line_with(&self.params) {
             // Back to the pool; `attach` syncs it.
             return false;
         }
