@@ -57,6 +57,9 @@ async fn pinned_state_never_reaches_the_next_client() {
         "/* c */ LISTEN chan",
         "-- tag\n listen chan",
         "SET ROLE app",
+        // A name spelled with Unicode escapes may be any function.
+        "SELECT U&\"\\0073et_config\"('statement_timeout', '2h', false)",
+        "SELECT U&\"!0073et_config\" UESCAPE '!' ('statement_timeout', '2h', false)",
     ];
     let proxy = Proxy::start(one_connection()).await;
     for protocol in [Protocol::Simple, Protocol::Extended] {
@@ -95,6 +98,9 @@ async fn settings_follow_their_client_only() {
         "SELECT 1; /* c */ SET statement_timeout = '2h'",
         "SELECT set_config('statement_timeout', '2h', false)",
         "/* c */ select pg_catalog.set_config('statement_timeout', '2h', 'off')",
+        // A quoted name calls the same function.
+        "SELECT \"set_config\"('statement_timeout', '2h', false)",
+        "select \"pg_catalog\".\"set_config\"('statement_timeout', '2h', false)",
     ];
     let proxy = Proxy::start(one_connection()).await;
     for protocol in [Protocol::Simple, Protocol::Extended] {

@@ -4,15 +4,18 @@
 //! - a statement after another one is seen as if alone (every statement of
 //!   a multi-statement Query is looked at);
 //! - the text of a named prepared statement pins whenever the same text
-//!   would pin or change settings as a Query.
+//!   would pin or change settings as a Query;
+//! - the pre-scan for trigger words never hides an effect: the result is
+//!   the same as lexing every text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pgswitch::session::effects::effects;
+use pgswitch::session::effects::{effects, lexed};
 
 fuzz_target!(|data: &[u8]| {
     let sql = String::from_utf8_lossy(data);
     let fx = effects(&sql, false);
+    assert_eq!(lexed(&sql, false), fx, "the pre-scan hid an effect of {sql:?}");
     for prefixed in [
         format!("/* a comment */ {sql}"),
         format!("-- a comment\n{sql}"),

@@ -56,6 +56,15 @@ impl Effects {
 /// prepared statement (a Parse with a name): it runs again later, in turns
 /// where no text passes by, so settings it changes cannot be tracked.
 pub fn effects(sql: &str, named: bool) -> Effects {
+    if !may_touch_session(sql) {
+        return Effects::default();
+    }
+    lexed(sql, named)
+}
+
+/// `effects` without the pre-scan for trigger words: every statement
+/// lexed. Public for the fuzz target, which checks that the two agree.
+pub fn lexed(sql: &str, named: bool) -> Effects {
     let mut fx = Effects::default();
     let mut lexer = Lexer::new(sql);
     while let Some(st) = lexer.statement() {
@@ -65,6 +74,39 @@ pub fn effects(sql: &str, named: bool) -> Effects {
         fx.pin("a prepared statement that changes settings");
     }
     fx
+}
+
+/// Words (in any case) of which every rule below needs at least one: the
+/// keywords that start a statement of interest (`SET` and `RESET` both
+/// contain "set"), the functions `calls` looks for (`set_config` and
+/// `setseed` contain "set", every session advisory lock
+/// "advisory_lock"), `INTO`, and `U&` (names spelled with escapes). Quoted
+/// names are looked at as written, so they contain these too.
+const TRIGGERS: [&str; 11] = [
+    "set",
+    "listen",
+    "load",
+    "discard",
+    "declare",
+    "create",
+    "prepare",
+    "do",
+    "into",
+    "advisory_lock",
+    "u&",
+];
+
+/// Whether `sql` contains any of [`TRIGGERS`]: a scan that lets most
+/// statements skip the lexer. A text that matches only by chance
+/// ("offset", "order") just takes the full look.
+fn may_touch_session(sql: &str) -> bool {
+    static WORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(TRIGGERS)
+            .unwrap_or_else(|e| panic!("session-state triggers: {e}"))
+    });
+    WORDS.is_match(sql)
 }
 
 fn statement(st: Statement<'_>, fx: &mut Effects) {
@@ -234,16 +276,30 @@ fn calls(st: Statement<'_>, fx: &mut Effects) {
     let first = st.clone().next();
     let dml = first.is_some_and(|t| t.is("insert") || t.is("merge"));
     let mut tokens = st;
+    // The two tokens before this one, for `U&"..."`.
+    let mut before = [Token::End, Token::End];
     while let Some(t) = tokens.next() {
-        let Token::Word(w) = t else { continue };
-        let called = || tokens.clone().next() == Some(Token::Punct(b'('));
-        if w.eq_ignore_ascii_case("set_config") && called() {
+        let escaped =
+            matches!(before, [Token::Word(u), Token::Punct(b'&')] if u.eq_ignore_ascii_case("u"));
+        before = [before[1], t];
+        // A quoted name calls the same function (`"set_config"(...)`).
+        let (w, quoted) = match t {
+            Token::Word(w) => (w, false),
+            Token::Quoted(w) => (w, true),
+            _ => continue,
+        };
+        let next = tokens.clone().next();
+        let called = next == Some(Token::Punct(b'('));
+        if quoted && escaped && (called || next.is_some_and(|t| t.is("uescape"))) {
+            // `U&"\0073et_config"(...)`: the name is not what it reads.
+            fx.pin("a function called by a Unicode-escaped name");
+        } else if w.eq_ignore_ascii_case("set_config") && called {
             set_config(tokens.clone(), fx);
-        } else if w.eq_ignore_ascii_case("setseed") && called() {
+        } else if w.eq_ignore_ascii_case("setseed") && called {
             fx.pin("setseed");
-        } else if w.len() >= 16 && is_session_lock(w) && called() {
+        } else if w.len() >= 16 && is_session_lock(w) && called {
             fx.pin("a session advisory lock");
-        } else if w.eq_ignore_ascii_case("into") && !dml && into_temp(tokens.clone()) {
+        } else if !quoted && w.eq_ignore_ascii_case("into") && !dml && into_temp(tokens.clone()) {
             fx.pin("a temporary table");
         }
     }

@@ -105,6 +105,18 @@ fn features_that_pin() {
             "DO $f$ BEGIN CREATE TEMP TABLE t (a int); END $f$",
             "a DO block that may change session state",
         ),
+        // A quoted name calls the same function.
+        ("SELECT \"pg_advisory_lock\"(1)", "a session advisory lock"),
+        ("select \"setseed\"(0.5)", "setseed"),
+        // An escaped name may be any function.
+        (
+            "SELECT U&\"\\0073et_config\"('a.b', 'c', false)",
+            "a function called by a Unicode-escaped name",
+        ),
+        (
+            "select u&\"!0073etseed\" UESCAPE '!' (0.5)",
+            "a function called by a Unicode-escaped name",
+        ),
     ];
     for (sql, feature) in cases {
         assert_eq!(pin(sql), Some(*feature), "{sql}");
@@ -134,6 +146,8 @@ fn statements_that_do_not_pin() {
         "DO $$ BEGIN RAISE NOTICE 'hi'; END $$",
         "UPDATE t SET a = 1",
         "SELECT pg_advisory_lock_id",
+        "SELECT U&\"d\\0061t\" FROM t",
+        "SELECT \"into\" FROM t",
     ] {
         assert_eq!(pin(sql), None, "{sql}");
     }
@@ -179,6 +193,14 @@ fn settings_that_follow_the_client() {
         ["work_mem"]
     );
     assert_eq!(names("BEGIN; SET work_mem = '6MB'; COMMIT"), ["work_mem"]);
+    assert_eq!(
+        names("SELECT \"set_config\"('statement_timeout', '2h', false)"),
+        ["statement_timeout"]
+    );
+    assert_eq!(
+        names("select \"pg_catalog\".\"set_config\"('Work_Mem', '1MB', false)"),
+        ["work_mem"]
+    );
     assert!(effects("RESET ALL", false).change.unwrap().reset_all);
     assert!(effects("/**/ discard all", false).change.unwrap().reset_all);
     assert!(effects("DISCARD PLANS", false).change.is_none());
@@ -199,4 +221,27 @@ fn named_statements_that_change_settings_pin() {
     let fx = effects("SELECT set_config('a.b', 'c', false)", true);
     assert_eq!(fx.pin, Some("a prepared statement that changes settings"));
     assert_eq!(effects("SELECT 1", true), Effects::default());
+}
+
+#[test]
+fn texts_without_a_trigger_word_skip_the_lexer() {
+    for sql in [
+        "SELECT 1",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+        "INSERT INTO t VALUES (1)",
+    ] {
+        let expected = !sql.contains("INTO");
+        assert_eq!(!may_touch_session(sql), expected, "{sql}");
+    }
+    // Every word a rule looks for is a trigger, in any case.
+    for sql in [
+        "reset all",
+        "SELECT SET_CONFIG('a', 'b', false)",
+        "select pg_try_advisory_lock_shared(1)",
+        "Do $$ begin end $$",
+        "SELECT \"setseed\"(1)",
+        "select U&\"x\"",
+    ] {
+        assert!(may_touch_session(sql), "{sql}");
+    }
 }
