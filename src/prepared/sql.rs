@@ -20,10 +20,15 @@ pub enum Command {
 /// The commands in `sql`, in order; empty (and cheap) for the text of
 /// almost every statement, which names none of the keywords.
 pub fn commands(sql: &str) -> Vec<Command> {
-    if !["prepare", "deallocate", "discard"]
-        .iter()
-        .any(|k| contains_ci(sql, k))
-    {
+    static KEYWORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+        std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(["prepare", "deallocate", "discard"])
+                .unwrap_or_else(|e| panic!("prepared-statement keywords: {e}"))
+        });
+    if !KEYWORDS.is_match(sql) {
         return Vec::new();
     }
     let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
@@ -66,11 +71,6 @@ fn folded(name: &Ident) -> String {
 }
 
 /// ASCII case-insensitive substring search, without allocating.
-fn contains_ci(haystack: &str, needle: &str) -> bool {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
-}
-
 /// `name` quoted as an SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

@@ -67,8 +67,8 @@ pub fn effects(sql: &str, named: bool) -> Effects {
 pub fn lexed(sql: &str, named: bool) -> Effects {
     let mut fx = Effects::default();
     let mut lexer = Lexer::new(sql);
-    while let Some(st) = lexer.statement() {
-        statement(st, &mut fx);
+    while let Some(st) = lexer.starting() {
+        lexer = statement(st, &mut fx);
     }
     if named && fx.change.is_some() {
         fx.pin("a prepared statement that changes settings");
@@ -109,7 +109,8 @@ fn may_touch_session(sql: &str) -> bool {
     WORDS.is_match(sql)
 }
 
-fn statement(st: Statement<'_>, fx: &mut Effects) {
+/// One statement's effects; returns the text after it.
+fn statement<'a>(st: Statement<'a>, fx: &mut Effects) -> Lexer<'a> {
     let mut words = st.clone();
     let Some(Token::Word(first)) = words.next() else {
         // `(SELECT ...)` and the like: only the calls matter.
@@ -120,14 +121,14 @@ fn statement(st: Statement<'_>, fx: &mut Effects) {
         // `PREPARE p AS ...`: what the statement does happens at each
         // EXECUTE, in later turns.
         let mut inner = Effects::default();
-        calls(words, &mut inner);
+        let rest = calls(words, &mut inner);
         if inner.change.is_some() {
             fx.pin("a prepared statement that changes settings");
         }
         if let Some(p) = inner.pin {
             fx.pin(p);
         }
-        return;
+        return rest;
     }
     if is("do") {
         // A DO block's body is PL/pgSQL (or another language): any word
@@ -136,7 +137,7 @@ fn statement(st: Statement<'_>, fx: &mut Effects) {
         if words.any(touches) {
             fx.pin("a DO block that may change session state");
         }
-        return;
+        return words.finish();
     }
     if is("listen") {
         fx.pin("LISTEN");
@@ -161,7 +162,7 @@ fn statement(st: Statement<'_>, fx: &mut Effects) {
     } else if is("create") {
         create(words, fx);
     }
-    calls(st, fx);
+    calls(st, fx)
 }
 
 /// `SET ...` after the `SET`.
@@ -271,8 +272,8 @@ fn create(words: Statement<'_>, fx: &mut Effects) {
 }
 
 /// Anywhere in a statement: function calls that change the session, and
-/// `SELECT ... INTO TEMP`.
-fn calls(st: Statement<'_>, fx: &mut Effects) {
+/// `SELECT ... INTO TEMP`. Returns the text after the statement.
+fn calls<'a>(st: Statement<'a>, fx: &mut Effects) -> Lexer<'a> {
     let first = st.clone().next();
     let dml = first.is_some_and(|t| t.is("insert") || t.is("merge"));
     let mut tokens = st;
@@ -288,21 +289,23 @@ fn calls(st: Statement<'_>, fx: &mut Effects) {
             Token::Quoted(w) => (w, true),
             _ => continue,
         };
-        let next = tokens.clone().next();
-        let called = next == Some(Token::Punct(b'('));
-        if quoted && escaped && (called || next.is_some_and(|t| t.is("uescape"))) {
+        // Looked ahead only for a name that matters.
+        let called = || tokens.clone().next() == Some(Token::Punct(b'('));
+        let uescape = || tokens.clone().next().is_some_and(|t| t.is("uescape"));
+        if quoted && escaped && (called() || uescape()) {
             // `U&"\0073et_config"(...)`: the name is not what it reads.
             fx.pin("a function called by a Unicode-escaped name");
-        } else if w.eq_ignore_ascii_case("set_config") && called {
+        } else if w.eq_ignore_ascii_case("set_config") && called() {
             set_config(tokens.clone(), fx);
-        } else if w.eq_ignore_ascii_case("setseed") && called {
+        } else if w.eq_ignore_ascii_case("setseed") && called() {
             fx.pin("setseed");
-        } else if w.len() >= 16 && is_session_lock(w) && called {
+        } else if w.len() >= 16 && is_session_lock(w) && called() {
             fx.pin("a session advisory lock");
         } else if !quoted && w.eq_ignore_ascii_case("into") && !dml && into_temp(tokens.clone()) {
             fx.pin("a temporary table");
         }
     }
+    tokens.finish()
 }
 
 fn is_session_lock(w: &str) -> bool {

@@ -58,7 +58,28 @@ impl<'a> Lexer<'a> {
                 _ => {
                     // Move past this statement for the next call.
                     while !matches!(self.next(), None | Some(Token::End)) {}
-                    return Some(Statement { lexer: start });
+                    return Some(Statement {
+                        lexer: start,
+                        done: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The next statement's tokens, or `None` at the end of the text,
+    /// without moving past it: the caller goes on from where it stops
+    /// reading (see [`Statement::finish`]), so the text is lexed once.
+    pub fn starting(&mut self) -> Option<Statement<'a>> {
+        loop {
+            let start = self.clone();
+            match self.next()? {
+                Token::End => continue,
+                _ => {
+                    return Some(Statement {
+                        lexer: start,
+                        done: false,
+                    })
                 }
             }
         }
@@ -219,19 +240,32 @@ impl<'a> Iterator for Lexer<'a> {
 #[derive(Debug, Clone)]
 pub struct Statement<'a> {
     lexer: Lexer<'a>,
+    /// Its `;` (or the end of the text) was reached.
+    done: bool,
+}
+
+impl<'a> Statement<'a> {
+    /// The text after this statement (and its `;`), its remaining tokens
+    /// read past.
+    pub fn finish(mut self) -> Lexer<'a> {
+        while self.next().is_some() {}
+        self.lexer
+    }
 }
 
 impl<'a> Iterator for Statement<'a> {
     type Item = Token<'a>;
 
     fn next(&mut self) -> Option<Token<'a>> {
-        match self.lexer.next()? {
-            Token::End => {
-                // Stay at the end.
-                self.lexer.pos = self.lexer.sql.len();
+        if self.done {
+            return None;
+        }
+        match self.lexer.next() {
+            None | Some(Token::End) => {
+                self.done = true;
                 None
             }
-            t => Some(t),
+            t => t,
         }
     }
 }
@@ -282,6 +316,26 @@ mod tests {
                 Token::Punct(b','),
                 Token::Word("a$b"),
             ]]
+        );
+    }
+
+    #[test]
+    fn statements_read_once_go_on_where_they_stop() {
+        let sql = "select 1; ; listen \"a;b\"; do $x$ begin; end $x$";
+        let mut l = Lexer::new(sql);
+        let mut once = Vec::new();
+        while let Some(mut st) = l.starting() {
+            // Read one token only; `finish` moves past the rest.
+            once.push(st.next());
+            l = st.finish();
+        }
+        assert_eq!(
+            once,
+            [
+                Some(Token::Word("select")),
+                Some(Token::Word("listen")),
+                Some(Token::Word("do"))
+            ]
         );
     }
 

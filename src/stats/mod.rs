@@ -50,6 +50,37 @@ pub struct Running {
     pub error: bool,
 }
 
+/// The requests in flight on one server connection, oldest first. The
+/// oldest is kept inline: a turn most often runs one request, and then
+/// needs no allocation.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    first: Option<Running>,
+    /// The rest, when more than one runs (pipelining); empty while `first`
+    /// is.
+    rest: std::collections::VecDeque<Running>,
+}
+
+impl InFlight {
+    pub fn push(&mut self, r: Running) {
+        match self.first {
+            None => self.first = Some(r),
+            Some(_) => self.rest.push_back(r),
+        }
+    }
+
+    /// The oldest, taken out.
+    pub fn pop(&mut self) -> Option<Running> {
+        let r = self.first.take();
+        self.first = self.rest.pop_front();
+        r
+    }
+
+    pub fn oldest_mut(&mut self) -> Option<&mut Running> {
+        self.first.as_mut()
+    }
+}
+
 /// Fingerprints are hashes already: the map keys on them as they are.
 type Entries = HashMap<u64, Entry, nohash_hasher::BuildNoHashHasher<u64>>;
 
@@ -235,6 +266,28 @@ mod tests {
             error: false,
         };
         s.end(&r, replica, None);
+    }
+
+    #[test]
+    fn in_flight_is_first_in_first_out() {
+        let at = |key| Running {
+            key,
+            start: Instant::now(),
+            rows: 0,
+            error: false,
+        };
+        let mut q = InFlight::default();
+        assert!(q.pop().is_none());
+        q.push(at(1));
+        q.push(at(2));
+        q.oldest_mut().unwrap().rows = 5;
+        q.push(at(3));
+        let first = q.pop().unwrap();
+        assert_eq!((first.key, first.rows), (1, 5));
+        q.push(at(4));
+        let keys: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|r| r.key).collect();
+        assert_eq!(keys, [2, 3, 4]);
+        assert!(q.oldest_mut().is_none());
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl Forwarder<'_> {
             started: None,
             waited,
             trace: None,
-            running: std::collections::VecDeque::new(),
+            running: Default::default(),
             parsed: None,
             change: None,
             applied: false,

@@ -27,7 +27,6 @@ use crate::protocol::frame::{peek_header, Item, Splitter};
 use crate::protocol::messages::{self, Severity};
 use crate::router::RouteHint;
 use crate::shared::Shared;
-use crate::stats::Running;
 
 /// A server connection held by the client, and where the exchange stands.
 struct Link {
@@ -51,7 +50,7 @@ struct Link {
     trace: Option<Box<crate::ops::traces::TxSpan>>,
     /// Requests in flight, for per-query statistics (one per ReadyForQuery
     /// owed), and the fingerprint of an unnamed Parse waiting for its Sync.
-    running: std::collections::VecDeque<Running>,
+    running: crate::stats::InFlight,
     parsed: Option<u64>,
     /// Settings the client changed on this connection (read back at the
     /// end of its turn), and whether its earlier settings were put on it.

@@ -39,7 +39,7 @@ pub(super) fn track_request(
         },
         _ => stats.begin(FUNCTION_CALL, reason),
     };
-    link.running.push_back(Running {
+    link.running.push(Running {
         key,
         start: std::time::Instant::now(),
         rows: 0,

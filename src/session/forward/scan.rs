@@ -233,7 +233,7 @@ impl Forwarder<'_> {
                 Item::Whole { tag: b'Z', body } => {
                     link.pending.server(b'Z');
                     link.last_status = body.first().copied().unwrap_or(b'I');
-                    if let Some(r) = link.running.pop_front() {
+                    if let Some(r) = link.running.pop() {
                         let slow = self.shared.config.load().general.slow_query_threshold;
                         let replica = matches!(link.which, Which::Replica(_));
                         if let Some((took, text)) = self.shared.queries.end(&r, replica, slow) {
@@ -277,7 +277,7 @@ impl Forwarder<'_> {
                 }
                 Item::Whole { tag: b'E', body } => {
                     link.pending.server(b'E');
-                    if let Some(r) = link.running.front_mut() {
+                    if let Some(r) = link.running.oldest_mut() {
                         r.error = true;
                     }
                     if let Some((_, code)) = messages::error_fields(body).find(|(f, _)| *f == b'C')
@@ -299,7 +299,7 @@ impl Forwarder<'_> {
                 }
                 Item::Header { tag, .. } => {
                     if tag == b'D' {
-                        if let Some(r) = link.running.front_mut() {
+                        if let Some(r) = link.running.oldest_mut() {
                             r.rows += 1;
                         }
                     }
