@@ -16,23 +16,22 @@ pub(super) fn request_text(tag: u8, body: Option<&[u8]>) -> Option<&str> {
 }
 
 /// Notes a client request for the per-query statistics: a Query starts one
-/// with its text; a Parse remembers its text until the Sync that runs it; a
-/// Sync or FunctionCall starts one.
+/// with its text (`text`, see `request_text`); a Parse remembers its text
+/// until the Sync that runs it; a Sync or FunctionCall starts one.
 pub(super) fn track_request(
     stats: &crate::stats::QueryStats,
     link: &mut Link,
     tag: u8,
-    body: Option<&[u8]>,
+    text: Option<&str>,
     reason: &'static str,
 ) {
     use crate::stats::{Running, FUNCTION_CALL, PREPARED, TOO_LARGE};
     let key = match tag {
         b'P' => {
-            let text = request_text(tag, body).unwrap_or(TOO_LARGE);
-            link.parsed = Some(stats.begin(text, reason));
+            link.parsed = Some(stats.begin(text.unwrap_or(TOO_LARGE), reason));
             return;
         }
-        b'Q' => stats.begin(request_text(tag, body).unwrap_or(TOO_LARGE), reason),
+        b'Q' => stats.begin(text.unwrap_or(TOO_LARGE), reason),
         b'S' => match link.parsed.take() {
             Some(k) => k,
             None => stats.begin(PREPARED, reason),

@@ -4,7 +4,7 @@
 //! parameters, errors, rows, replies changed for named statements). The
 //! session state machine in `mod.rs` then writes what these return.
 
-use super::requests::track_request;
+use super::requests::{request_text, track_request};
 use super::statements::{self, Rewritten};
 use super::{Flow, Forwarder, SessionError};
 use crate::config::{PoolMode, SessionState};
@@ -91,12 +91,14 @@ impl Forwarder<'_> {
                 if tag != b'P' {
                     self.pool.stats.requests.inc();
                 }
+                // The statement text, checked as UTF-8 once for both.
+                let text = request_text(tag, body);
                 if self.shared.queries.enabled() {
                     let reason = self.route.as_ref().map_or("", |r| r.reason);
-                    track_request(&self.shared.queries, link, tag, body, reason);
+                    track_request(&self.shared.queries, link, tag, text, reason);
                 }
                 if self.mode != PoolMode::Session && tag != b'S' {
-                    let fx = session_effects(tag, body, track);
+                    let fx = session_effects(tag, body, text, track);
                     if let Some(change) = fx.change {
                         link.change.get_or_insert_with(Box::default).merge(change);
                     }
@@ -323,16 +325,17 @@ impl Forwarder<'_> {
     }
 }
 
-/// What a Query's, Parse's or FunctionCall's text does to the session.
-/// Texts that are not UTF-8 (another client_encoding) are read with the
-/// bytes that are not replaced: every keyword that matters is ASCII. With
-/// named statements tracked (`track`), a named one's settings are read
-/// back after each turn that binds it; otherwise it pins.
-fn session_effects(tag: u8, body: Option<&[u8]>, track: bool) -> Effects {
+/// What a Query's, Parse's or FunctionCall's text does to the session
+/// (`text`: the statement, when it is UTF-8). Texts that are not UTF-8
+/// (another client_encoding) are read with the bytes that are not
+/// replaced: every keyword that matters is ASCII. With named statements
+/// tracked (`track`), a named one's settings are read back after each turn
+/// that binds it; otherwise it pins.
+fn session_effects(tag: u8, body: Option<&[u8]>, text: Option<&str>, track: bool) -> Effects {
     let Some(body) = body else {
         return Effects::default();
     };
-    let (named, text) = match tag {
+    let (named, raw) = match tag {
         b'P' => {
             let name_end = body.iter().position(|&c| c == 0).unwrap_or(body.len());
             (
@@ -354,11 +357,11 @@ fn session_effects(tag: u8, body: Option<&[u8]>, track: bool) -> Effects {
         }
         _ => return Effects::default(),
     };
-    let text = &text[..text.iter().position(|&c| c == 0).unwrap_or(text.len())];
-    match std::str::from_utf8(text) {
-        Ok(sql) => effects(sql, named),
-        Err(_) => effects(&String::from_utf8_lossy(text), named),
+    if let Some(sql) = text {
+        return effects(sql, named);
     }
+    let raw = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
+    effects(&String::from_utf8_lossy(raw), named)
 }
 
 /// A transaction that just ended (ReadyForQuery 'I' with nothing owed).
