@@ -92,8 +92,8 @@ impl App {
     }
 
     /// Cancel it to start a graceful shutdown.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shared.shutdown.clone()
+    pub fn shutdown_token(&self) -> crate::shared::StopHandle {
+        crate::shared::StopHandle(self.shared.clone())
     }
 
     /// Accepts clients until shutdown, then drains: running transactions get
@@ -152,7 +152,7 @@ impl App {
         );
         if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
             tracing::warn!("shutdown_timeout reached; closing remaining clients");
-            shared.hard_shutdown.cancel();
+            shared.stop_now();
             tracker.wait().await;
         }
         shared.pools.close();

@@ -2,7 +2,7 @@
 //! and RELOAD share: below all of them (they import it; it imports none of
 //! them), built once by `app::App::bind`.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -24,9 +24,14 @@ pub struct Shared {
     /// Client connections past their startup packet, against max_client_conn.
     pub clients: AtomicUsize,
     /// Graceful: stop accepting; sessions end at their next idle point.
+    /// Cancelled by `stop`.
     pub shutdown: CancellationToken,
-    /// Forced: sessions end now.
+    /// Forced: sessions end now. Cancelled by `stop_now`.
     pub hard_shutdown: CancellationToken,
+    /// Which of the two has begun, readable without a lock (a token's own
+    /// check takes its lock, which every session would share): set before
+    /// the token is cancelled, so a session its cancellation wakes sees it.
+    stopping: AtomicU8,
     pub metrics: Arc<Metrics>,
     /// PAUSE / RESUME from the admin console.
     pub pause: PauseControl,
@@ -56,6 +61,7 @@ impl Shared {
             clients: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             hard_shutdown: CancellationToken::new(),
+            stopping: AtomicU8::new(Stopping::No as u8),
             pause: PauseControl::default(),
             statements: crate::prepared::Interner::new(metrics.prepared_bytes.clone()),
             incidents: Default::default(),
@@ -64,5 +70,51 @@ impl Shared {
             traces,
             metrics,
         }
+    }
+}
+
+/// Which shutdown has begun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stopping {
+    No = 0,
+    /// A drain: no new clients, idle ones are closed.
+    Graceful = 1,
+    /// Everyone is closed.
+    Hard = 2,
+}
+
+impl Shared {
+    /// Begins a graceful shutdown.
+    pub fn stop(&self) {
+        self.stopping
+            .fetch_max(Stopping::Graceful as u8, Ordering::SeqCst);
+        self.shutdown.cancel();
+    }
+
+    /// Closes every session now (the graceful shutdown has begun too).
+    pub fn stop_now(&self) {
+        self.stopping.store(Stopping::Hard as u8, Ordering::SeqCst);
+        self.shutdown.cancel();
+        self.hard_shutdown.cancel();
+    }
+
+    /// Which shutdown has begun: one atomic load.
+    pub fn stopping(&self) -> Stopping {
+        match self.stopping.load(Ordering::Acquire) {
+            0 => Stopping::No,
+            1 => Stopping::Graceful,
+            _ => Stopping::Hard,
+        }
+    }
+}
+
+/// Begins a graceful shutdown of one `App` from outside it (signals,
+/// tests).
+#[derive(Clone)]
+pub struct StopHandle(pub(crate) Arc<Shared>);
+
+impl StopHandle {
+    pub fn cancel(&self) {
+        self.0.stop();
     }
 }

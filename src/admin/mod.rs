@@ -87,7 +87,7 @@ pub async fn serve(
                 messages::ready_for_query(&mut out, b'I');
                 stream.send(&out).await.map_err(SessionError::ClientGone)?;
                 if stop {
-                    shared.shutdown.cancel();
+                    shared.stop();
                     return Ok(());
                 }
                 continue;

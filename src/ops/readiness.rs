@@ -10,7 +10,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `Ok` when ready; otherwise why not, one reason per line.
 pub async fn check(shared: &Shared) -> Result<(), String> {
-    if shared.shutdown.is_cancelled() {
+    if shared.stopping() != crate::shared::Stopping::No {
         return Err("draining: pgswitch is shutting down".into());
     }
     let mut problems = Vec::new();

@@ -18,7 +18,6 @@ use std::time::Duration;
 use pgswitch::app::App;
 use pgswitch::config::{Config, Overrides, PoolMode};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -72,7 +71,7 @@ pub struct Proxy {
     /// The serverless front, when the config has `http_listen`.
     pub http_addr: Option<SocketAddr>,
     pub shared: std::sync::Arc<pgswitch::shared::Shared>,
-    pub shutdown: CancellationToken,
+    pub shutdown: pgswitch::shared::StopHandle,
     pub task: JoinHandle<()>,
 }
 

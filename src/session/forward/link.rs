@@ -94,7 +94,7 @@ impl Forwarder<'_> {
             .as_ref()
             .is_none_or(|r| r.settings.is_empty() && r.deferred_begin.is_none())
             && self.statements.as_ref().is_none_or(|c| c.sql().is_empty());
-        if !clean_client || self.shared.hard_shutdown.is_cancelled() {
+        if !clean_client || self.shared.stopping() == crate::shared::Stopping::Hard {
             return false;
         }
         let Some(mut server) = self.pool.try_checkout_on(which) else {

@@ -330,7 +330,7 @@ impl<'a> Forwarder<'a> {
             })
             .await;
             match wake {
-                Wake::Stop if graced || shared.hard_shutdown.is_cancelled() => {
+                Wake::Stop if graced || shared.stopping() == Stopping::Hard => {
                     return Err(SessionError::Shutdown)
                 }
                 Wake::Stop => {

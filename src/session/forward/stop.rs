@@ -1,10 +1,12 @@
 //! The shutdown signals, watched from the session's one wait (see
-//! `Forwarder::pump`) at the price of two atomic loads per wake-up.
+//! `Forwarder::pump`) at the price of one atomic load per wake-up.
 //!
-//! Polling a `CancellationToken`'s future takes the token's waiter lock
-//! every time. Once polled with this task's waker it stays registered, so
-//! later wake-ups only need to look at the tokens; the futures are polled
-//! again only when the waker changes.
+//! Polling a `CancellationToken`'s future, or asking the token, takes the
+//! token's lock, one lock for every session. Once polled with this task's
+//! waker the futures stay registered, so that a shutdown wakes the
+//! session; what it finds then is `Shared::stopping`, set before the tokens
+//! are cancelled. The futures are polled again only when the waker
+//! changes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,16 +15,7 @@ use std::task::{Context, Waker};
 use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::shared::Shared;
-
-/// Which shutdown has begun.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Stopping {
-    No,
-    /// A drain: idle clients are closed.
-    Graceful,
-    /// Everyone is closed.
-    Hard,
-}
+pub(super) use crate::shared::Stopping;
 
 pin_project_lite::pin_project! {
     /// `shared.shutdown.cancelled()` and `shared.hard_shutdown.cancelled()`,
@@ -49,23 +42,12 @@ impl<'a> Stops<'a> {
     /// the one registered.
     pub(super) fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>, shared: &Shared) -> Stopping {
         let this = self.project();
-        let (hard, graceful) = match &this.waker {
-            Some(w) if w.will_wake(cx.waker()) => (
-                shared.hard_shutdown.is_cancelled(),
-                shared.shutdown.is_cancelled(),
-            ),
-            _ => {
-                *this.waker = Some(cx.waker().clone());
-                (
-                    this.hard.poll(cx).is_ready(),
-                    this.graceful.poll(cx).is_ready(),
-                )
-            }
-        };
-        match (hard, graceful) {
-            (true, _) => Stopping::Hard,
-            (false, true) => Stopping::Graceful,
-            (false, false) => Stopping::No,
+        if !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *this.waker = Some(cx.waker().clone());
+            // Registered with this waker; their readiness is read below.
+            let _ = this.hard.poll(cx);
+            let _ = this.graceful.poll(cx);
         }
+        shared.stopping()
     }
 }
