@@ -19,6 +19,8 @@
 //! - [`serverless`]: SQL over HTTP and the wire protocol over WebSocket,
 //!   as Neon's driver speaks them (`http_listen`).
 //! - [`reload`]: SIGHUP / RELOAD: re-read, validate, swap, resize.
+//! - [`sqltext`]: a statement's text, checked and scanned once for the
+//!   words the session-state rules and the prepared-statement rewriter need.
 //! - [`stats`]: per-query statistics by fingerprint.
 //! - [`incidents`]: server problems logged at start, in summaries, at end.
 //! - [`import`]: `import-pgbouncer`, a PgBouncer config as pgswitch's TOML.
@@ -45,4 +47,5 @@ pub mod router;
 pub mod serverless;
 pub mod session;
 pub mod shared;
+pub mod sqltext;
 pub mod stats;

@@ -56,6 +56,8 @@ async fn pinned_state_never_reaches_the_next_client() {
         "CREATE TEMP TABLE iso_t AS SELECT 1 AS x",
         "/* c */ LISTEN chan",
         "-- tag\n listen chan",
+        // A `--` comment ends at a carriage return too, as Postgres reads it.
+        "-- tag\rCREATE TEMP TABLE iso_t (x int)\n",
         "SET ROLE app",
         // A name spelled with Unicode escapes may be any function.
         "SELECT U&\"\\0073et_config\"('statement_timeout', '2h', false)",
@@ -96,6 +98,7 @@ async fn settings_follow_their_client_only() {
         "/* c */ SET statement_timeout = '2h'",
         "-- c\nSet Statement_Timeout TO '2h'",
         "SELECT 1; /* c */ SET statement_timeout = '2h'",
+        "SELECT 1; --c\rSET statement_timeout = '2h'\n",
         "SELECT set_config('statement_timeout', '2h', false)",
         "/* c */ select pg_catalog.set_config('statement_timeout', '2h', 'off')",
         // A quoted name calls the same function.

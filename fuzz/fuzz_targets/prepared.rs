@@ -236,7 +236,8 @@ fn rewriter<'a>(link: &'a mut Link, interner: &'a Interner) -> Rewriter<'a> {
 fn client(link: &mut Link, interner: &Interner, tag: u8, body: Option<&[u8]>) {
     let mut out = BytesMut::new();
     let mut rw = rewriter(link, interner);
-    let sent = rw.message(tag, body, &mut out);
+    let text = body.and_then(|b| pgswitch::sqltext::Text::of_request(tag, b));
+    let sent = rw.message(tag, body, text, &mut out);
     let shown = body.map(String::from_utf8_lossy);
     assert_eq!(
         framed(&out),

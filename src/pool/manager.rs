@@ -55,11 +55,15 @@ impl Manager {
     }
 
     /// Whether an idle connection may be lent out again: within its
-    /// lifetime and still open. Only clean idle connections are pooled at
-    /// all (see `slots::Server`).
+    /// lifetime when it came back (no clock read per checkout; the
+    /// once-a-second maintenance closes idle ones that outlive it) and
+    /// still open. Only clean idle connections are pooled at all (see
+    /// `slots::Server`).
     pub fn reusable(&self, conn: &mut ServerConn, metrics: &Metrics) -> bool {
         conn.state == ConnState::Ready(b'I')
-            && self.lifetime.is_none_or(|l| metrics.age() <= l)
+            && self
+                .lifetime
+                .is_none_or(|l| metrics.age_when_returned() <= l)
             && !conn.is_dead()
     }
 }

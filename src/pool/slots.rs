@@ -38,6 +38,11 @@ impl Metrics {
         self.created.elapsed()
     }
 
+    /// How old it was when it last came back.
+    pub fn age_when_returned(&self) -> Duration {
+        self.returned.saturating_duration_since(self.created)
+    }
+
     /// How long it has been idle (since it came back).
     pub fn last_used(&self) -> Duration {
         self.returned.elapsed()

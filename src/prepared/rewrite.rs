@@ -10,6 +10,7 @@ use bytes::{BufMut, BytesMut};
 use super::expect::{Expect, Fate, Kind, Undo};
 use super::{ClientStatements, ServerStatements, Statement, PREFIX};
 use crate::protocol::messages::{self, Severity};
+use crate::sqltext::Text;
 
 /// Everything one client message may touch.
 pub struct Rewriter<'a> {
@@ -40,17 +41,25 @@ pub struct Rewriter<'a> {
 
 impl Rewriter<'_> {
     /// Handles one client message (`body` is whole for Parse, Bind,
-    /// Describe and Close, else `None`). Returns true when the message goes
-    /// to the server as it is; otherwise what goes instead (maybe nothing)
-    /// has been appended to `out`.
-    pub fn message(&mut self, tag: u8, body: Option<&[u8]>, out: &mut BytesMut) -> bool {
+    /// Describe and Close, else `None`; `text` is the statement text of a
+    /// whole Query or Parse, `Text::of_request`). Returns true when the
+    /// message goes to the server as it is; otherwise what goes instead
+    /// (maybe nothing) has been appended to `out`.
+    pub fn message(
+        &mut self,
+        tag: u8,
+        body: Option<&[u8]>,
+        text: Option<Text<'_>>,
+        out: &mut BytesMut,
+    ) -> bool {
+        let commands = || text.map(super::sql::commands_of).unwrap_or_default();
         match (tag, body) {
             (b'P', Some(body)) => {
-                self.sql_text(super::sql::commands(parse_text(body)), false, out);
+                self.sql_text(commands(), false, out);
                 self.parse(body, out)
             }
-            (b'Q', Some(body)) => {
-                let commands = super::sql::commands(until_nul_str(body));
+            (b'Q', Some(_)) => {
+                let commands = commands();
                 if commands.is_empty() || self.sql_text(commands, true, out) {
                     self.pass(Kind::Sync)
                 } else {
@@ -409,19 +418,6 @@ pub fn client_error(
     let mut out = BytesMut::new();
     put_message(&mut out, b'E', &[text.as_bytes()]);
     Some(out)
-}
-
-/// The statement text of a Parse body (`name\0 text\0 ...`).
-fn parse_text(body: &[u8]) -> &str {
-    let start = body
-        .iter()
-        .position(|&b| b == 0)
-        .map_or(body.len(), |i| i + 1);
-    until_nul_str(&body[start..])
-}
-
-fn until_nul_str(b: &[u8]) -> &str {
-    std::str::from_utf8(until_nul(b)).unwrap_or("")
 }
 
 fn until_nul(b: &[u8]) -> &[u8] {

@@ -2,6 +2,7 @@
 //! `PREPARE name AS ...`, `DEALLOCATE [PREPARE] name | ALL`, and
 //! `DISCARD ALL` (which deallocates everything too).
 
+use crate::sqltext::Text;
 use sqlparser::ast::{DiscardObject, Ident, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -20,17 +21,15 @@ pub enum Command {
 /// The commands in `sql`, in order; empty (and cheap) for the text of
 /// almost every statement, which names none of the keywords.
 pub fn commands(sql: &str) -> Vec<Command> {
-    static KEYWORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
-        std::sync::LazyLock::new(|| {
-            aho_corasick::AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .build(["prepare", "deallocate", "discard"])
-                .unwrap_or_else(|e| panic!("prepared-statement keywords: {e}"))
-        });
-    if !KEYWORDS.is_match(sql) {
+    commands_of(Text::new(sql))
+}
+
+/// `commands` of a text already scanned for its words.
+pub fn commands_of(text: Text<'_>) -> Vec<Command> {
+    if !text.words.prepared {
         return Vec::new();
     }
+    let sql = text.sql;
     let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
         return Vec::new();
     };

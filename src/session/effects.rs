@@ -25,6 +25,7 @@
 
 use super::lexer::{Lexer, Statement, Token};
 use super::settings::Change;
+use crate::sqltext::Text;
 
 /// What a statement text does to the session.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -56,10 +57,16 @@ impl Effects {
 /// prepared statement (a Parse with a name): it runs again later, in turns
 /// where no text passes by, so settings it changes cannot be tracked.
 pub fn effects(sql: &str, named: bool) -> Effects {
-    if !may_touch_session(sql) {
+    effects_of(Text::new(sql), named)
+}
+
+/// `effects` of a text already scanned for its words: one without any of
+/// `sqltext::SESSION_TRIGGERS` (most statements) skips the lexer.
+pub fn effects_of(text: Text<'_>, named: bool) -> Effects {
+    if !text.words.session {
         return Effects::default();
     }
-    lexed(sql, named)
+    lexed(text.sql, named)
 }
 
 /// `effects` without the pre-scan for trigger words: every statement
@@ -74,39 +81,6 @@ pub fn lexed(sql: &str, named: bool) -> Effects {
         fx.pin("a prepared statement that changes settings");
     }
     fx
-}
-
-/// Words (in any case) of which every rule below needs at least one: the
-/// keywords that start a statement of interest (`SET` and `RESET` both
-/// contain "set"), the functions `calls` looks for (`set_config` and
-/// `setseed` contain "set", every session advisory lock
-/// "advisory_lock"), `INTO`, and `U&` (names spelled with escapes). Quoted
-/// names are looked at as written, so they contain these too.
-const TRIGGERS: [&str; 11] = [
-    "set",
-    "listen",
-    "load",
-    "discard",
-    "declare",
-    "create",
-    "prepare",
-    "do",
-    "into",
-    "advisory_lock",
-    "u&",
-];
-
-/// Whether `sql` contains any of [`TRIGGERS`]: a scan that lets most
-/// statements skip the lexer. A text that matches only by chance
-/// ("offset", "order") just takes the full look.
-fn may_touch_session(sql: &str) -> bool {
-    static WORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
-        aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(TRIGGERS)
-            .unwrap_or_else(|e| panic!("session-state triggers: {e}"))
-    });
-    WORDS.is_match(sql)
 }
 
 /// One statement's effects; returns the text after it.

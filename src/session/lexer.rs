@@ -92,9 +92,11 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
             }
             if b[self.pos..].starts_with(b"--") {
+                // To the end of the line, which for Postgres is a
+                // carriage return too.
                 self.pos += b[self.pos..]
                     .iter()
-                    .position(|&c| c == b'\n')
+                    .position(|&c| c == b'\n' || c == b'\r')
                     .unwrap_or(b.len() - self.pos);
             } else if b[self.pos..].starts_with(b"/*") {
                 let mut depth = 0usize;
@@ -284,6 +286,9 @@ mod tests {
         let s = statements("/* a /* nested */ comment */ -- line\n  SELECT 1");
         assert_eq!(s, [vec![Token::Word("SELECT"), Token::Number]]);
         assert_eq!(statements("-- only a comment"), Vec::<Vec<Token>>::new());
+        // Postgres ends a line comment at a carriage return too.
+        let s = statements("-- line\rSET x = 1");
+        assert_eq!(s[0][0], Token::Word("SET"));
     }
 
     #[test]

@@ -11,58 +11,96 @@ use std::hash::Hasher;
 
 /// Where normalized pieces go.
 trait Sink {
-    fn push(&mut self, s: &str);
+    fn push(&mut self, s: &[u8]);
     /// `s` with ASCII letters lowercased (as Postgres folds unquoted
     /// names), without allocating.
-    fn push_lower(&mut self, s: &str);
+    fn push_lower(&mut self, s: &[u8]);
 }
 
-impl Sink for String {
-    fn push(&mut self, s: &str) {
-        self.push_str(s);
+impl Sink for Vec<u8> {
+    fn push(&mut self, s: &[u8]) {
+        self.extend_from_slice(s);
     }
 
-    fn push_lower(&mut self, s: &str) {
-        self.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+    fn push_lower(&mut self, s: &[u8]) {
+        self.extend(s.iter().map(u8::to_ascii_lowercase));
     }
 }
 
-struct HashSink<H: Hasher>(H);
+/// Hashes the normalized text in blocks of `BLOCK` bytes, whatever the
+/// pieces it arrives in (a hasher's call per piece cost more than the
+/// scan): the key depends on the text alone.
+struct HashSink<H: Hasher> {
+    hasher: H,
+    block: [u8; BLOCK],
+    len: usize,
+}
+
+const BLOCK: usize = 128;
+
+impl<H: Hasher> HashSink<H> {
+    #[inline]
+    fn put(&mut self, s: &[u8], lower: bool) {
+        for &b in s {
+            if self.len == BLOCK {
+                self.hasher.write(&self.block);
+                self.len = 0;
+            }
+            self.block[self.len] = if lower { b.to_ascii_lowercase() } else { b };
+            self.len += 1;
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.hasher.write(&self.block[..self.len]);
+        self.hasher.finish()
+    }
+}
 
 impl<H: Hasher> Sink for HashSink<H> {
-    fn push(&mut self, s: &str) {
-        self.0.write(s.as_bytes());
+    fn push(&mut self, s: &[u8]) {
+        self.put(s, false);
     }
 
-    fn push_lower(&mut self, s: &str) {
-        let mut chunk = [0u8; 64];
-        for part in s.as_bytes().chunks(chunk.len()) {
-            let out = &mut chunk[..part.len()];
-            for (o, b) in out.iter_mut().zip(part) {
-                *o = b.to_ascii_lowercase();
-            }
-            self.0.write(out);
-        }
+    fn push_lower(&mut self, s: &[u8]) {
+        self.put(s, true);
     }
 }
 
 /// The fingerprint's key. foldhash (its quality variant, a fixed seed:
-/// the same key in every process) costs a fraction of SipHash on the
-/// short pieces a statement is cut into, and keys statistics and the route
-/// cache as they are (see `stats`), so its every bit counts.
+/// the same key in every process) keys statistics and the route cache as
+/// they are (see `stats`), so its every bit counts.
 pub fn key(sql: &str) -> u64 {
+    let mut sink = hash_sink();
+    scan(sql, &mut sink);
+    sink.finish()
+}
+
+/// The key of a fingerprint's whole text (`text(sql, usize::MAX)`): the
+/// same as `key(sql)`, for the fuzz target that checks the two agree.
+pub fn key_of_text(text: &str) -> u64 {
+    let mut sink = hash_sink();
+    sink.push(text.as_bytes());
+    sink.finish()
+}
+
+fn hash_sink() -> HashSink<foldhash::quality::FoldHasher<'static>> {
     use std::hash::BuildHasher;
     const STATE: foldhash::quality::FixedState =
         foldhash::quality::FixedState::with_seed(0x7067_7377_6974_6368);
-    let mut sink = HashSink(STATE.build_hasher());
-    scan(sql, &mut sink);
-    sink.0.finish()
+    HashSink {
+        hasher: STATE.build_hasher(),
+        block: [0; BLOCK],
+        len: 0,
+    }
 }
 
 /// The fingerprint's text (at most `max` bytes of it, then `...`).
 pub fn text(sql: &str, max: usize) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     scan(sql, &mut out);
+    // Pieces are cut at ASCII bytes only, so this is whole UTF-8.
+    let mut out = String::from_utf8_lossy(&out).into_owned();
     if out.len() > max {
         let mut cut = max;
         while !out.is_char_boundary(cut) {
@@ -74,13 +112,22 @@ pub fn text(sql: &str, max: usize) -> String {
     out
 }
 
+/// What was emitted last, to collapse spaces and lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Last {
+    Nothing,
+    Placeholder,
+    Comma,
+    Open,
+    Other,
+}
+
 /// Tokens are emitted with a single space between words; a `?` that
 /// follows `?,` (a list) is folded into the first.
 fn scan(sql: &str, sink: &mut impl Sink) {
     let b = sql.as_bytes();
     let mut i = 0;
-    // What was emitted last, to collapse spaces and lists.
-    let mut last: &str = "";
+    let mut last = Last::Nothing;
     let mut pending_space = false;
     let mut in_list = false;
     while i < b.len() {
@@ -93,7 +140,7 @@ fn scan(sql: &str, sink: &mut impl Sink) {
         }
         // Comments.
         if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            while i < b.len() && b[i] != b'\n' {
+            while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
                 i += 1;
             }
             pending_space = true;
@@ -118,17 +165,16 @@ fn scan(sql: &str, sink: &mut impl Sink) {
             pending_space = true;
             continue;
         }
-        // A literal or parameter becomes `?`.
-        let literal_end = literal(b, i);
-        let piece: &str;
-        // Words are emitted with ASCII letters lowercased.
+        let start = i;
+        // Words are emitted with ASCII letters lowercased; a literal or
+        // parameter (or the `?` operator) becomes `?`.
         let mut lower = false;
-        if let Some(end) = literal_end {
+        let mut placeholder = false;
+        if let Some(end) = literal(b, i) {
             i = end;
-            piece = "?";
+            placeholder = true;
         } else if c == b'"' {
             // Quoted identifier: kept as written.
-            let start = i;
             i += 1;
             while i < b.len() {
                 if b[i] == b'"' {
@@ -141,56 +187,55 @@ fn scan(sql: &str, sink: &mut impl Sink) {
                 }
                 i += 1;
             }
-            piece = &sql[start..i.min(b.len())];
         } else if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
-            let start = i;
             while i < b.len()
                 && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
             {
                 i += 1;
             }
-            piece = &sql[start..i];
             lower = true;
         } else {
-            // Punctuation, one character at a time (UTF-8 safe: ASCII here).
-            let start = i;
+            // Punctuation, one character at a time (ASCII here).
             i += 1;
-            piece = &sql[start..i];
+            placeholder = c == b'?';
         }
+        let punct = if lower || placeholder || c == b'"' {
+            0
+        } else {
+            c
+        };
         // `?, ?` inside a list folds into one `?`.
-        if in_list && (piece == "," || piece == "?") {
-            if piece == "?" {
-                last = "?";
+        if in_list && (punct == b',' || placeholder) {
+            if placeholder {
+                last = Last::Placeholder;
             }
             continue;
         }
-        if piece == "," && last == "?" {
+        if punct == b',' && last == Last::Placeholder {
             in_list = true;
             continue;
         }
         in_list = false;
-        if pending_space && !last.is_empty() && needs_space(last, piece) {
-            sink.push(" ");
+        // No space after `(` or before `)`, `,` and `;`.
+        if pending_space
+            && !matches!(last, Last::Nothing | Last::Open)
+            && !matches!(punct, b')' | b',' | b';')
+        {
+            sink.push(b" ");
         }
         pending_space = false;
-        if lower {
-            sink.push_lower(piece);
-        } else {
-            sink.push(piece);
+        match (placeholder, lower) {
+            (true, _) => sink.push(b"?"),
+            (false, true) => sink.push_lower(&b[start..i]),
+            (false, false) => sink.push(&b[start..i.min(b.len())]),
         }
-        last = match piece {
-            "?" => "?",
-            "," => ",",
-            "(" => "(",
-            ")" => ")",
-            _ => "w",
+        last = match punct {
+            _ if placeholder => Last::Placeholder,
+            b',' => Last::Comma,
+            b'(' => Last::Open,
+            _ => Last::Other,
         };
     }
-}
-
-/// No space after `(` or before `)`, `,` and `;`.
-fn needs_space(last: &str, next: &str) -> bool {
-    last != "(" && !matches!(next, ")" | "," | ";")
 }
 
 /// If a literal or parameter starts at `i`, where it ends.
@@ -317,6 +362,7 @@ mod tests {
         assert!(text(&a, 1 << 20).len() > 256);
         assert_eq!(text(&a, 1 << 20), text(&b, 1 << 20));
         assert_eq!(key(&a), key(&b));
+        assert_eq!(key(&a), key_of_text(&text(&a, usize::MAX)));
         let c = a.replace("col_39", "col_38");
         assert_ne!(key(&a), key(&c));
     }

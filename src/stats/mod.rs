@@ -177,8 +177,9 @@ impl QueryStats {
         r: &Running,
         on_replica: bool,
         slow: Option<Duration>,
+        now: Instant,
     ) -> Option<(Duration, String)> {
-        let took = r.start.elapsed();
+        let took = now.saturating_duration_since(r.start);
         let update = |e: &mut Entry| {
             e.calls += 1;
             e.errors += u64::from(r.error);
@@ -265,7 +266,7 @@ mod tests {
             rows: 1,
             error: false,
         };
-        s.end(&r, replica, None);
+        s.end(&r, replica, None, Instant::now());
     }
 
     #[test]
@@ -315,7 +316,7 @@ mod tests {
             rows: 3,
             error: false,
         };
-        s.end(&r, false, None);
+        s.end(&r, false, None, Instant::now());
         let top = s.top(10);
         assert_eq!(top.len(), 1, "{top:?}");
         assert_eq!((top[0].calls, top[0].rows, top[0].on_replica), (3, 5, 1));
@@ -351,8 +352,10 @@ mod tests {
             rows: 0,
             error: false,
         };
-        let slow = s.end(&r, false, Some(Duration::from_millis(100)));
+        let slow = s.end(&r, false, Some(Duration::from_millis(100)), Instant::now());
         assert_eq!(slow.map(|(_, t)| t), Some("select pg_sleep(?)".to_owned()));
-        assert!(s.end(&r, false, Some(Duration::from_secs(10))).is_none());
+        assert!(s
+            .end(&r, false, Some(Duration::from_secs(10)), Instant::now())
+            .is_none());
     }
 }

@@ -47,7 +47,7 @@ impl Forwarder<'_> {
             _ => Release::Idle,
         };
         let (timeout, repeat) = {
-            let g = &self.shared.config.load().general;
+            let g = &self.config.get(&self.shared.config).general;
             (g.server_reset_timeout, g.log_repeat_interval)
         };
         let incidents = self.shared.incidents.clone();
@@ -163,8 +163,18 @@ impl Forwarder<'_> {
     /// client waited for it. A forced shutdown ends the wait.
     async fn checkout_server(&mut self, mut which: Which) -> Result<Checkout, SessionError> {
         let mut fence = self.fence();
-        let never = self.shared.config.load().general.routing.primary_reads == PrimaryReads::Never;
-        let timeout = self.shared.config.load().general.server_reset_timeout;
+        let never = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .routing
+            .primary_reads
+            == PrimaryReads::Never;
+        let timeout = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .server_reset_timeout;
         let checkout = async {
             let mut tried = 0u64;
             loop {
@@ -263,7 +273,11 @@ impl Forwarder<'_> {
         &mut self,
         server: &mut pool::Server,
     ) -> Result<(bool, bool, bool), SessionError> {
-        let timeout = self.shared.config.load().general.server_reset_timeout;
+        let timeout = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .server_reset_timeout;
         // The client's own settings, from its earlier transactions or its
         // startup options.
         let applied = match self.route.as_ref().and_then(|r| r.settings.apply_sql()) {
@@ -305,7 +319,12 @@ impl Forwarder<'_> {
     pub(super) async fn detach(&mut self) {
         if let Some(mut link) = self.link.take() {
             self.slot().detach();
-            let fenced = self.shared.config.load().general.routing.consistency
+            let fenced = self
+                .config
+                .get(&self.shared.config)
+                .general
+                .routing
+                .consistency
                 == Consistency::ReadYourWrites;
             if fenced
                 && link.may_write
@@ -334,10 +353,18 @@ impl Forwarder<'_> {
                 // a FATAL from a server shutting down: not worth keeping.
                 link.server.state = ConnState::Broken;
             }
-            let timeout = self.shared.config.load().general.server_reset_timeout;
+            let timeout = self
+                .config
+                .get(&self.shared.config)
+                .general
+                .server_reset_timeout;
             // Rare and large: boxed so it doesn't grow every session's state.
             if let Some(e) = Box::pin(pool::release(link.server, Release::Idle, timeout)).await {
-                let repeat = self.shared.config.load().general.log_repeat_interval;
+                let repeat = self
+                    .config
+                    .get(&self.shared.config)
+                    .general
+                    .log_repeat_interval;
                 self.shared
                     .incidents
                     .event(&e.addr(), RESET_FAILED, &e, repeat);
@@ -352,7 +379,7 @@ impl Forwarder<'_> {
     /// is discarded.
     async fn settle_settings(&mut self, link: &mut Link) {
         let (timeout, repeat) = {
-            let g = &self.shared.config.load().general;
+            let g = &self.config.get(&self.shared.config).general;
             (g.server_reset_timeout, g.log_repeat_interval)
         };
         if let Some(change) = link.change.take() {

@@ -55,7 +55,7 @@ impl Forwarder<'_> {
             );
         }
         let (timeout, repeat) = {
-            let g = &self.shared.config.load().general;
+            let g = &self.config.get(&self.shared.config).general;
             (g.server_reset_timeout, g.log_repeat_interval)
         };
         if let (Which::Replica(i), Some(r)) = (link.which, &self.pool.replicas) {

@@ -172,6 +172,8 @@ pub struct Forwarder<'a> {
     /// modes; `max_prepared_statements` above 0), and this client's.
     track: bool,
     statements: Option<Box<ClientStatements>>,
+    /// The running configuration, as the hot path reads it.
+    config: crate::shared::ConfigCache,
 }
 
 impl<'a> Forwarder<'a> {
@@ -211,6 +213,7 @@ impl<'a> Forwarder<'a> {
             read_size: MIN_READ,
             track,
             statements: None,
+            config: crate::shared::ConfigCache::new(&shared.config),
         }
     }
 
@@ -290,7 +293,7 @@ impl<'a> Forwarder<'a> {
             // Read on every turn (a cheap load), so a RELOAD applies to
             // connected clients too.
             let timeout = {
-                let g = &shared.config.load().general;
+                let g = &self.config.get(&self.shared.config).general;
                 match phase {
                     Phase::Idle => g.client_idle_timeout,
                     Phase::IdleInTransaction => g.idle_transaction_timeout,
@@ -549,7 +552,11 @@ impl<'a> Forwarder<'a> {
         let skip = peek_header(&conn.buf)?.map_or(0, |(_, len)| 5 + len);
         let skip = skip.min(conn.buf.len());
         conn.buf.advance(skip);
-        let timeout = self.shared.config.load().general.server_reset_timeout;
+        let timeout = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .server_reset_timeout;
         link.server.run("ROLLBACK", timeout).await?;
         let mut out = BytesMut::new();
         messages::error_response(

@@ -49,7 +49,7 @@ impl Forwarder<'_> {
     /// replica only with read routing on, outside session mode, when the
     /// router proves the first statement read-only.
     pub(super) fn next_target(&mut self) -> Result<Option<Next>, SessionError> {
-        let routing = &self.shared.config.load().general.routing;
+        let routing = &self.config.get(&self.shared.config).general.routing;
         let primary = |may_write| Ok(Some(Next::Server(Which::Primary, may_write)));
         let router = match &self.pool.router {
             Some(r)
@@ -211,7 +211,12 @@ impl Forwarder<'_> {
                 Some(Ok(Which::Primary))
             }
             Pick::NoReplica
-                if self.shared.config.load().general.routing.primary_reads
+                if self
+                    .config
+                    .get(&self.shared.config)
+                    .general
+                    .routing
+                    .primary_reads
                     == PrimaryReads::Never =>
             {
                 Some(Err(SessionError::NoReplica("none in rotation")))
@@ -287,7 +292,11 @@ impl Forwarder<'_> {
         request: Bytes,
         lost: bool,
     ) -> Result<(), SessionError> {
-        let repeat = self.shared.config.load().general.log_repeat_interval;
+        let repeat = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .log_repeat_interval;
         if let Some(mut link) = self.link.take() {
             self.slot().detach();
             link.server.state = if lost {

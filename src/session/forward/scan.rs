@@ -4,7 +4,7 @@
 //! parameters, errors, rows, replies changed for named statements). The
 //! session state machine in `mod.rs` then writes what these return.
 
-use super::requests::{request_text, track_request};
+use super::requests::track_request;
 use super::statements::{self, Rewritten};
 use super::{Flow, Forwarder, SessionError};
 use crate::config::{PoolMode, SessionState};
@@ -18,7 +18,8 @@ const MAX_WHOLE_QUERY: usize = 1 << 20;
 /// Server messages up to this size reach the client whole (see `lost`).
 const HOLD_MAX: usize = 1 << 20;
 use crate::protocol::messages;
-use crate::session::effects::{effects, Effects};
+use crate::session::effects::{effects, effects_of, Effects};
+use crate::sqltext::Text;
 
 impl Forwarder<'_> {
     /// Walks the client's complete messages at hand: statistics, settings,
@@ -87,15 +88,24 @@ impl Forwarder<'_> {
                     }
                 }
             }
+            // The statement text, checked as UTF-8 and scanned for words
+            // once for the statistics, the session-state rules and the
+            // rewriter.
+            let text = body.and_then(|b| Text::of_request(tag, b));
             if matches!(tag, b'Q' | b'S' | b'F' | b'P') {
                 if tag != b'P' {
                     self.pool.stats.requests.inc();
                 }
-                // The statement text, checked as UTF-8 once for both.
-                let text = request_text(tag, body);
+                // One clock read for the request and, first in a
+                // transaction, for its start (a Parse starts nothing).
+                let now = (tag != b'P' || link.started.is_none()).then(std::time::Instant::now);
+                if let Some(now) = now {
+                    link.started.get_or_insert(now);
+                }
                 if self.shared.queries.enabled() {
                     let reason = self.route.as_ref().map_or("", |r| r.reason);
-                    track_request(&self.shared.queries, link, tag, text, reason);
+                    let text = text.map(|t| t.sql);
+                    track_request(&self.shared.queries, link, tag, text, reason, now);
                 }
                 if self.mode != PoolMode::Session && tag != b'S' {
                     let fx = session_effects(tag, body, text, track);
@@ -103,7 +113,7 @@ impl Forwarder<'_> {
                         link.change.get_or_insert_with(Box::default).merge(change);
                     }
                     if let Some(feature) = fx.pin {
-                        let general = &self.shared.config.load().general;
+                        let general = &self.config.get(&self.shared.config).general;
                         if general.session_state == SessionState::Refuse && track {
                             refused = Some(feature);
                         } else {
@@ -123,9 +133,14 @@ impl Forwarder<'_> {
                 }
             }
             if track {
+                let cap = self
+                    .config
+                    .get(&self.shared.config)
+                    .general
+                    .max_client_prepared_statements;
                 let statements = self.statements.get_or_insert_with(Box::default);
                 let before = (statements.len(), statements.bytes());
-                let mut rw = statements::rewriter(self.shared, statements, link, false);
+                let mut rw = statements::rewriter(self.shared, statements, link, cap, false);
                 let sent = match refused.take() {
                     Some(feature) => {
                         self.shared
@@ -135,7 +150,12 @@ impl Forwarder<'_> {
                             .inc();
                         rw.refuse_feature(tag, feature, self.mode, &mut rewritten.made)
                     }
-                    None => rw.message(tag, whole.then_some(body).flatten(), &mut rewritten.made),
+                    None => rw.message(
+                        tag,
+                        whole.then_some(body).flatten(),
+                        whole.then_some(text).flatten(),
+                        &mut rewritten.made,
+                    ),
                 };
                 if !sent {
                     rewritten.replace(&self.cbuf, pos, n);
@@ -235,10 +255,18 @@ impl Forwarder<'_> {
                 Item::Whole { tag: b'Z', body } => {
                     link.pending.server(b'Z');
                     link.last_status = body.first().copied().unwrap_or(b'I');
+                    // One clock read for the statement's and the
+                    // transaction's end.
+                    let now = std::time::Instant::now();
                     if let Some(r) = link.running.pop() {
-                        let slow = self.shared.config.load().general.slow_query_threshold;
+                        let slow = self
+                            .config
+                            .get(&self.shared.config)
+                            .general
+                            .slow_query_threshold;
                         let replica = matches!(link.which, Which::Replica(_));
-                        if let Some((took, text)) = self.shared.queries.end(&r, replica, slow) {
+                        if let Some((took, text)) = self.shared.queries.end(&r, replica, slow, now)
+                        {
                             tracing::warn!(pool = %self.pool.name, server = %conn.addr, ms = took.as_millis() as u64, fingerprint = %text, "slow statement");
                         }
                     }
@@ -247,6 +275,7 @@ impl Forwarder<'_> {
                     if quiet && status == b'I' {
                         let ended = Ended {
                             started: link.started.take(),
+                            at: now,
                             span: link.trace.take(),
                             which: link.which,
                             reason: self.route.as_ref().map_or("", |r| r.reason),
@@ -331,7 +360,7 @@ impl Forwarder<'_> {
 /// replaced: every keyword that matters is ASCII. With named statements
 /// tracked (`track`), a named one's settings are read back after each turn
 /// that binds it; otherwise it pins.
-fn session_effects(tag: u8, body: Option<&[u8]>, text: Option<&str>, track: bool) -> Effects {
+fn session_effects(tag: u8, body: Option<&[u8]>, text: Option<Text<'_>>, track: bool) -> Effects {
     let Some(body) = body else {
         return Effects::default();
     };
@@ -357,8 +386,8 @@ fn session_effects(tag: u8, body: Option<&[u8]>, text: Option<&str>, track: bool
         }
         _ => return Effects::default(),
     };
-    if let Some(sql) = text {
-        return effects(sql, named);
+    if let Some(text) = text {
+        return effects_of(text, named);
     }
     let raw = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
     effects(&String::from_utf8_lossy(raw), named)
@@ -367,6 +396,8 @@ fn session_effects(tag: u8, body: Option<&[u8]>, text: Option<&str>, track: bool
 /// A transaction that just ended (ReadyForQuery 'I' with nothing owed).
 struct Ended {
     started: Option<std::time::Instant>,
+    /// When it ended.
+    at: std::time::Instant,
     span: Option<Box<crate::ops::traces::TxSpan>>,
     which: Which,
     /// The router's reason for it ("" when it did not decide).
@@ -384,7 +415,9 @@ impl Ended {
         if let Some(t) = self.started {
             pool.stats.transactions.inc();
             let stats = &pool.stats;
-            stats.transaction_seconds.observe(t.elapsed().as_secs_f64());
+            stats
+                .transaction_seconds
+                .observe(self.at.saturating_duration_since(t).as_secs_f64());
         }
         if let (Some(span), Some(traces)) = (self.span, traces) {
             let place = crate::ops::traces::Place {

@@ -126,7 +126,11 @@ impl Forwarder<'_> {
         match attached {
             Ok(()) => Ok(None),
             Err(e) if Refusal::applies_to(&e) => {
-                let repeat = self.shared.config.load().general.log_repeat_interval;
+                let repeat = self
+                    .config
+                    .get(&self.shared.config)
+                    .general
+                    .log_repeat_interval;
                 let what = "requests refused (no server connection could be had)";
                 self.shared
                     .incidents
@@ -152,12 +156,12 @@ impl Forwarder<'_> {
     /// database and user are still configured (else keep the old pool,
     /// which still works, until the client leaves).
     fn move_pool(&mut self) {
-        let config = self.shared.config.load();
+        let config = self.config.get(&self.shared.config);
         let Some(db) = config.database(&self.pool.database) else {
             return;
         };
         match config.user(&self.pool.user) {
-            Some(user) => self.pool = self.shared.pools.get(&config, db, user),
+            Some(user) => self.pool = self.shared.pools.get(config, db, user),
             // A user looked up with auth_query: the pool its latest login
             // made, or a RELOAD rebuilt.
             None => {

@@ -11,6 +11,7 @@ use crate::pool::ServerConn;
 use crate::prepared::expect::{Fate, Kind};
 use crate::prepared::{self, expect::Undo, ClientStatements, Rewriter};
 use crate::protocol::frame::{whole_messages, HEADER_LEN};
+use crate::sqltext::Text;
 
 /// What goes to the server for one read of client bytes, when some of its
 /// messages were rewritten.
@@ -43,11 +44,13 @@ impl Rewritten {
     }
 }
 
-/// A rewriter over the client's statements and the link's server.
+/// A rewriter over the client's statements and the link's server;
+/// `client_cap` is `max_client_prepared_statements`.
 pub(super) fn rewriter<'b>(
     shared: &'b crate::shared::Shared,
     client: &'b mut ClientStatements,
     link: &'b mut Link,
+    client_cap: usize,
     rerun: bool,
 ) -> Rewriter<'b> {
     Rewriter {
@@ -56,7 +59,7 @@ pub(super) fn rewriter<'b>(
         status: link.last_status,
         expect: &mut link.expect,
         interner: &shared.statements,
-        client_cap: shared.config.load().general.max_client_prepared_statements,
+        client_cap,
         rerun,
         parsed: 0,
         reused: 0,
@@ -243,12 +246,17 @@ impl Forwarder<'_> {
             out.extend_from_slice(request);
             return out;
         };
+        let cap = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .max_client_prepared_statements;
         let statements = self.statements.get_or_insert_with(Box::default);
-        let mut rw = rewriter(self.shared, statements, link, true);
+        let mut rw = rewriter(self.shared, statements, link, cap, true);
         let mut pos = 0;
         for (tag, body) in whole_messages(request) {
             let len = HEADER_LEN + body.len();
-            if rw.message(tag, Some(body), &mut out) {
+            if rw.message(tag, Some(body), Text::of_request(tag, body), &mut out) {
                 out.extend_from_slice(&request[pos..pos + len]);
             }
             pos += len;
@@ -264,7 +272,7 @@ impl Forwarder<'_> {
     /// Between transactions: closes the least recently used statements
     /// over `max_prepared_statements` on the connection, in one round trip.
     pub(super) async fn trim_statements(&mut self, link: &mut Link) {
-        let general = &self.shared.config.load().general;
+        let general = &self.config.get(&self.shared.config).general;
         let (cap, timeout) = (
             general.max_prepared_statements,
             general.server_reset_timeout,
@@ -319,8 +327,12 @@ impl Forwarder<'_> {
     /// Whether [`end_turn`](Self::end_turn) has anything to do: most turns
     /// leave no SQL-level statement, no wipe and no excess behind, and
     /// skip it (and its boxed future).
-    pub(super) fn turn_left_work(&self, link: &Link) -> bool {
-        let cap = self.shared.config.load().general.max_prepared_statements;
+    pub(super) fn turn_left_work(&mut self, link: &Link) -> bool {
+        let cap = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .max_prepared_statements;
         link.sql_prepared || link.wiped || link.server.statements.len() > cap
     }
 
@@ -329,7 +341,11 @@ impl Forwarder<'_> {
     /// forgotten) and dropped from it, a connection the client wiped is
     /// made sure to be empty, and the connection's cap is applied.
     pub(super) async fn end_turn(&mut self, link: &mut Link) {
-        let timeout = self.shared.config.load().general.server_reset_timeout;
+        let timeout = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .server_reset_timeout;
         if link.sql_prepared && !link.wiped {
             let sql = "SELECT name FROM pg_prepared_statements WHERE from_sql";
             let names = match link.server.query_column(sql, timeout).await {
@@ -383,7 +399,11 @@ impl Forwarder<'_> {
             link.sql_prepared = false;
             link.wiped = false;
         }
-        let cap = self.shared.config.load().general.max_prepared_statements;
+        let cap = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .max_prepared_statements;
         if link.server.statements.len() > cap {
             self.trim_statements(link).await;
         }
@@ -399,7 +419,11 @@ impl Forwarder<'_> {
         let Some(client) = self.statements.as_mut().filter(|c| !c.sql().is_empty()) else {
             return Ok(false);
         };
-        let timeout = self.shared.config.load().general.server_reset_timeout;
+        let timeout = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .server_reset_timeout;
         let all: Vec<&str> = client.sql().iter().map(|(_, t)| t.as_str()).collect();
         if Box::pin(server.run(&all.join(";\n"), timeout))
             .await
@@ -416,7 +440,11 @@ impl Forwarder<'_> {
                 Err(e) if server.state == crate::pool::ConnState::Ready(b'I') => {
                     let what =
                         "a prepared statement could not be recreated; its client no longer has it";
-                    let repeat = self.shared.config.load().general.log_repeat_interval;
+                    let repeat = self
+                        .config
+                        .get(&self.shared.config)
+                        .general
+                        .log_repeat_interval;
                     self.shared.incidents.event(&server.addr, what, &e, repeat);
                 }
                 Err(e) => return Err(e.into()),

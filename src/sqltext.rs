@@ -1,0 +1,250 @@
+//! A statement's text as the session reads it: checked as UTF-8 once, and
+//! scanned once for the words that the session-state rules
+//! (`session::effects`) and the prepared-statement rewriter
+//! (`prepared::sql`) look for. Almost every statement names none of them,
+//! and both then skip their own reading of it.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+
+/// Words (in any case) of which every session-state rule needs at least
+/// one: the keywords that start a statement of interest (`SET` and `RESET`
+/// both contain "set"), the functions it looks for (`set_config` and
+/// `setseed` contain "set", every session advisory lock
+/// "advisory_lock"), `INTO`, and `U&` (names spelled with escapes). Quoted
+/// names are looked at as written, so they contain these too.
+pub const SESSION_TRIGGERS: [&str; 11] = [
+    "set",
+    "listen",
+    "load",
+    "discard",
+    "declare",
+    "create",
+    "prepare",
+    "do",
+    "into",
+    "advisory_lock",
+    "u&",
+];
+
+/// The first words of the SQL-level prepared-statement commands
+/// (`DEALLOCATE ALL` and `DISCARD ALL` forget them all).
+pub const PREPARED_KEYWORDS: [&str; 3] = ["prepare", "deallocate", "discard"];
+
+/// Which of the two word lists a text contains (a word found by chance,
+/// "offset" or "order", only costs the full look).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Words {
+    /// Any of [`SESSION_TRIGGERS`].
+    pub session: bool,
+    /// Any of [`PREPARED_KEYWORDS`].
+    pub prepared: bool,
+}
+
+/// The session-state rules that look past a statement's first word: the
+/// functions `calls` looks for (every session advisory lock contains
+/// "advisory_lock"), `SELECT ... INTO TEMP` and names spelled with escapes.
+/// The other triggers are statements' first words ([`LEADING`]).
+const ANYWHERE: [&str; 5] = ["set_config", "setseed", "advisory_lock", "u&", "into"];
+
+/// The first words of the statements the session-state rules look at.
+const LEADING: [&str; 9] = [
+    "set", "reset", "listen", "load", "discard", "declare", "create", "prepare", "do",
+];
+
+impl Words {
+    /// `sql` scanned for both lists. A text with none of the words (almost
+    /// every statement) costs one scan. One with some, if it is a single
+    /// statement that starts with a plain word, is judged by that word and
+    /// the words that matter anywhere (`UPDATE ... SET` and `INSERT INTO`
+    /// are not mistaken for `SET` and `SELECT INTO`); any other text by
+    /// the whole lists.
+    pub fn of(sql: &str) -> Words {
+        let Some(first) = ALL.0.find(sql) else {
+            return Words::default();
+        };
+        if let Some(lead) = single_statement_lead(sql) {
+            let is = |k: &&str| lead.eq_ignore_ascii_case(k);
+            // As `effects::calls`: INTO in an INSERT or MERGE names its target.
+            let dml = is(&"insert") || is(&"merge");
+            let anywhere = ANYWHERE_AUTOMATON
+                .find_iter(sql)
+                .any(|m| !(dml && ANYWHERE[m.pattern().as_usize()] == "into"));
+            return Words {
+                session: LEADING.iter().any(is) || anywhere,
+                prepared: PREPARED_KEYWORDS.iter().any(is),
+            };
+        }
+        let w = ALL.1[first.pattern().as_usize()];
+        Words {
+            session: w.session || SESSION.is_match(sql),
+            prepared: w.prepared || PREPARED.is_match(sql),
+        }
+    }
+}
+
+/// The first word of `sql` when it is one statement (no `;` but maybe a
+/// last one) that starts, after whitespace and `--` comments, with a plain
+/// ASCII word: what the session lexer would read as its first word.
+/// `None` whenever that is less than certain (a block comment first, a
+/// quoted or non-ASCII name, a `;` inside a string), for the full look.
+fn single_statement_lead(sql: &str) -> Option<&str> {
+    let b = sql.as_bytes();
+    if let Some(semi) = memchr::memchr(b';', b) {
+        if !b[semi + 1..].iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+    }
+    let mut i = 0;
+    loop {
+        match b.get(i..) {
+            Some([c, ..]) if c.is_ascii_whitespace() => i += 1,
+            Some([b'-', b'-', ..]) => i += memchr::memchr2(b'\n', b'\r', &b[i..])?,
+            _ => break,
+        }
+    }
+    let start = i;
+    while b
+        .get(i)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        i += 1;
+    }
+    let ends_word = match b.get(i) {
+        None => true,
+        Some(&c) => c.is_ascii() && c != b'$',
+    };
+    let lead = &sql[start..i];
+    (ends_word && lead.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')).then_some(lead)
+}
+
+fn automaton(patterns: &[&str]) -> AhoCorasick {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(patterns)
+        .unwrap_or_else(|e| panic!("statement words: {e}"))
+}
+
+/// Both lists, and which list each pattern is on.
+static ALL: LazyLock<(AhoCorasick, Vec<Words>)> = LazyLock::new(|| {
+    let mut patterns: Vec<&str> = SESSION_TRIGGERS.to_vec();
+    patterns.extend(
+        PREPARED_KEYWORDS
+            .iter()
+            .filter(|k| !SESSION_TRIGGERS.contains(k)),
+    );
+    let lists = patterns
+        .iter()
+        .map(|p| Words {
+            session: SESSION_TRIGGERS.contains(p),
+            prepared: PREPARED_KEYWORDS.contains(p),
+        })
+        .collect();
+    (automaton(&patterns), lists)
+});
+static SESSION: LazyLock<AhoCorasick> = LazyLock::new(|| automaton(&SESSION_TRIGGERS));
+static PREPARED: LazyLock<AhoCorasick> = LazyLock::new(|| automaton(&PREPARED_KEYWORDS));
+static ANYWHERE_AUTOMATON: LazyLock<AhoCorasick> = LazyLock::new(|| automaton(&ANYWHERE));
+
+/// A statement's text, valid UTF-8, with what [`Words::of`] found in it.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a> {
+    pub sql: &'a str,
+    pub words: Words,
+}
+
+impl<'a> Text<'a> {
+    pub fn new(sql: &'a str) -> Text<'a> {
+        Text {
+            sql,
+            words: Words::of(sql),
+        }
+    }
+
+    /// The statement text of a Query (`sql\0`) or Parse (`name\0 sql\0
+    /// ...`) body; `None` for other messages and for text that is not
+    /// UTF-8.
+    pub fn of_request(tag: u8, body: &'a [u8]) -> Option<Text<'a>> {
+        let b = match tag {
+            b'P' => &body[body.iter().position(|&c| c == 0)? + 1..],
+            b'Q' => body,
+            _ => return None,
+        };
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        std::str::from_utf8(&b[..end]).ok().map(Text::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_lists_are_found_in_one_scan_in_any_case() {
+        let none = Words::default();
+        assert_eq!(Words::of("SELECT 1"), none);
+        assert_eq!(
+            Words::of("SELECT abalance FROM pgbench_accounts WHERE aid = $1"),
+            none
+        );
+        let session = Words {
+            session: true,
+            prepared: false,
+        };
+        let both = Words {
+            session: true,
+            prepared: true,
+        };
+        assert_eq!(Words::of("reset all"), session);
+        assert_eq!(Words::of("SELECT SET_CONFIG('a', 'b', false)"), session);
+        assert_eq!(Words::of("select U&\"x\""), session);
+        assert_eq!(Words::of("PREPARE p AS SELECT 1"), both);
+        assert_eq!(Words::of("discard all"), both);
+        assert_eq!(
+            Words::of("DeAllocate p"),
+            Words {
+                session: false,
+                prepared: true,
+            }
+        );
+        // A trigger after a prepared keyword, and one inside another word.
+        assert_eq!(Words::of("deallocate p; set x = 1"), both);
+        assert_eq!(Words::of("deallocate p; select 1 into t"), both);
+    }
+
+    #[test]
+    fn a_single_statement_is_judged_by_its_first_word() {
+        let none = Words::default();
+        assert_eq!(Words::of("UPDATE t SET a = a + 1 WHERE id = 2;"), none);
+        assert_eq!(Words::of("insert into t (a) values (1)"), none);
+        assert_eq!(Words::of("-- a note\n  UPDATE t SET a = 1"), none);
+        assert!(Words::of("-- a note\rSET a = 1\nUPDATE t SET a = 1").session);
+        // The words that matter anywhere still count.
+        assert!(Words::of("UPDATE t SET a = set_config('x', 'y', false)").session);
+        assert!(Words::of("SELECT 1 INTO TEMP t").session);
+        assert!(Words::of("update t set a = U&\"\\0061\"").session);
+        assert!(Words::of("  set x = 1;  ").session);
+        assert!(Words::of("Reset all").session);
+        // Less than certain: the whole lists.
+        assert!(Words::of("UPDATE t SET a = 1; SELECT 2").session);
+        assert!(Words::of("/* c */ UPDATE t SET a = 1").session);
+        assert!(Words::of("UPDATE t SET a = 'x;y'").session);
+        assert!(Words::of("\"update\" t SET a = 1").session);
+        assert!(Words::of("UPDATE$x SET a = 1").session);
+        assert!(Words::of("UPDATEé SET a = 1").session);
+        assert!(Words::of("deallocate p; insert into t values (1)").prepared);
+        assert!(!Words::of("UPDATE t SET prepared = 1").prepared);
+    }
+
+    #[test]
+    fn request_texts_are_the_statement_of_a_query_or_parse() {
+        let q = Text::of_request(b'Q', b"SET x = 1\0").map(|t| (t.sql, t.words.session));
+        assert_eq!(q, Some(("SET x = 1", true)));
+        let p = Text::of_request(b'P', b"s1\0SELECT 1\0\0\0").map(|t| t.sql);
+        assert_eq!(p, Some("SELECT 1"));
+        assert!(Text::of_request(b'Q', b"\xff\0").is_none());
+        assert!(Text::of_request(b'B', b"\0\0").is_none());
+    }
+}
