@@ -4,9 +4,11 @@
 //! parameters, errors, rows, replies changed for named statements). The
 //! session state machine in `mod.rs` then writes what these return.
 
+use bytes::BytesMut;
+
 use super::requests::track_request;
 use super::statements::{self, Rewritten};
-use super::{Flow, Forwarder, SessionError};
+use super::{Flow, Forwarder, Link, SessionError};
 use crate::config::{PoolMode, SessionState};
 use crate::pool::{ConnState, Which};
 use crate::prepared::Replies;
@@ -28,9 +30,24 @@ impl Forwarder<'_> {
     /// terminated; what the server gets instead of those bytes, if
     /// anything changed, is left in `link.rewritten`.
     pub(super) fn scan_client(&mut self) -> Result<(usize, Flow), SessionError> {
-        let Some(link) = self.link.as_mut() else {
+        // The link and the read buffer are out of `self` while they are
+        // walked, so that the steps below can take `self` too (moves of a
+        // box and a buffer handle).
+        let Some(mut link) = self.link.take() else {
             return Ok((0, Flow::Continue));
         };
+        let cbuf = std::mem::take(&mut self.cbuf);
+        let walked = self.walk_client(&mut link, &cbuf);
+        self.cbuf = cbuf;
+        self.link = Some(link);
+        walked
+    }
+
+    fn walk_client(
+        &mut self,
+        link: &mut Link,
+        cbuf: &BytesMut,
+    ) -> Result<(usize, Flow), SessionError> {
         let track = self.track;
         let mut rewritten = Rewritten::default();
         let mut pos = 0;
@@ -39,7 +56,7 @@ impl Forwarder<'_> {
             // Queries are looked at whole for PREPARE and DEALLOCATE, unless
             // huge (a bulk INSERT streams through as before).
             let huge = self.csplit.at_boundary()
-                && matches!(peek_header(&self.cbuf[pos..]), Ok(Some((b'Q', len))) if len > MAX_WHOLE_QUERY);
+                && matches!(peek_header(&cbuf[pos..]), Ok(Some((b'Q', len))) if len > MAX_WHOLE_QUERY);
             // Outside session mode every Query and Parse is read whole for
             // what it does to the session (see `effects`).
             let pooled = self.mode != PoolMode::Session;
@@ -49,12 +66,12 @@ impl Forwarder<'_> {
                 b'B' | b'D' | b'C' => track,
                 _ => false,
             };
-            let Some((item, n)) = self.csplit.next(&self.cbuf[pos..], want)? else {
+            let Some((item, n)) = self.csplit.next(&cbuf[pos..], want)? else {
                 break;
             };
             let (tag, body, whole) = match item {
                 Item::Header { tag, body_len } => {
-                    let body = self.cbuf.get(pos + HEADER_LEN..pos + HEADER_LEN + body_len);
+                    let body = cbuf.get(pos + HEADER_LEN..pos + HEADER_LEN + body_len);
                     (tag, body, false)
                 }
                 Item::Whole { tag, body } => (tag, Some(body), true),
@@ -63,8 +80,6 @@ impl Forwarder<'_> {
                     continue;
                 }
             };
-            // A statement refused instead of pinning (`session_state`).
-            let mut refused = None;
             // Terminate is ours to handle; the server connection lives on.
             if tag == b'X' {
                 flow = Flow::Terminate;
@@ -72,102 +87,23 @@ impl Forwarder<'_> {
             }
             link.traced(self.shared.traces.is_some(), tag, body);
             if tag == b'B' && track {
-                // A named statement, maybe prepared in an earlier batch.
-                if let Some(s) = statements::bound(self.statements.as_deref(), body) {
-                    if let Some(span) = link.trace.as_mut() {
-                        span.statement(s.text().as_bytes());
-                    }
-                    if let (Some(change), false) = (&s.change, self.mode == PoolMode::Session) {
-                        let c = link.change.get_or_insert_with(Box::default);
-                        c.merge((**change).clone());
-                    }
-                    if self.shared.queries.enabled() && link.parsed.is_none() {
-                        let reason = self.route.as_ref().map_or("", |r| r.reason);
-                        let key = s.fingerprint;
-                        link.parsed = Some(self.shared.queries.begin_keyed(key, s.text(), reason));
-                    }
-                }
+                self.note_bound(link, body);
             }
             // The statement text, checked as UTF-8 and scanned for words
             // once for the statistics, the session-state rules and the
             // rewriter.
             let text = body.and_then(|b| Text::of_request(tag, b));
-            if matches!(tag, b'Q' | b'S' | b'F' | b'P') {
-                if tag != b'P' {
-                    self.pool.stats.requests.inc();
-                }
-                // One clock read for the request and, first in a
-                // transaction, for its start (a Parse starts nothing).
-                let now = (tag != b'P' || link.started.is_none()).then(std::time::Instant::now);
-                if let Some(now) = now {
-                    link.started.get_or_insert(now);
-                }
-                if self.shared.queries.enabled() {
-                    let reason = self.route.as_ref().map_or("", |r| r.reason);
-                    let text = text.map(|t| t.sql);
-                    track_request(&self.shared.queries, link, tag, text, reason, now);
-                }
-                if self.mode != PoolMode::Session && tag != b'S' {
-                    let fx = session_effects(tag, body, text, track);
-                    if let Some(change) = fx.change {
-                        link.change.get_or_insert_with(Box::default).merge(change);
-                    }
-                    if let Some(feature) = fx.pin {
-                        let general = &self.config.get(&self.shared.config).general;
-                        if general.session_state == SessionState::Refuse && track {
-                            refused = Some(feature);
-                        } else {
-                            // From now on the client keeps this connection,
-                            // as in session mode.
-                            tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
-                            self.mode = PoolMode::Session;
-                            self.shared.metrics.pinned_clients.inc();
-                            self.login
-                                .registration
-                                .slot
-                                .pinned
-                                .store(true, std::sync::atomic::Ordering::Relaxed);
-                            self.route.get_or_insert_with(Box::default).pinned = true;
-                        }
-                    }
-                }
-            }
+            // A statement refused instead of pinning (`session_state`).
+            let refused = match tag {
+                b'Q' | b'S' | b'F' | b'P' => self.note_request(link, tag, body, text),
+                _ => None,
+            };
             if track {
-                let cap = self
-                    .config
-                    .get(&self.shared.config)
-                    .general
-                    .max_client_prepared_statements;
-                let statements = self.statements.get_or_insert_with(Box::default);
-                let before = (statements.len(), statements.bytes());
-                let mut rw = statements::rewriter(self.shared, statements, link, cap, false);
-                let sent = match refused.take() {
-                    Some(feature) => {
-                        self.shared
-                            .metrics
-                            .requests_refused
-                            .with_label_values(&["0A000"])
-                            .inc();
-                        rw.refuse_feature(tag, feature, self.mode, &mut rewritten.made)
-                    }
-                    None => rw.message(
-                        tag,
-                        whole.then_some(body).flatten(),
-                        whole.then_some(text).flatten(),
-                        &mut rewritten.made,
-                    ),
-                };
+                let whole = whole.then_some((body, text));
+                let sent = self.rewrite(link, tag, whole, refused, &mut rewritten.made);
                 if !sent {
-                    rewritten.replace(&self.cbuf, pos, n);
+                    rewritten.replace(cbuf, pos, n);
                 }
-                statements::count(&self.shared.metrics, &rw);
-                let (wiped, sql_prepared) = (rw.wiped, rw.sql_prepared);
-                for _ in 0..rw.added_syncs {
-                    link.pending.client(b'S');
-                }
-                link.wiped |= wiped;
-                link.sql_prepared |= sql_prepared;
-                statements::gauge(&self.shared.metrics, before, statements);
             }
             link.started.get_or_insert_with(std::time::Instant::now);
             // Only the request's first segment (up to its Sync or Query)
@@ -180,8 +116,123 @@ impl Forwarder<'_> {
             link.server.state = ConnState::Busy;
             pos += n;
         }
-        link.rewritten = rewritten.finish(&self.cbuf[..pos]);
+        link.rewritten = rewritten.finish(&cbuf[..pos]);
         Ok((pos, flow))
+    }
+
+    /// A Bind of a named statement, maybe prepared in an earlier batch:
+    /// its text for the trace and the statistics, the settings it changes.
+    fn note_bound(&self, link: &mut Link, body: Option<&[u8]>) {
+        let Some(s) = statements::bound(self.statements.as_deref(), body) else {
+            return;
+        };
+        if let Some(span) = link.trace.as_mut() {
+            span.statement(s.text().as_bytes());
+        }
+        if let (Some(change), false) = (&s.change, self.mode == PoolMode::Session) {
+            let c = link.change.get_or_insert_with(Box::default);
+            c.merge((**change).clone());
+        }
+        if self.shared.queries.enabled() && link.parsed.is_none() {
+            let reason = self.route.as_ref().map_or("", |r| r.reason);
+            let key = s.fingerprint;
+            link.parsed = Some(self.shared.queries.begin_keyed(key, s.text(), reason));
+        }
+    }
+
+    /// A Query, Sync, FunctionCall or Parse: counted, timed, and (outside
+    /// session mode) read for what it does to the session, which may pin
+    /// the client. Returns the feature when `session_state = "refuse"`
+    /// refuses the statement instead.
+    fn note_request(
+        &mut self,
+        link: &mut Link,
+        tag: u8,
+        body: Option<&[u8]>,
+        text: Option<Text<'_>>,
+    ) -> Option<&'static str> {
+        if tag != b'P' {
+            self.pool.stats.requests.inc();
+        }
+        // One clock read for the request and, first in a transaction, for
+        // its start (a Parse starts nothing).
+        let now = (tag != b'P' || link.started.is_none()).then(std::time::Instant::now);
+        if let Some(now) = now {
+            link.started.get_or_insert(now);
+        }
+        if self.shared.queries.enabled() {
+            let reason = self.route.as_ref().map_or("", |r| r.reason);
+            let text = text.map(|t| t.sql);
+            track_request(&self.shared.queries, link, tag, text, reason, now);
+        }
+        if self.mode == PoolMode::Session || tag == b'S' {
+            return None;
+        }
+        let fx = session_effects(tag, body, text, self.track);
+        if let Some(change) = fx.change {
+            link.change.get_or_insert_with(Box::default).merge(change);
+        }
+        let feature = fx.pin?;
+        let general = &self.config.get(&self.shared.config).general;
+        if general.session_state == SessionState::Refuse && self.track {
+            return Some(feature);
+        }
+        // From now on the client keeps this connection, as in session mode.
+        tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
+        self.mode = PoolMode::Session;
+        self.shared.metrics.pinned_clients.inc();
+        self.login
+            .registration
+            .slot
+            .pinned
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.route.get_or_insert_with(Box::default).pinned = true;
+        None
+    }
+
+    /// One client message through the named-statement rewriter (`whole`:
+    /// its body and statement text, when read whole), or its refusal.
+    /// Returns true when the message goes to the server as it is;
+    /// otherwise what goes instead is in `made`.
+    fn rewrite(
+        &mut self,
+        link: &mut Link,
+        tag: u8,
+        whole: Option<(Option<&[u8]>, Option<Text<'_>>)>,
+        refused: Option<&'static str>,
+        made: &mut BytesMut,
+    ) -> bool {
+        let cap = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .max_client_prepared_statements;
+        let statements = self.statements.get_or_insert_with(Box::default);
+        let before = (statements.len(), statements.bytes());
+        let mut rw = statements::rewriter(self.shared, statements, link, cap, false);
+        let sent = match refused {
+            Some(feature) => {
+                self.shared
+                    .metrics
+                    .requests_refused
+                    .with_label_values(&["0A000"])
+                    .inc();
+                rw.refuse_feature(tag, feature, self.mode, made)
+            }
+            None => {
+                let (body, text) = whole.unwrap_or_default();
+                rw.message(tag, body, text, made)
+            }
+        };
+        statements::count(&self.shared.metrics, &rw);
+        let (wiped, sql_prepared) = (rw.wiped, rw.sql_prepared);
+        for _ in 0..rw.added_syncs {
+            link.pending.client(b'S');
+        }
+        link.wiped |= wiped;
+        link.sql_prepared |= sql_prepared;
+        statements::gauge(&self.shared.metrics, before, statements);
+        sent
     }
 
     /// Walks the server bytes at hand up to the end of the client's turn:
@@ -191,11 +242,16 @@ impl Forwarder<'_> {
     /// (its ReadyForQuery not included); what the client gets instead of
     /// those bytes, if anything changed, is left in `link.rewritten`.
     pub(super) fn scan_server(&mut self) -> Result<(usize, bool), SessionError> {
-        let Some(link) = self.link.as_mut() else {
+        // Out of `self` while it is walked (see `scan_client`).
+        let Some(mut link) = self.link.take() else {
             return Ok((0, false));
         };
-        let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
-        let conn: &mut crate::pool::ServerConn = &mut link.server;
+        let walked = self.walk_server(&mut link);
+        self.link = Some(link);
+        walked
+    }
+
+    fn walk_server(&mut self, link: &mut Link) -> Result<(usize, bool), SessionError> {
         let mut pos = 0;
         let mut refused_block = false;
         // Replies changed on the way (named statements, see `prepared`).
@@ -203,6 +259,8 @@ impl Forwarder<'_> {
         // Row counts come from CommandComplete, read whole while traced.
         let whole_c = link.trace.is_some();
         loop {
+            // Once per message: the guard's deref is not free.
+            let conn: &mut crate::pool::ServerConn = &mut link.server;
             // The client gets whole messages only, so that an error can
             // follow if the server goes away (see `lost`); a message larger
             // than `HOLD_MAX` streams through.
@@ -253,51 +311,22 @@ impl Forwarder<'_> {
             }
             match item {
                 Item::Whole { tag: b'Z', body } => {
-                    link.pending.server(b'Z');
-                    link.last_status = body.first().copied().unwrap_or(b'I');
-                    // One clock read for the statement's and the
-                    // transaction's end.
-                    let now = std::time::Instant::now();
-                    if let Some(r) = link.running.pop() {
-                        let slow = self
-                            .config
-                            .get(&self.shared.config)
-                            .general
-                            .slow_query_threshold;
-                        let replica = matches!(link.which, Which::Replica(_));
-                        if let Some((took, text)) = self.shared.queries.end(&r, replica, slow, now)
-                        {
-                            tracing::warn!(pool = %self.pool.name, server = %conn.addr, ms = took.as_millis() as u64, fingerprint = %text, "slow statement");
-                        }
-                    }
                     let status = body.first().copied().unwrap_or(b'I');
-                    let quiet = link.pending.quiet();
-                    if quiet && status == b'I' {
-                        let ended = Ended {
-                            started: link.started.take(),
-                            at: now,
-                            span: link.trace.take(),
-                            which: link.which,
-                            reason: self.route.as_ref().map_or("", |r| r.reason),
-                        };
-                        ended.count(&self.pool, self.shared.traces.as_deref(), &conn.addr);
-                    }
-                    conn.state = if quiet {
-                        ConnState::Ready(status)
-                    } else {
-                        ConnState::Busy
-                    };
-                    if self.mode == PoolMode::Statement && status != b'I' && quiet {
-                        // Swallow this ReadyForQuery; answer after the rollback.
-                        refused_block = true;
-                        break;
-                    }
-                    if pooled && quiet && status == b'I' {
-                        // The client's turn ends here. Whatever the server
-                        // sent after it (e.g. a FATAL as it shuts down) is
-                        // not this client's: it stays with the connection.
-                        pos += n;
-                        break;
+                    match self.on_ready(link, status) {
+                        Ready::Continue => {}
+                        Ready::RefuseBlock => {
+                            // Swallow this ReadyForQuery; answer after the
+                            // rollback.
+                            refused_block = true;
+                            break;
+                        }
+                        Ready::TurnEnds => {
+                            // Whatever the server sent after it (e.g. a
+                            // FATAL as it shuts down) is not this client's:
+                            // it stays with the connection.
+                            pos += n;
+                            break;
+                        }
                     }
                 }
                 Item::Whole { tag: b'S', body } => {
@@ -342,15 +371,62 @@ impl Forwarder<'_> {
         }
         let changed = match replies.as_mut() {
             Some(r) => {
-                let out = r.finish(&mut link.expect, &conn.buf, pos);
+                let out = r.finish(&mut link.expect, &link.server.buf, pos);
                 let undo = std::mem::take(&mut r.undo);
-                statements::undo(undo, &mut self.statements, conn, &self.shared.metrics);
+                statements::undo(
+                    undo,
+                    &mut self.statements,
+                    &mut link.server,
+                    &self.shared.metrics,
+                );
                 out
             }
             None => None,
         };
         link.rewritten = changed;
         Ok((pos, refused_block))
+    }
+    /// ReadyForQuery (`status`): the end of a statement, and maybe of the
+    /// transaction and of the client's turn.
+    fn on_ready(&mut self, link: &mut Link, status: u8) -> Ready {
+        link.pending.server(b'Z');
+        link.last_status = status;
+        // One clock read for the statement's and the transaction's end.
+        let now = std::time::Instant::now();
+        if let Some(r) = link.running.pop() {
+            let slow = self
+                .config
+                .get(&self.shared.config)
+                .general
+                .slow_query_threshold;
+            let replica = matches!(link.which, Which::Replica(_));
+            if let Some((took, text)) = self.shared.queries.end(&r, replica, slow, now) {
+                tracing::warn!(pool = %self.pool.name, server = %link.server.addr, ms = took.as_millis() as u64, fingerprint = %text, "slow statement");
+            }
+        }
+        let quiet = link.pending.quiet();
+        if quiet && status == b'I' {
+            let ended = Ended {
+                started: link.started.take(),
+                at: now,
+                span: link.trace.take(),
+                which: link.which,
+                reason: self.route.as_ref().map_or("", |r| r.reason),
+            };
+            ended.count(&self.pool, self.shared.traces.as_deref(), &link.server.addr);
+        }
+        link.server.state = if quiet {
+            ConnState::Ready(status)
+        } else {
+            ConnState::Busy
+        };
+        let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
+        match (quiet, status) {
+            (true, b'I') if pooled => Ready::TurnEnds,
+            (true, b'I') => Ready::Continue,
+            (true, _) if self.mode == PoolMode::Statement => Ready::RefuseBlock,
+            _ => Ready::Continue,
+        }
     }
 }
 
@@ -391,6 +467,15 @@ fn session_effects(tag: u8, body: Option<&[u8]>, text: Option<Text<'_>>, track: 
     }
     let raw = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
     effects(&String::from_utf8_lossy(raw), named)
+}
+
+/// What a ReadyForQuery means for the walk of the server's bytes.
+enum Ready {
+    Continue,
+    /// Statement mode: a transaction block began; it is refused.
+    RefuseBlock,
+    /// Transaction or statement mode: the client's turn ends here.
+    TurnEnds,
 }
 
 /// A transaction that just ended (ReadyForQuery 'I' with nothing owed).
