@@ -39,10 +39,12 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {
     Forward,
-    /// A message naming the client's statement (the name, then the shared
-    /// statement it stands for): forwarded, and an error that names the
-    /// shared statement names the client's instead.
-    Named(Arc<[u8]>, Arc<Statement>),
+    /// A message naming the client's statement (the name, then the hash
+    /// of the shared statement it stands for, which gives its pooler-wide
+    /// name): forwarded, and an error that names the shared statement
+    /// names the client's instead. (A hash, not the shared `Arc`: every
+    /// client's Bind would write that one reference count.)
+    Named(Arc<[u8]>, u64),
     /// Added by pgswitch: success is dropped, an error goes to the client.
     Swallow,
     /// Added by pgswitch ahead of a message that fails the same way if
@@ -93,7 +95,7 @@ pub enum Action {
     Drop,
     Replace(Box<[u8]>),
     /// Forward this error with the client's name for the statement.
-    Rename(Arc<[u8]>, Arc<Statement>),
+    Rename(Arc<[u8]>, u64),
 }
 
 /// How many plain entries are kept inline (see [`Plain`]).
@@ -284,7 +286,7 @@ impl Expect {
         let failed_query = tag == b'E' && kind == Kind::Sync;
         let action = match fate {
             Fate::Forward => Action::Forward,
-            Fate::Named(name, stmt) if tag == b'E' => Action::Rename(name.clone(), stmt.clone()),
+            Fate::Named(name, hash) if tag == b'E' => Action::Rename(name.clone(), *hash),
             Fate::Named(..) => Action::Forward,
             Fate::Swallow if tag == b'E' => Action::Forward,
             Fate::Swallow | Fate::Silent => Action::Drop,
@@ -482,7 +484,7 @@ mod tests {
         use crate::prepared::statement::tests::stmt;
         let mut e = Expect::default();
         let name: Arc<[u8]> = b"mine"[..].into();
-        e.sent(Kind::Bind, Fate::Named(name, stmt("SELECT 1")), None);
+        e.sent(Kind::Bind, Fate::Named(name, stmt("SELECT 1").hash), None);
         e.sent(Kind::Sync, Fate::Forward, None);
         let (out, _) = replies(&mut e, b"EZ");
         assert_eq!(out, b"RZ");

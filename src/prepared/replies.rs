@@ -41,8 +41,8 @@ impl Replies {
         let action = expect.received(tag, &mut self.undo);
         let renamed = match (&action, tag, body, client) {
             (Action::Forward, b'E', Some(body), Some(c)) => client_error(body, None, c),
-            (Action::Rename(name, stmt), b'E', Some(body), Some(c)) => {
-                client_error(body, Some((name, stmt)), c)
+            (Action::Rename(name, hash), b'E', Some(body), Some(c)) => {
+                client_error(body, Some((name, *hash)), c)
             }
             _ => None,
         };

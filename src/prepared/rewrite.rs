@@ -219,16 +219,15 @@ impl Rewriter<'_> {
             return self.pass(Kind::Bind);
         };
         let rest = &body[portal_end + 1..];
-        let Some((client_name, stmt)) = self.statement(rest) else {
+        let Some((client_name, hash)) = self.statement(rest, out) else {
             return self.pass(Kind::Bind);
         };
         let name_len = rest.iter().position(|&b| b == 0).unwrap_or(0);
-        self.ensure(&stmt, out);
-        let name = stmt.name_z();
         let tail = &rest[name_len + 1..];
-        put_message(out, b'B', &[&body[..=portal_end], name, tail]);
+        let name = Statement::name_z_of(hash);
+        put_message(out, b'B', &[&body[..=portal_end], &name, tail]);
         self.expect
-            .sent(Kind::Bind, Fate::Named(client_name, stmt), None);
+            .sent(Kind::Bind, Fate::Named(client_name, hash), None);
         false
     }
 
@@ -238,15 +237,14 @@ impl Rewriter<'_> {
             _ => Kind::DescribePortal,
         };
         let stmt = match kind {
-            Kind::DescribeStatement => self.statement(&body[1..]),
+            Kind::DescribeStatement => self.statement(&body[1..], out),
             _ => None,
         };
-        let Some((client_name, stmt)) = stmt else {
+        let Some((client_name, hash)) = stmt else {
             return self.pass(kind);
         };
-        self.ensure(&stmt, out);
-        put_message(out, b'D', &[b"S", stmt.name_z()]);
-        self.expect.sent(kind, Fate::Named(client_name, stmt), None);
+        put_message(out, b'D', &[b"S", &Statement::name_z_of(hash)]);
+        self.expect.sent(kind, Fate::Named(client_name, hash), None);
         false
     }
 
@@ -281,28 +279,29 @@ impl Rewriter<'_> {
     /// The client's statement named at the start of `rest` (`name\0...`),
     /// if it is a named one this client prepared. Unknown names go to the
     /// server as they are, which answers as Postgres does.
-    fn statement(&self, rest: &[u8]) -> Option<(Arc<[u8]>, Arc<Statement>)> {
+    /// The client's statement named at the start of `rest`: its name and
+    /// its hash, with its Parse sent ahead (into `out`) unless the
+    /// connection has it. The shared statement itself is not cloned: every
+    /// client's Bind would write its one reference count.
+    fn statement(&mut self, rest: &[u8], out: &mut BytesMut) -> Option<(Arc<[u8]>, u64)> {
         let name = until_nul(rest);
         if name.is_empty() {
             return None;
         }
-        let (name, stmt) = self.client.entry(name)?;
-        Some((name.clone(), stmt.clone()))
+        let (client_name, stmt) = self.client.entry(name)?;
+        let cached = self.server.touch(stmt);
+        tracing::trace!(statement = stmt.name(), cached, "statement needed");
+        let found = (client_name.clone(), stmt.hash);
+        if !cached {
+            let stmt = stmt.clone();
+            self.put_parse(&stmt, Fate::Swallow, None, out);
+        }
+        Some(found)
     }
 
     fn pass(&mut self, kind: Kind) -> bool {
         self.expect.sent(kind, Fate::Forward, None);
         true
-    }
-
-    /// Parses `stmt` on the server ahead of the message that needs it,
-    /// unless the connection has it already.
-    fn ensure(&mut self, stmt: &Arc<Statement>, out: &mut BytesMut) {
-        let cached = self.server.touch(stmt);
-        tracing::trace!(statement = stmt.name(), cached, "statement needed");
-        if !cached {
-            self.put_parse(stmt, Fate::Swallow, None, out);
-        }
     }
 
     /// Sends the Parse of `stmt` (after closing a statement whose name it
@@ -401,7 +400,7 @@ pub fn undo(undo: Vec<Undo>, client: &mut ClientStatements, server: &mut ServerS
 /// `None` when it names none.
 pub fn client_error(
     body: &[u8],
-    named: Option<(&[u8], &Statement)>,
+    named: Option<(&[u8], u64)>,
     client: &ClientStatements,
 ) -> Option<BytesMut> {
     let prefix = PREFIX.as_bytes();
@@ -411,9 +410,10 @@ pub fn client_error(
     let mut text = String::from_utf8_lossy(body).into_owned();
     let names = named
         .into_iter()
-        .chain(client.iter().map(|(n, s)| (n, &**s)));
-    for (name, stmt) in names {
-        text = text.replace(stmt.name(), &String::from_utf8_lossy(name));
+        .chain(client.iter().map(|(n, s)| (n, s.hash)));
+    for (name, hash) in names {
+        let shared = Statement::name_of(hash);
+        text = text.replace(&shared, &String::from_utf8_lossy(name));
     }
     let mut out = BytesMut::new();
     put_message(&mut out, b'E', &[text.as_bytes()]);

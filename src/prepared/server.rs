@@ -25,7 +25,8 @@ impl ServerStatements {
     /// True if the connection has `stmt` (and marks it used).
     pub fn touch(&mut self, stmt: &Statement) -> bool {
         match self.cache.get(&stmt.hash) {
-            Some(s) => s.parse == stmt.parse,
+            // The same shared statement, mostly: no need to compare bytes.
+            Some(s) => std::ptr::eq(&**s, stmt) || s.parse == stmt.parse,
             None => false,
         }
     }

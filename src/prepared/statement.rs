@@ -9,6 +9,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// Prefix of every pooler-wide statement name. Clients never see it.
 pub const PREFIX: &str = "pgswitch_";
 
+/// Length of a pooler-wide name with its NUL: the prefix, 16 hex digits.
+pub const NAME_Z_LEN: usize = PREFIX.len() + 17;
+
 /// A statement shared by every client that prepared the same text with the
 /// same parameter types.
 #[derive(Debug)]
@@ -82,6 +85,24 @@ impl Statement {
         &self.parse[5..5 + PREFIX.len() + 17]
     }
 
+    /// The pooler-wide name, NUL-terminated, of the statement with `hash`
+    /// (what `name_z` gives, without the statement).
+    pub fn name_z_of(hash: u64) -> [u8; NAME_Z_LEN] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut name = [0u8; NAME_Z_LEN];
+        name[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+        for (i, d) in name[PREFIX.len()..NAME_Z_LEN - 1].iter_mut().enumerate() {
+            *d = HEX[((hash >> ((15 - i) * 4)) & 0xf) as usize];
+        }
+        name
+    }
+
+    /// The pooler-wide name of the statement with `hash`.
+    pub fn name_of(hash: u64) -> String {
+        let name = Statement::name_z_of(hash);
+        String::from_utf8_lossy(&name[..NAME_Z_LEN - 1]).into_owned()
+    }
+
     /// The pooler-wide name.
     pub fn name(&self) -> &str {
         let n = self.name_z();
@@ -110,18 +131,20 @@ impl Statement {
 
 /// Appends `pgswitch_<16 hex digits>\0`.
 fn put_name(buf: &mut BytesMut, hash: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    buf.put_slice(PREFIX.as_bytes());
-    for i in (0..16).rev() {
-        buf.put_u8(HEX[((hash >> (i * 4)) & 0xf) as usize]);
-    }
-    buf.put_u8(0);
+    buf.put_slice(&Statement::name_z_of(hash));
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn the_name_follows_from_the_hash() {
+        let s = stmt("SELECT 1");
+        assert_eq!(&Statement::name_z_of(s.hash)[..], s.name_z());
+        assert_eq!(Statement::name_of(s.hash), s.name());
+    }
 
     /// A statement with text `sql` and no parameter types.
     pub(crate) fn stmt(sql: &str) -> Arc<Statement> {
