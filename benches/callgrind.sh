@@ -40,14 +40,7 @@ mkdir -p "$BENCH_DIR"
 command -v valgrind >/dev/null || apt_install valgrind
 ensure_pg_server
 PGBENCH="$PG_BIN/pgbench"
-if [ "$BENCH_BUILD" = 1 ]; then
-    ensure_cargo_on_path || { cargo_missing_hint; exit 1; }
-    log "cargo build --release (pgswitch and the fake server)"
-    cargo build --release --bin pgswitch --example fake_pg
-fi
-FAKE_BIN="$REPO/target/release/examples/fake_pg"
 PGSWITCH_BIN="${PGSWITCH_BIN:-$REPO/target/release/pgswitch}"
-[ -x "$FAKE_BIN" ] || die "$FAKE_BIN not found (BENCH_BUILD=1 builds it)"
 SCRIPT="${BENCH_SCRIPT:-$BENCH_DIR/select1.sql}"
 [ -n "${BENCH_SCRIPT:-}" ] || printf 'SELECT 1;\n' >"$SCRIPT"
 
@@ -59,10 +52,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_busy "$FAKE_PORT" && die "port $FAKE_PORT is already in use"
-"$FAKE_BIN" "127.0.0.1:$FAKE_PORT" 1 >"$BENCH_DIR/fake_pg.log" 2>&1 &
-FAKE_PID=$!
-wait_port "$FAKE_PORT" "$FAKE_PID" fake_pg "$BENCH_DIR/fake_pg.log" || die "fake_pg did not start"
+start_fake_pg "$FAKE_PORT" "$BENCH_DIR/fake_pg.log"
 
 # instructions TX_PER_CLIENT: total instructions of one pgswitch run.
 instructions() {

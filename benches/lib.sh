@@ -106,3 +106,20 @@ start_pgbouncer() {
     [ "$PGB_PID" = "$PGB_LAUNCHER_PID" ] && PGB_LAUNCHER_PID=""
     wait_port "$port" "$PGB_PID" pgbouncer "$dir/pgbouncer.log" || die "pgbouncer is not usable"
 }
+
+# start_fake_pg PORT LOG: builds pgswitch and the fake server first when
+# BENCH_BUILD=1, then runs benches/tools/fake_pg on PORT (one thread);
+# sets FAKE_PID. Used by ceiling.sh and callgrind.sh.
+start_fake_pg() {
+    local port="$1" logf="$2" bin="$REPO/target/release/examples/fake_pg"
+    if [ "$BENCH_BUILD" = 1 ]; then
+        ensure_cargo_on_path || { cargo_missing_hint; exit 1; }
+        log "cargo build --release (pgswitch and the fake server)"
+        cargo build --release --bin pgswitch --example fake_pg
+    fi
+    [ -x "$bin" ] || die "$bin not found (BENCH_BUILD=1 builds it)"
+    port_busy "$port" && die "port $port is already in use"
+    "$bin" "127.0.0.1:$port" 1 >"$logf" 2>&1 &
+    FAKE_PID=$!
+    wait_port "$port" "$FAKE_PID" fake_pg "$logf" || die "fake_pg did not start"
+}

@@ -202,14 +202,12 @@ impl Forwarder<'_> {
         refused: Option<&'static str>,
         made: &mut BytesMut,
     ) -> bool {
-        let cap = self
-            .config
-            .get(&self.shared.config)
-            .general
-            .max_client_prepared_statements;
-        let statements = self.statements.get_or_insert_with(Box::default);
-        let before = (statements.len(), statements.bytes());
-        let mut rw = statements::rewriter(self.shared, statements, link, cap, false);
+        let before = self
+            .statements
+            .as_ref()
+            .map_or((0, 0), |s| (s.len(), s.bytes()));
+        let config = self.config.get(&self.shared.config);
+        let mut rw = statements::rewriter(self.shared, config, &mut self.statements, link, false);
         let sent = match refused {
             Some(feature) => {
                 self.shared
@@ -231,7 +229,9 @@ impl Forwarder<'_> {
         }
         link.wiped |= wiped;
         link.sql_prepared |= sql_prepared;
-        statements::gauge(&self.shared.metrics, before, statements);
+        if let Some(client) = self.statements.as_deref() {
+            statements::gauge(&self.shared.metrics, before, client);
+        }
         sent
     }
 
