@@ -202,12 +202,14 @@ impl Forwarder<'_> {
         refused: Option<&'static str>,
         made: &mut BytesMut,
     ) -> bool {
-        let before = self
-            .statements
-            .as_ref()
-            .map_or((0, 0), |s| (s.len(), s.bytes()));
-        let config = self.config.get(&self.shared.config);
-        let mut rw = statements::rewriter(self.shared, config, &mut self.statements, link, false);
+        let cap = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .max_client_prepared_statements;
+        let statements = self.statements.get_or_insert_with(Box::default);
+        let before = (statements.len(), statements.bytes());
+        let mut rw = statements::rewriter(self.shared, statements, link, cap, false);
         let sent = match refused {
             Some(feature) => {
                 self.shared
@@ -229,9 +231,7 @@ impl Forwarder<'_> {
         }
         link.wiped |= wiped;
         link.sql_prepared |= sql_prepared;
-        if let Some(client) = self.statements.as_deref() {
-            statements::gauge(&self.shared.metrics, before, client);
-        }
+        statements::gauge(&self.shared.metrics, before, statements);
         sent
     }
 

@@ -44,17 +44,15 @@ impl Rewritten {
     }
 }
 
-/// A rewriter over the client's statements (made on first use) and the
-/// link's server, under `config`'s `max_client_prepared_statements`.
+/// A rewriter over the client's statements and the link's server;
+/// `client_cap` is `max_client_prepared_statements`.
 pub(super) fn rewriter<'b>(
     shared: &'b crate::shared::Shared,
-    config: &crate::config::Config,
-    client: &'b mut Option<Box<ClientStatements>>,
+    client: &'b mut ClientStatements,
     link: &'b mut Link,
+    client_cap: usize,
     rerun: bool,
 ) -> Rewriter<'b> {
-    let client_cap = config.general.max_client_prepared_statements;
-    let client = client.get_or_insert_with(Box::default);
     Rewriter {
         client,
         server: &mut link.server.statements,
@@ -248,8 +246,13 @@ impl Forwarder<'_> {
             out.extend_from_slice(request);
             return out;
         };
-        let config = self.config.get(&self.shared.config);
-        let mut rw = rewriter(self.shared, config, &mut self.statements, link, true);
+        let cap = self
+            .config
+            .get(&self.shared.config)
+            .general
+            .max_client_prepared_statements;
+        let statements = self.statements.get_or_insert_with(Box::default);
+        let mut rw = rewriter(self.shared, statements, link, cap, true);
         let mut pos = 0;
         for (tag, body) in whole_messages(request) {
             let len = HEADER_LEN + body.len();
