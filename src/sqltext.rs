@@ -48,9 +48,10 @@ pub struct Words {
 /// The other triggers are statements' first words ([`LEADING`]).
 const ANYWHERE: [&str; 5] = ["set_config", "setseed", "advisory_lock", "u&", "into"];
 
-/// The first words of the statements the session-state rules look at.
-const LEADING: [&str; 9] = [
-    "set", "reset", "listen", "load", "discard", "declare", "create", "prepare", "do",
+/// The first words of the statements the session-state rules look at
+/// (`EXPLAIN ANALYZE` runs a `CREATE TABLE ... AS`).
+const LEADING: [&str; 10] = [
+    "set", "reset", "listen", "load", "discard", "declare", "create", "prepare", "do", "explain",
 ];
 
 impl Words {

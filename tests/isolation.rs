@@ -54,6 +54,9 @@ async fn pinned_state_never_reaches_the_next_client() {
         "SELECT 1 AS x INTO TEMP iso_t",
         "/* c */ select 1 as x into temporary table iso_t",
         "CREATE TEMP TABLE iso_t AS SELECT 1 AS x",
+        // EXPLAIN ANALYZE runs the statement it explains.
+        "EXPLAIN ANALYZE CREATE TEMP TABLE iso_t AS SELECT 1 AS x",
+        "explain (analyze, costs off) create temporary table iso_t as select 1 as x",
         "/* c */ LISTEN chan",
         "-- tag\n listen chan",
         // A `--` comment ends at a carriage return too, as Postgres reads it.

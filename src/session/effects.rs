@@ -135,8 +135,38 @@ fn statement<'a>(st: Statement<'a>, fx: &mut Effects) -> Lexer<'a> {
         }
     } else if is("create") {
         create(words, fx);
+    } else if is("explain") {
+        explained(words, fx);
     }
     calls(st, fx)
+}
+
+/// `EXPLAIN [ ( options ) ] [ ANALYZE ] [ VERBOSE ] statement`: with
+/// ANALYZE the statement runs, and `CREATE [TEMP] TABLE ... AS` is one it
+/// may run. (Without ANALYZE nothing is created; pinning then costs only
+/// pooling.)
+fn explained(mut words: Statement<'_>, fx: &mut Effects) {
+    loop {
+        let mut ahead = words.clone();
+        match ahead.next() {
+            Some(Token::Punct(b'(')) => {
+                let mut depth = 0usize;
+                for t in words.by_ref() {
+                    match t {
+                        Token::Punct(b'(') => depth += 1,
+                        Token::Punct(b')') if depth <= 1 => break,
+                        Token::Punct(b')') => depth -= 1,
+                        _ => {}
+                    }
+                }
+            }
+            Some(t) if t.is("analyze") || t.is("analyse") || t.is("verbose") => {
+                words = ahead;
+            }
+            Some(t) if t.is("create") => return create(ahead, fx),
+            _ => return,
+        }
+    }
 }
 
 /// `SET ...` after the `SET`.

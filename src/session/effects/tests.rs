@@ -35,6 +35,14 @@ fn features_that_pin() {
         ),
         ("create temp view v as select 1", "a temporary view"),
         (
+            "EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1",
+            "a temporary table",
+        ),
+        (
+            "explain (analyze, format json) verbose create temporary table t as select 1",
+            "a temporary table",
+        ),
+        (
             "CREATE OR REPLACE TEMP VIEW v AS SELECT 1",
             "a temporary view",
         ),
@@ -129,6 +137,8 @@ fn statements_that_do_not_pin() {
     for sql in [
         "SELECT pg_advisory_xact_lock(42)",
         "CREATE TABLE t (a int)",
+        "EXPLAIN ANALYZE SELECT 1",
+        "EXPLAIN (ANALYZE) CREATE TABLE t AS SELECT 1",
         "DECLARE c CURSOR FOR SELECT 1",
         "SELECT 'listen'",
         "SELECT 1 -- listen\n",

@@ -105,7 +105,9 @@ impl Forwarder<'_> {
             return false;
         }
         self.pool.stats.wait_seconds.observe(0.0);
-        self.shared.incidents.resolve(&server.addr);
+        // Refusals in this pool are over; an outage of the server ends
+        // only with a request it answers (`on_ready`): an idle connection
+        // may not know yet that its server went away.
         self.shared.incidents.resolve(&self.pool.name);
         let link = self.link_up(server, which, may_write, std::time::Duration::ZERO, false);
         self.link = Some(link);
@@ -224,8 +226,8 @@ impl Forwarder<'_> {
         let waited = waiting.end();
         self.pool.stats.wait_seconds.observe(waited.as_secs_f64());
         let (server, synced) = checked_out?;
-        // Any outage of this server (or refusals in this pool) is over.
-        self.shared.incidents.resolve(&server.addr);
+        // Refusals in this pool are over (the server's outage: see
+        // `attach_now`).
         self.shared.incidents.resolve(&self.pool.name);
         if fence != Fence::None {
             self.route_state().fence = fence;

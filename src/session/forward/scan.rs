@@ -406,6 +406,9 @@ impl Forwarder<'_> {
         }
         let quiet = link.pending.quiet();
         if quiet && status == b'I' {
+            // The server answered: any outage of it is over (one atomic
+            // load when none is open).
+            self.shared.incidents.resolve(&link.server.addr);
             let ended = Ended {
                 started: link.started.take(),
                 at: now,
