@@ -23,8 +23,7 @@ use crate::config::PoolMode;
 use crate::pool::replicas::Fence;
 use crate::pool::{ConnState, ParamSet, PoolSet, Server, Which};
 use crate::prepared::{ClientStatements, Expect};
-use crate::protocol::frame::{peek_header, Item, Splitter};
-use crate::protocol::messages::{self, Severity};
+use crate::protocol::frame::{Item, Splitter};
 use crate::router::RouteHint;
 use crate::shared::Shared;
 
@@ -140,6 +139,7 @@ mod routing;
 mod scan;
 mod send;
 mod start;
+mod statement_mode;
 mod statements;
 mod stop;
 
@@ -539,39 +539,6 @@ impl<'a> Forwarder<'a> {
         if pooled && link.status() == Some(b'I') && self.csplit.at_boundary() {
             self.detach().await;
         }
-        Ok(())
-    }
-
-    /// Statement mode: a statement left a transaction open. Roll it back on
-    /// the server and tell the client, instead of pinning the server.
-    async fn refuse_transaction_block(&mut self) -> Result<(), SessionError> {
-        let Some(link) = self.link.as_mut() else {
-            return Ok(());
-        };
-        let conn: &mut crate::pool::ServerConn = &mut link.server;
-        let skip = peek_header(&conn.buf)?.map_or(0, |(_, len)| 5 + len);
-        let skip = skip.min(conn.buf.len());
-        conn.buf.advance(skip);
-        let timeout = self
-            .config
-            .get(&self.shared.config)
-            .general
-            .server_reset_timeout;
-        link.server.run("ROLLBACK", timeout).await?;
-        let mut out = BytesMut::new();
-        messages::error_response(
-            &mut out,
-            Severity::Error,
-            "25P01",
-            "transaction blocks are not allowed in statement pool mode; the transaction was rolled back",
-            Some("run each statement on its own, or use pool_mode = transaction for this database"),
-        );
-        messages::ready_for_query(&mut out, b'I');
-        self.client
-            .send(&out)
-            .await
-            .map_err(SessionError::ClientGone)?;
-        self.detach().await;
         Ok(())
     }
 }
