@@ -18,13 +18,16 @@ pub enum Command {
     DeallocateAll,
 }
 
-/// The commands in `sql`, in order; empty (and cheap) for the text of
-/// almost every statement, which names none of the keywords.
-pub fn commands(sql: &str) -> Vec<Command> {
+/// The commands in `sql`, in order (the session scans the text once and
+/// calls `commands_of`).
+#[cfg(test)]
+fn commands(sql: &str) -> Vec<Command> {
     commands_of(Text::new(sql))
 }
 
-/// `commands` of a text already scanned for its words.
+/// The commands in a text already scanned for its words, in order;
+/// empty (and cheap) for almost every statement, which names none of
+/// the keywords.
 pub fn commands_of(text: Text<'_>) -> Vec<Command> {
     if !text.words.prepared {
         return Vec::new();
