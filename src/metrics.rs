@@ -7,13 +7,18 @@ use prometheus::{
     Registry,
 };
 
-use crate::router::{Decision, Route};
+use crate::router::{Decision, Reason, Route};
 
 /// Every metric pgswitch keeps, and the registry that exports them.
 pub struct Metrics {
     pub registry: Registry,
     /// Router verdicts at the start of a transaction, by route and reason.
     pub route_decisions: IntCounterVec,
+    /// `route_decisions`' counters, looked up once each (by route, then
+    /// `Reason::index`): a label lookup hashes and locks on every call.
+    decision_counters: [[std::sync::OnceLock<IntCounter>; Reason::LABELS.len()]; 3],
+    /// `read_fallbacks`' counters, by `Fallback` (as above).
+    fallback_counters: [std::sync::OnceLock<IntCounter>; 3],
     /// Reads the router sent to a replica that the primary served, by cause.
     pub read_fallbacks: IntCounterVec,
     /// Requests a replica failed before answering (refused as a write, or
@@ -290,6 +295,8 @@ impl Metrics {
         Metrics {
             registry,
             route_decisions,
+            decision_counters: Default::default(),
+            fallback_counters: Default::default(),
             read_fallbacks,
             replica_reruns,
             requests_refused,
@@ -335,19 +342,22 @@ impl Metrics {
     }
 
     pub fn decision(&self, d: &Decision) {
-        let route = match d.route {
-            Route::Primary => "primary",
-            Route::Replica => "replica",
-            Route::Any => "any",
+        let (i, route) = match d.route {
+            Route::Primary => (0, "primary"),
+            Route::Replica => (1, "replica"),
+            Route::Any => (2, "any"),
         };
-        self.route_decisions
-            .with_label_values(&[route, d.reason.label()])
+        self.decision_counters[i][d.reason.index()]
+            .get_or_init(|| {
+                self.route_decisions
+                    .with_label_values(&[route, d.reason.label()])
+            })
             .inc();
     }
 
     pub fn fallback(&self, cause: Fallback) {
-        self.read_fallbacks
-            .with_label_values(&[cause.label()])
+        self.fallback_counters[cause as usize]
+            .get_or_init(|| self.read_fallbacks.with_label_values(&[cause.label()]))
             .inc();
     }
 

@@ -109,7 +109,8 @@ impl Replicas {
             _ => None,
         };
         let mut rotation = 0;
-        let mut candidates: Vec<(Which, &Pool, u32)> = Vec::with_capacity(self.pools.len() + 1);
+        // On the stack for up to 8 (a read must not allocate).
+        let mut candidates: smallvec::SmallVec<[(Which, &Pool, u32); 8]> = Default::default();
         for (i, r) in snap.replicas.iter().enumerate() {
             let Some(pool) = self.pools.get(i) else { break };
             if !r.in_rotation || tried & (1 << i) != 0 {

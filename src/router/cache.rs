@@ -16,23 +16,29 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
-use super::{route, Decision, FunctionPolicy, RouterError};
+use super::Decision;
+#[cfg(test)]
+use super::{route, FunctionPolicy, RouterError};
+
+/// Keys are hashes already (foldhash, or SipHash for exact texts).
+type Entries = LruCache<u64, Decision, nohash_hasher::BuildNoHashHasher<u64>>;
 
 pub struct RouteCache {
-    entries: Mutex<LruCache<u64, Decision>>,
+    entries: Mutex<Entries>,
 }
 
 /// The cache key of a statement text (see the module docs).
-fn key(sql: &str) -> u64 {
-    let mentions_us = sql
-        .as_bytes()
-        .windows(8)
-        .any(|w| w.eq_ignore_ascii_case(b"pgswitch"));
+pub fn key(sql: &str) -> u64 {
+    let b = sql.as_bytes();
+    let mentions_us = memchr::memchr2_iter(b'p', b'P', b).any(|i| {
+        b.get(i..i + 8)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"pgswitch"))
+    });
     if mentions_us {
         use std::hash::Hasher;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         h.write_u8(0xff); // apart from fingerprint keys
-        h.write(sql.as_bytes());
+        h.write(b);
         h.finish()
     } else {
         crate::stats::fingerprint::key(sql)
@@ -44,20 +50,30 @@ impl RouteCache {
     pub fn new(capacity: usize) -> Self {
         let cap = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         RouteCache {
-            entries: Mutex::new(LruCache::new(cap)),
+            entries: Mutex::new(LruCache::with_hasher(cap, Default::default())),
         }
     }
 
     /// The decision for `sql`, from the cache or computed and remembered.
     /// Errors (bad hints) are not cached.
+    #[cfg(test)]
     pub fn route(&self, sql: &str, functions: &FunctionPolicy) -> Result<Decision, RouterError> {
         let key = key(sql);
-        if let Some(d) = self.lock().get(&key) {
-            return Ok(d.clone());
+        if let Some(d) = self.get(key) {
+            return Ok(d);
         }
         let d = route(sql, functions)?;
-        self.lock().put(key, d.clone());
+        self.put(key, d.clone());
         Ok(d)
+    }
+
+    /// The decision cached under `key` (see `key`).
+    pub fn get(&self, key: u64) -> Option<Decision> {
+        self.lock().get(&key).cloned()
+    }
+
+    pub fn put(&self, key: u64, decision: Decision) {
+        self.lock().put(key, decision);
     }
 
     /// Forgets everything, e.g. after DDL changed function volatility.
@@ -73,7 +89,7 @@ impl RouteCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<u64, Decision>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -30,9 +30,18 @@ impl Router {
     }
 
     /// The routing decision for a statement (cached by its shape).
+    /// Errors (bad hints) are not cached.
     pub fn route(&self, sql: &str) -> Result<Decision, RouterError> {
+        let key = super::cache::key(sql);
+        if let Some(d) = self.cache.get(key) {
+            return Ok(d);
+        }
+        // The catalog's lock is held until the decision is cached: a new
+        // catalog (`set_functions`) clears the cache after that, not before.
         let functions = self.functions.read().unwrap_or_else(|p| p.into_inner());
-        self.cache.route(sql, &functions)
+        let d = super::route(sql, &functions)?;
+        self.cache.put(key, d.clone());
+        Ok(d)
     }
 
     /// DDL went through the proxy: re-read function volatility soon.

@@ -94,25 +94,52 @@ pub enum Reason {
 impl Reason {
     /// A fixed label per kind of reason, for metrics.
     pub fn label(&self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// Every reason's label, in `index` order.
+    pub const LABELS: [&'static str; 18] = [
+        "read",
+        "write",
+        "row_lock",
+        "writable_cte",
+        "select_into",
+        "function",
+        "view",
+        "standby_only",
+        "unparsed",
+        "session_state",
+        "transaction_control",
+        "begin",
+        "read_only_transaction",
+        "hint",
+        "route_setting",
+        "invalid_route_setting",
+        "min_lsn_setting",
+        "invalid_min_lsn",
+    ];
+
+    /// The reason's place in `LABELS`.
+    pub fn index(&self) -> usize {
         match self {
-            Reason::Read => "read",
-            Reason::Write(_) => "write",
-            Reason::RowLock => "row_lock",
-            Reason::WritableCte => "writable_cte",
-            Reason::SelectInto => "select_into",
-            Reason::Function(_) => "function",
-            Reason::View(_) => "view",
-            Reason::StandbyOnly(_) => "standby_only",
-            Reason::Unparsed => "unparsed",
-            Reason::SessionState => "session_state",
-            Reason::TransactionControl => "transaction_control",
-            Reason::Begin => "begin",
-            Reason::ReadOnlyTransaction => "read_only_transaction",
-            Reason::Hint => "hint",
-            Reason::RouteSetting(_) => "route_setting",
-            Reason::InvalidRouteSetting(_) => "invalid_route_setting",
-            Reason::MinLsnSetting(_) => "min_lsn_setting",
-            Reason::InvalidMinLsn(_) => "invalid_min_lsn",
+            Reason::Read => 0,
+            Reason::Write(_) => 1,
+            Reason::RowLock => 2,
+            Reason::WritableCte => 3,
+            Reason::SelectInto => 4,
+            Reason::Function(_) => 5,
+            Reason::View(_) => 6,
+            Reason::StandbyOnly(_) => 7,
+            Reason::Unparsed => 8,
+            Reason::SessionState => 9,
+            Reason::TransactionControl => 10,
+            Reason::Begin => 11,
+            Reason::ReadOnlyTransaction => 12,
+            Reason::Hint => 13,
+            Reason::RouteSetting(_) => 14,
+            Reason::InvalidRouteSetting(_) => 15,
+            Reason::MinLsnSetting(_) => 16,
+            Reason::InvalidMinLsn(_) => 17,
         }
     }
 }

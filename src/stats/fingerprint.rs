@@ -40,14 +40,24 @@ const BLOCK: usize = 128;
 
 impl<H: Hasher> HashSink<H> {
     #[inline]
-    fn put(&mut self, s: &[u8], lower: bool) {
-        for &b in s {
-            if self.len == BLOCK {
-                self.hasher.write(&self.block);
-                self.len = 0;
+    fn put(&mut self, mut s: &[u8], lower: bool) {
+        loop {
+            let n = (BLOCK - self.len).min(s.len());
+            let dst = &mut self.block[self.len..self.len + n];
+            if lower {
+                for (d, c) in dst.iter_mut().zip(&s[..n]) {
+                    *d = c.to_ascii_lowercase();
+                }
+            } else {
+                dst.copy_from_slice(&s[..n]);
             }
-            self.block[self.len] = if lower { b.to_ascii_lowercase() } else { b };
-            self.len += 1;
+            self.len += n;
+            s = &s[n..];
+            if s.is_empty() {
+                return;
+            }
+            self.hasher.write(&self.block);
+            self.len = 0;
         }
     }
 
@@ -70,7 +80,38 @@ impl<H: Hasher> Sink for HashSink<H> {
 /// The fingerprint's key. foldhash (its quality variant, a fixed seed:
 /// the same key in every process) keys statistics and the route cache as
 /// they are (see `stats`), so its every bit counts.
+///
+/// Each thread remembers the last text it keyed (up to `MEMO_MAX` bytes)
+/// and its key: the router and the statistics key the same statement one
+/// after the other, and a client that repeats a statement repeats its
+/// text. A hit costs a comparison of the text, and the text decides: the
+/// memo never answers for another text.
 pub fn key(sql: &str) -> u64 {
+    if sql.len() > MEMO_MAX {
+        return key_now(sql);
+    }
+    MEMO.with_borrow_mut(|memo| match memo {
+        Some((text, key)) if text.as_slice() == sql.as_bytes() => *key,
+        _ => {
+            let key = key_now(sql);
+            let (text, last) = memo.get_or_insert_with(|| (Vec::new(), key));
+            text.clear();
+            text.extend_from_slice(sql.as_bytes());
+            *last = key;
+            key
+        }
+    })
+}
+
+/// Texts longer than this are keyed without the memo (`key`).
+const MEMO_MAX: usize = 4096;
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Option<(Vec<u8>, u64)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn key_now(sql: &str) -> u64 {
     let mut sink = hash_sink();
     scan(sql, &mut sink);
     sink.finish()
@@ -112,6 +153,42 @@ pub fn text(sql: &str, max: usize) -> String {
     out
 }
 
+/// Byte classes, one table lookup per byte in the scanner's loops.
+const SPACE: u8 = 1; // u8::is_ascii_whitespace
+const WORD_START: u8 = 2; // ASCII letter or digit, `_`, any non-ASCII byte
+const WORD: u8 = 4; // WORD_START or `$`
+const LITERAL_START: u8 = 8; // where `literal` may find one
+
+static CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut k = 0;
+        if c.is_ascii_whitespace() {
+            k |= SPACE;
+        }
+        if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
+            k |= WORD_START | WORD;
+        }
+        if c == b'$' {
+            k |= WORD;
+        }
+        if matches!(
+            c,
+            b'\'' | b'e' | b'E' | b'x' | b'X' | b'b' | b'B' | b'n' | b'N' | b'$' | b'.'
+        ) || c.is_ascii_digit()
+        {
+            k |= LITERAL_START;
+        }
+        t[i] = k;
+        i += 1;
+    }
+    t
+}
+
 /// What was emitted last, to collapse spaces and lists.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Last {
@@ -132,8 +209,9 @@ fn scan(sql: &str, sink: &mut impl Sink) {
     let mut in_list = false;
     while i < b.len() {
         let c = b[i];
+        let class = CLASS[c as usize];
         // Whitespace.
-        if c.is_ascii_whitespace() {
+        if class & SPACE != 0 {
             pending_space = true;
             i += 1;
             continue;
@@ -170,7 +248,11 @@ fn scan(sql: &str, sink: &mut impl Sink) {
         // parameter (or the `?` operator) becomes `?`.
         let mut lower = false;
         let mut placeholder = false;
-        if let Some(end) = literal(b, i) {
+        let lit = match class & LITERAL_START {
+            0 => None,
+            _ => literal(b, i),
+        };
+        if let Some(end) = lit {
             i = end;
             placeholder = true;
         } else if c == b'"' {
@@ -187,10 +269,9 @@ fn scan(sql: &str, sink: &mut impl Sink) {
                 }
                 i += 1;
             }
-        } else if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
-            while i < b.len()
-                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
-            {
+        } else if class & WORD_START != 0 {
+            i += 1;
+            while i < b.len() && CLASS[b[i] as usize] & WORD != 0 {
                 i += 1;
             }
             lower = true;
@@ -349,6 +430,19 @@ mod tests {
             text("SELECT \"Mixed\".\"Col\" FROM t1", 1000),
             "select \"Mixed\".\"Col\" from t1"
         );
+    }
+
+    #[test]
+    fn the_memo_answers_for_its_own_text_only() {
+        let long = format!("SELECT '{}'", "x".repeat(MEMO_MAX));
+        let texts = [
+            "", "SELECT a", "SELECT a", "SELECT b", "", &long, "SELECT a",
+        ];
+        for sql in texts {
+            assert_eq!(key(sql), key_now(sql), "{sql:.20}");
+        }
+        assert_ne!(key("SELECT a"), key("SELECT b"));
+        assert_eq!(key("SELECT 1"), key("select  2"));
     }
 
     #[test]

@@ -189,6 +189,13 @@ impl Forwarder<'_> {
         }
     }
 
+    /// Whether a read may wait for a replica to replay the client's last
+    /// write (`read_your_writes_timeout` above zero).
+    pub(super) fn may_wait_for_replica(&mut self) -> bool {
+        let routing = &self.config.get(&self.shared.config).general.routing;
+        !routing.read_your_writes_timeout.is_zero()
+    }
+
     /// One look at the replicas for a read (see `choose_reader`): `None`
     /// when the replica to use is behind this client's writes and
     /// `may_wait` says to wait for it.

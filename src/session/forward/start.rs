@@ -85,11 +85,15 @@ impl Forwarder<'_> {
         }
         let (which, may_write) = match self.next_target() {
             Ok(Some(Next::Server(which, may_write))) => (which, may_write),
-            Ok(Some(Next::Read)) => match self.pick_reader(true) {
-                Some(Ok(which)) => (which, false),
-                Some(Err(e)) => return Err(Some(Err(e))),
-                None => return Err(Some(Ok(Some(Next::Read)))),
-            },
+            // Waiting for a replica to catch up takes the full start.
+            Ok(Some(Next::Read)) => {
+                let may_wait = self.may_wait_for_replica();
+                match self.pick_reader(may_wait) {
+                    Some(Ok(which)) => (which, false),
+                    Some(Err(e)) => return Err(Some(Err(e))),
+                    None => return Err(Some(Ok(Some(Next::Read)))),
+                }
+            }
             other => return Err(Some(other)),
         };
         match self.attach_now(which, may_write) {
