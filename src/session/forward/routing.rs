@@ -43,6 +43,17 @@ fn runs_nothing(cbuf: &[u8]) -> bool {
         == Some(b'S')
 }
 
+/// `body.split(|&b| b == 0)`, found with memchr.
+fn split_nul(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let b = rest?;
+        let end = memchr::memchr(0, b);
+        rest = end.map(|e| &b[e + 1..]);
+        Some(&b[..end.unwrap_or(b.len())])
+    })
+}
+
 impl Forwarder<'_> {
     /// Where the transaction starting with the next client message runs,
     /// or `None` while that message is still arriving. Reads go to a
@@ -71,7 +82,7 @@ impl Forwarder<'_> {
             return Ok(None);
         };
         // Query: sql\0. Parse: name\0 sql\0 types. Bind: portal\0 name\0 ...
-        let mut parts = body.split(|&b| b == 0);
+        let mut parts = split_nul(body);
         let sql = match tag {
             // A client's named statement, prepared in an earlier batch:
             // its text decides, wherever it will be parsed.
@@ -370,5 +381,17 @@ impl Forwarder<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn split_nul_splits_as_split_does() {
+        for b in [&b""[..], b"a", b"a\0", b"\0", b"a\0b\0", b"a\0\0b", b"\0\0"] {
+            let ours: Vec<_> = super::split_nul(b).collect();
+            let std: Vec<_> = b.split(|&c| c == 0).collect();
+            assert_eq!(ours, std, "{b:?}");
+        }
     }
 }
