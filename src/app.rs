@@ -128,8 +128,7 @@ impl App {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((stream, peer)) => {
-                        let shared = shared.clone();
-                        tracker.spawn(async move { session::run(&shared, stream, peer).await });
+                        tracker.spawn(session::run(shared.clone(), stream, peer));
                     }
                     Err(e) => {
                         // EMFILE and friends: back off briefly instead of spinning.

@@ -32,6 +32,9 @@ pub struct Shared {
     /// check takes its lock, which every session would share): set before
     /// the token is cancelled, so a session its cancellation wakes sees it.
     stopping: AtomicU8,
+    /// Notified (all waiters) after `stopping` changes (see
+    /// `session::forward::stop`).
+    pub stop_changed: tokio::sync::Notify,
     pub metrics: Arc<Metrics>,
     /// PAUSE / RESUME from the admin console.
     pub pause: PauseControl,
@@ -62,6 +65,7 @@ impl Shared {
             shutdown: CancellationToken::new(),
             hard_shutdown: CancellationToken::new(),
             stopping: AtomicU8::new(Stopping::No as u8),
+            stop_changed: tokio::sync::Notify::new(),
             pause: PauseControl::default(),
             statements: crate::prepared::Interner::new(metrics.prepared_bytes.clone()),
             incidents: Default::default(),
@@ -88,12 +92,14 @@ impl Shared {
     pub fn stop(&self) {
         self.stopping
             .fetch_max(Stopping::Graceful as u8, Ordering::SeqCst);
+        self.stop_changed.notify_waiters();
         self.shutdown.cancel();
     }
 
     /// Closes every session now (the graceful shutdown has begun too).
     pub fn stop_now(&self) {
         self.stopping.store(Stopping::Hard as u8, Ordering::SeqCst);
+        self.stop_changed.notify_waiters();
         self.shutdown.cancel();
         self.hard_shutdown.cancel();
     }

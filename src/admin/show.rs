@@ -65,7 +65,7 @@ fn pools(shared: &Shared) -> Table {
             .database(&set.database)
             .map_or(config.general.pool_mode, |d| config.pool_mode(d));
         t.row([
-            set.name.clone(),
+            set.name.to_string(),
             mode.to_string(),
             role.to_owned(),
             pool.manager().target.addr.to_string(),
@@ -153,7 +153,7 @@ fn servers(shared: &Shared) -> Table {
         for (client, (server, key)) in &lent {
             if *client.pool == *set.name && server.to_string() == addr {
                 t.row([
-                    set.name.clone(),
+                    set.name.to_string(),
                     role.to_owned(),
                     addr.clone(),
                     key.0.to_string(),
@@ -167,7 +167,7 @@ fn servers(shared: &Shared) -> Table {
         // In the pool: visited (and kept) one by one.
         pool.retain(|conn, metrics| {
             t.row([
-                set.name.clone(),
+                set.name.to_string(),
                 role.to_owned(),
                 addr.clone(),
                 conn.key.0.to_string(),
@@ -201,7 +201,7 @@ fn stats(shared: &Shared) -> Table {
             n => format!("{:.3}", h.get_sample_sum() * 1000.0 / n as f64),
         };
         t.row([
-            set.name.clone(),
+            set.name.to_string(),
             s.transactions.get().to_string(),
             s.requests.get().to_string(),
             avg_ms(&s.transaction_seconds),
@@ -276,7 +276,7 @@ fn replicas(shared: &Shared) -> Table {
             (None, false) => "no answer at the last check",
         };
         t.row([
-            set.name.clone(),
+            set.name.to_string(),
             set.primary.manager().target.addr.to_string(),
             "primary".to_owned(),
             String::new(),
@@ -287,7 +287,7 @@ fn replicas(shared: &Shared) -> Table {
         ]);
         for rep in &snap.replicas {
             t.row([
-                set.name.clone(),
+                set.name.to_string(),
                 rep.addr.to_string(),
                 "replica".to_owned(),
                 if rep.in_rotation { "yes" } else { "no" }.to_owned(),

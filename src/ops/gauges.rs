@@ -12,7 +12,7 @@ pub fn refresh(shared: &Shared) {
     let m = &shared.metrics;
     let mut active = 0i64;
     for set in shared.pools.all() {
-        let name = set.name.as_str();
+        let name = &*set.name;
         m.pool_size
             .with_label_values(&[name])
             .set(set.max_size() as i64);

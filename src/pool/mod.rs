@@ -53,8 +53,9 @@ pub enum CheckoutError {
 /// routing, one per replica plus the health monitor that says which are in
 /// rotation.
 pub struct PoolSet {
-    /// `database/user`, for messages and metrics.
-    pub name: String,
+    /// `database/user`, for messages and metrics (shared with the
+    /// cancel slots of its clients).
+    pub name: Arc<str>,
     /// The database and user clients named.
     pub database: String,
     pub user: String,
@@ -75,6 +76,9 @@ pub struct PoolSet {
     /// This pool's metric handles.
     pub stats: PoolMetrics,
     wait_timeout: Duration,
+    /// The parameters the last client to log in was told, shared with the
+    /// next whose are the same (see `share_params`).
+    client_params: Mutex<Option<Arc<ParamSet>>>,
 }
 
 /// Which server of a `PoolSet`.
@@ -131,7 +135,7 @@ impl PoolSet {
         let name = format!("{}/{}", db.name, user.name);
         PoolSet {
             stats: metrics.pool(&name),
-            name,
+            name: name.into(),
             database: db.name.clone(),
             user: user.name.clone(),
             spec: spec(cfg, db, user),
@@ -141,6 +145,18 @@ impl PoolSet {
             router: replicas.as_ref().map(|r| r.router().clone()),
             replicas,
             wait_timeout: g.query_wait_timeout,
+            client_params: Default::default(),
+        }
+    }
+
+    /// `params` as a client keeps them: the copy the previous client got
+    /// when they are the same (clients of one application usually are), so
+    /// that an idle client costs a pointer, not a copy.
+    pub fn share_params(&self, params: ParamSet) -> Arc<ParamSet> {
+        let mut last = self.client_params.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some(p) if **p == params => p.clone(),
+            _ => last.insert(Arc::new(params)).clone(),
         }
     }
 
@@ -176,7 +192,7 @@ impl PoolSet {
         let pool = self.pool(which);
         pool.get().await.map_err(|e| match e {
             slots::GetError::WaitTimeout => CheckoutError::WaitTimeout {
-                pool: self.name.clone(),
+                pool: self.name.to_string(),
                 size: self.max_size(),
                 waited: self.wait_timeout,
             },
@@ -186,7 +202,7 @@ impl PoolSet {
             }),
             slots::GetError::Backend(ServerError::AtLimit(e)) => CheckoutError::AtLimit(e),
             slots::GetError::Backend(e) => CheckoutError::Server(e),
-            slots::GetError::Closed => CheckoutError::Closed(self.name.clone()),
+            slots::GetError::Closed => CheckoutError::Closed(self.name.to_string()),
         })
     }
 

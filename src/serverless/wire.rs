@@ -87,8 +87,7 @@ impl Wire {
         max_message: usize,
     ) -> Result<Wire, WireError> {
         let (ours, theirs) = UnixStream::pair()?;
-        let session_shared = shared.clone();
-        tasks.spawn(async move { crate::session::run_local(&session_shared, theirs, peer).await });
+        tasks.spawn(crate::session::run_local(shared.clone(), theirs, peer));
         let mut out = BytesMut::with_capacity(64 + then.len());
         frontend::startup_message([("user", user), ("database", database)], &mut out)?;
         frontend::password_message(password.as_bytes(), &mut out)?;

@@ -79,11 +79,7 @@ pub fn upgrade(
                 return;
             }
         };
-        let session_shared = shared.clone();
-        let session =
-            tokio::spawn(
-                async move { crate::session::run_local(&session_shared, theirs, peer).await },
-            );
+        let session = tokio::spawn(crate::session::run_local(shared.clone(), theirs, peer));
         if let Err(e) = bridge(ws, ours, shared.hard_shutdown.clone()).await {
             tracing::debug!(%peer, error = %e, "WebSocket client connection lost");
         }

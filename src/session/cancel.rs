@@ -24,7 +24,7 @@ pub struct ClientSlot {
     pub pid: i32,
     pub secret: i32,
     /// `database/user`, where the client came from, and since when.
-    pub pool: Box<str>,
+    pub pool: Arc<str>,
     pub peer: std::net::SocketAddr,
     pub since: std::time::Instant,
     server: Mutex<Option<ServerKey>>,
@@ -111,7 +111,7 @@ impl CancelRegistry {
         all
     }
 
-    pub fn register(&self, pool: &str, peer: std::net::SocketAddr) -> Registration<'_> {
+    pub fn register(&self, pool: Arc<str>, peer: std::net::SocketAddr) -> Registration<'_> {
         // Wrapping pids are fine: a live pid is never handed out twice.
         let mut clients = self.lock();
         let counter = (1 << COUNTER_BITS) - 1;
@@ -123,7 +123,7 @@ impl CancelRegistry {
         let slot = Arc::new(ClientSlot {
             pid,
             secret: rand::random(),
-            pool: pool.into(),
+            pool,
             peer,
             since: std::time::Instant::now(),
             server: Mutex::new(None),
@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn cancel_only_with_right_key_and_attached_server() {
         let reg = CancelRegistry::default();
-        let r = reg.register("app/app", "127.0.0.1:5000".parse().unwrap());
+        let r = reg.register("app/app".into(), "127.0.0.1:5000".parse().unwrap());
         let (pid, secret) = (r.slot.pid, r.slot.secret.to_be_bytes());
         assert_eq!(
             reg.target(pid, &secret),
@@ -216,15 +216,15 @@ mod tests {
     #[test]
     fn pids_carry_the_instance_id() {
         let reg = CancelRegistry::new(5);
-        let a = reg.register("app/app", "127.0.0.1:5000".parse().unwrap());
-        let b = reg.register("app/app", "127.0.0.1:5000".parse().unwrap());
+        let a = reg.register("app/app".into(), "127.0.0.1:5000".parse().unwrap());
+        let b = reg.register("app/app".into(), "127.0.0.1:5000".parse().unwrap());
         assert_eq!(a.slot.pid >> COUNTER_BITS, 5);
         assert_eq!(b.slot.pid >> COUNTER_BITS, 5);
         assert_ne!(a.slot.pid, b.slot.pid);
         assert!(a.slot.pid > 0);
         assert_eq!(
             CancelRegistry::new(200)
-                .register("x", "127.0.0.1:1".parse().unwrap())
+                .register("x".into(), "127.0.0.1:1".parse().unwrap())
                 .slot
                 .pid
                 >> COUNTER_BITS,

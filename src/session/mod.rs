@@ -20,7 +20,9 @@ mod replay;
 pub mod settings;
 mod tls;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,11 +60,16 @@ const CLIENT_SETTABLE: [&str; 5] = [
 /// (A plain function returning the session's future, so that the task's
 /// state is that future itself, not a wrapper around it.)
 pub fn run(
-    shared: &Shared,
+    shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
-) -> impl std::future::Future<Output = ()> + Send + '_ {
-    serve_client(shared, Client::Tcp(tcp), peer)
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let _ = tcp.set_nodelay(true);
+    let (tls, mode) = {
+        let g = &shared.config.load().general;
+        (g.tls.clone(), g.client_tls)
+    };
+    serve_client(shared, Box::pin(negotiate(tls, mode, tcp, peer)), peer)
 }
 
 /// Serves a client of the serverless front (`crate::serverless`): a
@@ -70,41 +77,31 @@ pub fn run(
 /// socket pair. Its TLS (if any) ended at the front, which also applied
 /// `client_tls`; the password comes in clear, as Neon's driver sends it.
 pub fn run_local(
-    shared: &Shared,
+    shared: Arc<Shared>,
     local: tokio::net::UnixStream,
     peer: SocketAddr,
-) -> impl std::future::Future<Output = ()> + Send + '_ {
-    serve_client(shared, Client::Local(Box::new(local)), peer)
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let opened = Opened {
+        buf: BytesMut::new(),
+        binding: None,
+        tls_required: false,
+        cleartext: true,
+    };
+    let ready = Some((Stream::Local(Box::new(local)), Box::new(opened)));
+    serve_client(shared, Box::pin(std::future::ready(ready)), peer)
 }
 
-/// Where a client comes from.
-enum Client {
-    Tcp(TcpStream),
-    /// The serverless front's end of a socket pair (boxed, as in `Stream`).
-    Local(Box<tokio::net::UnixStream>),
-}
+/// The start of a connection, up to the login (a TLS negotiation, or
+/// nothing): boxed, so that neither its state nor the socket it starts
+/// from stays in the session's state while the client is connected.
+type Negotiation = Pin<Box<dyn Future<Output = Option<(Stream, Box<Opened>)>> + Send>>;
 
-async fn serve_client(shared: &Shared, client: Client, peer: SocketAddr) {
-    let (mut stream, opened) = match client {
-        Client::Tcp(tcp) => {
-            let _ = tcp.set_nodelay(true);
-            // Boxed: a TLS handshake's state is large, and the session's
-            // state should not make room for it while the client is
-            // connected.
-            let Some(negotiated) = Box::pin(negotiate(shared, tcp, peer)).await else {
-                return;
-            };
-            negotiated
-        }
-        Client::Local(local) => {
-            let opened = Opened {
-                buf: BytesMut::new(),
-                binding: None,
-                tls_required: false,
-                cleartext: true,
-            };
-            (Stream::Local(local), Box::new(opened))
-        }
+/// A client's whole connection: `shared` is owned here, so the task's
+/// state holds one copy of everything (a wrapper future would keep its own).
+async fn serve_client(shared: Arc<Shared>, opening: Negotiation, peer: SocketAddr) {
+    let shared = &*shared;
+    let Some((mut stream, opened)) = opening.await else {
+        return;
     };
     let mut who = Who::default();
     let result = serve(shared, &mut stream, opened, &peer, &mut who).await;
@@ -131,14 +128,11 @@ async fn serve_client(shared: &Shared, client: Client, peer: SocketAddr) {
 /// TLS or not, as the client asks and `client_tls` allows; `None` if the
 /// client went away first.
 async fn negotiate(
-    shared: &Shared,
+    tls: Option<Arc<crate::net::tls::ClientTls>>,
+    mode: ClientTlsMode,
     tcp: TcpStream,
     peer: SocketAddr,
 ) -> Option<(Stream, Box<Opened>)> {
-    let (tls, mode) = {
-        let g = &shared.config.load().general;
-        (g.tls.clone(), g.client_tls)
-    };
     let tls = tls.filter(|_| mode != ClientTlsMode::Disable);
     let mut buf = BytesMut::new();
     let negotiated =
@@ -275,7 +269,8 @@ pub(crate) struct Session<'a> {
     buf: BytesMut,
     /// Settings from the startup packet's `options` (`-c name=value`).
     settings: Option<Box<settings::Settings>>,
-    params: ParamSet,
+    /// Shared with other clients told the same (`PoolSet::share_params`).
+    params: Arc<ParamSet>,
     pool: Arc<crate::pool::PoolSet>,
     mode: crate::config::PoolMode,
     login: LoggedIn<'a>,
@@ -412,7 +407,7 @@ async fn login<'a>(
         if !config.general.admin_users.contains(&user.name) {
             return Err(SessionError::NotAdmin(user.name.clone()));
         }
-        let registration = shared.cancels.register("pgswitch (admin)", *peer);
+        let registration = shared.cancels.register("pgswitch (admin)".into(), *peer);
         let slot = &registration.slot;
         who.id = slot.pid;
         login::greet(
@@ -444,7 +439,8 @@ async fn login<'a>(
             params.set(name, v);
         }
     }
-    let registration = shared.cancels.register(&pool.name, *peer);
+    let params = pool.share_params(params);
+    let registration = shared.cancels.register(pool.name.clone(), *peer);
     let slot = &registration.slot;
     who.id = slot.pid;
     login::greet(stream, &params, &server_params, slot.pid, slot.secret).await?;

@@ -253,8 +253,8 @@ impl Forwarder<'_> {
             }
         }
         for (name, value) in server.params.iter() {
-            if pool::params::TRACKED.contains(&name) {
-                self.params.set(name, value);
+            if pool::params::TRACKED.contains(&name) && self.params.get(name) != Some(value) {
+                std::sync::Arc::make_mut(&mut self.params).set(name, value);
             }
         }
         if !out.is_empty() {

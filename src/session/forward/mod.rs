@@ -153,8 +153,9 @@ pub struct Forwarder<'a> {
     client: &'a mut crate::net::Stream,
     cbuf: BytesMut,
     csplit: Splitter,
-    /// Tracked parameters as the client was told them.
-    params: ParamSet,
+    /// Tracked parameters as the client was told them; shared with other
+    /// clients told the same until one changes (`Arc::make_mut`).
+    params: Arc<ParamSet>,
     pool: Arc<PoolSet>,
     mode: PoolMode,
     /// The client's cancel key and its max_client_conn slot.

@@ -331,7 +331,9 @@ impl Forwarder<'_> {
                 }
                 Item::Whole { tag: b'S', body } => {
                     if let Some((k, v)) = messages::parse_parameter_status(body) {
-                        self.params.set(k, v);
+                        if self.params.get(k) != Some(v) {
+                            std::sync::Arc::make_mut(&mut self.params).set(k, v);
+                        }
                         conn.params.set(k, v);
                     }
                 }
