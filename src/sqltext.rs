@@ -62,6 +62,10 @@ impl Words {
     /// are not mistaken for `SET` and `SELECT INTO`); any other text by
     /// the whole lists.
     pub fn of(sql: &str) -> Words {
+        // The common case first, cheaper than the automaton's scan.
+        if !contains_any(sql.as_bytes()) {
+            return Words::default();
+        }
         let Some(first) = ALL.0.find(sql) else {
             return Words::default();
         };
@@ -120,6 +124,84 @@ fn single_statement_lead(sql: &str) -> Option<&str> {
     (ends_word && lead.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')).then_some(lead)
 }
 
+/// Every word of both lists, lowercased, grouped by first letter (see
+/// `contains_any`; a test checks them against the lists).
+const BY_FIRST: [(u8, &[&[u8]]); 8] = [
+    (b's', &[b"set"]),
+    (b'l', &[b"listen", b"load"]),
+    (b'd', &[b"do", b"discard", b"declare", b"deallocate"]),
+    (b'c', &[b"create"]),
+    (b'p', &[b"prepare"]),
+    (b'i', &[b"into"]),
+    (b'a', &[b"advisory_lock"]),
+    (b'u', &[b"u&"]),
+];
+
+/// For each byte, 1 + its group's index in `BY_FIRST` (either case), or 0.
+static FIRST: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut g = 0;
+    while g < BY_FIRST.len() {
+        let c = BY_FIRST[g].0;
+        t[c as usize] = g as u8 + 1;
+        t[c.to_ascii_uppercase() as usize] = g as u8 + 1;
+        g += 1;
+    }
+    t
+};
+
+/// A bit for every pair of bytes that starts a word of `BY_FIRST`, in
+/// either case (bit `first << 8 | second`).
+static PAIRS: [u64; 1024] = {
+    let mut t = [0u64; 1024];
+    let mut g = 0;
+    while g < BY_FIRST.len() {
+        let words = BY_FIRST[g].1;
+        let mut w = 0;
+        while w < words.len() {
+            let (a, b) = (words[w][0], words[w][1]);
+            let firsts = [a, a.to_ascii_uppercase()];
+            let seconds = [b, b.to_ascii_uppercase()];
+            let mut i = 0;
+            while i < 4 {
+                let pair = (firsts[i / 2] as usize) << 8 | seconds[i % 2] as usize;
+                t[pair >> 6] |= 1 << (pair & 63);
+                i += 1;
+            }
+            w += 1;
+        }
+        g += 1;
+    }
+    t
+};
+
+/// Whether `b` contains any word of either list, in any case: what the
+/// automaton of both lists would find, with one table lookup per pair of
+/// bytes and a comparison only where a word's first two letters stand.
+fn contains_any(b: &[u8]) -> bool {
+    let Some((&first, rest)) = b.split_first() else {
+        return false;
+    };
+    let mut pair = first as usize;
+    for (i, &c) in rest.iter().enumerate() {
+        pair = (pair << 8 | c as usize) & 0xffff;
+        if PAIRS[pair >> 6] & (1 << (pair & 63)) != 0 && starts_with_word(&b[i..]) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether a word of `BY_FIRST` starts `b` (in any case).
+fn starts_with_word(b: &[u8]) -> bool {
+    let g = FIRST[b[0] as usize] as usize;
+    g > 0
+        && BY_FIRST[g - 1]
+            .1
+            .iter()
+            .any(|w| b.len() >= w.len() && b[..w.len()].eq_ignore_ascii_case(w))
+}
+
 fn automaton(patterns: &[&str]) -> AhoCorasick {
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
@@ -169,11 +251,11 @@ impl<'a> Text<'a> {
     /// UTF-8.
     pub fn of_request(tag: u8, body: &'a [u8]) -> Option<Text<'a>> {
         let b = match tag {
-            b'P' => &body[body.iter().position(|&c| c == 0)? + 1..],
+            b'P' => &body[memchr::memchr(0, body)? + 1..],
             b'Q' => body,
             _ => return None,
         };
-        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        let end = memchr::memchr(0, b).unwrap_or(b.len());
         std::str::from_utf8(&b[..end]).ok().map(Text::new)
     }
 }
@@ -213,6 +295,72 @@ mod tests {
         // A trigger after a prepared keyword, and one inside another word.
         assert_eq!(Words::of("deallocate p; set x = 1"), both);
         assert_eq!(Words::of("deallocate p; select 1 into t"), both);
+    }
+
+    #[test]
+    fn the_quick_look_finds_what_the_automaton_finds() {
+        let mut words: Vec<&[u8]> = BY_FIRST.iter().flat_map(|g| g.1.iter().copied()).collect();
+        words.sort();
+        let mut lists: Vec<&[u8]> = SESSION_TRIGGERS
+            .iter()
+            .chain(&PREPARED_KEYWORDS)
+            .map(|w| w.as_bytes())
+            .collect();
+        lists.sort();
+        lists.dedup();
+        assert_eq!(words, lists, "BY_FIRST holds both lists");
+        for (c, group) in BY_FIRST {
+            assert!(group.iter().all(|w| w[0] == c));
+        }
+        let pieces = [
+            "s",
+            "S",
+            "e",
+            "E",
+            "t",
+            "T",
+            "set",
+            "SeT",
+            "u",
+            "U",
+            "&",
+            "do",
+            "D",
+            "o",
+            "into",
+            "INT",
+            "advisory_lock",
+            "Advisory_Lock",
+            "advisory_loc",
+            "listen",
+            "load",
+            "LOA",
+            "discard",
+            "declare",
+            "deallocate",
+            "create",
+            "prepare",
+            "prepar",
+            " ",
+            "x",
+            "é",
+            "_",
+            "1",
+            "'",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..200_000 {
+            let mut text = String::new();
+            for _ in 0..seed % 12 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            seed = seed.wrapping_add(0x9e37_79b9);
+            let found = ALL.0.find(&text).is_some();
+            assert_eq!(contains_any(text.as_bytes()), found, "{text:?}");
+        }
     }
 
     #[test]
