@@ -717,6 +717,40 @@ async fn round_robin_follows_weights() {
 }
 
 #[tokio::test]
+async fn least_outstanding_avoids_the_busy_replica() {
+    let cfg = routing_config(
+        "transaction",
+        "load_balancing = \"least_outstanding\"\nconsistency = \"eventual\"",
+    );
+    let proxy = Proxy::start(cfg).await;
+    let (a, b) = (proxy.client().await, proxy.client().await);
+    let both = eventually(Duration::from_secs(15), || async {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            seen.insert(port_of(&b, "SELECT inet_server_port()").await);
+        }
+        seen.len() == 2 && !seen.contains(&primary_port())
+    })
+    .await;
+    assert!(both, "both replicas should serve reads");
+    // A read-only transaction holds a connection to one replica ...
+    a.batch_execute("BEGIN READ ONLY").await.unwrap();
+    let held = port_of(&a, "SELECT inet_server_port()").await;
+    assert_ne!(held, primary_port());
+    // ... so every read meanwhile goes to the other, the less busy.
+    for _ in 0..20 {
+        let port = port_of(&b, "SELECT inet_server_port()").await;
+        assert_ne!(
+            port, held,
+            "a read went to the replica with a transaction open"
+        );
+        assert_ne!(port, primary_port());
+    }
+    a.batch_execute("COMMIT").await.unwrap();
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn primary_only_keeps_everything_on_the_primary() {
     let proxy = Proxy::start(routing_config(
         "transaction",

@@ -149,10 +149,7 @@ impl Replicas {
             LoadBalancing::LeastOutstanding => {
                 // Fewest in use per unit of weight; ties go round in turn so
                 // that a quiet system still spreads its reads.
-                let busy = |c: &(Which, &Pool, u32)| {
-                    let s = c.1.status();
-                    (s.size - s.available) as u64
-                };
+                let busy = |c: &(Which, &Pool, u32)| c.1.in_use() as u64;
                 let len = candidates.len();
                 (0..len)
                     .map(|k| &candidates[(turn + k) % len])

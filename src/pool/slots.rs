@@ -97,6 +97,8 @@ struct Inner {
     slots: Mutex<Slots>,
     /// Checkouts waiting for a place.
     waiting: AtomicUsize,
+    /// `Slots::max_size`, readable without the lock (see `in_use`).
+    max_size: AtomicUsize,
     wait: Duration,
     create: Duration,
     closed: AtomicBool,
@@ -129,6 +131,7 @@ impl Pool {
                 owed: 0,
             }),
             waiting: AtomicUsize::new(0),
+            max_size: AtomicUsize::new(max_size),
             wait,
             create,
             closed: AtomicBool::new(false),
@@ -151,6 +154,14 @@ impl Pool {
             available: s.idle.len(),
             waiting: self.0.waiting.load(Ordering::Relaxed),
         }
+    }
+
+    /// Places taken (connections lent out or being made), without the
+    /// pool's lock: what a read's choice of replica weighs, every read.
+    /// Close to exact; exact does not matter there.
+    pub fn in_use(&self) -> usize {
+        let max = self.0.max_size.load(Ordering::Relaxed);
+        max.saturating_sub(self.0.places.available_permits())
     }
 
     /// A connection: an idle one if there is one that is still good, else
@@ -231,6 +242,7 @@ impl Pool {
         let gone: Vec<_> = {
             let mut s = self.0.lock();
             let old = std::mem::replace(&mut s.max_size, max_size);
+            self.0.max_size.store(max_size, Ordering::Relaxed);
             if max_size >= old {
                 let mut more = max_size - old;
                 let paid = more.min(s.owed);

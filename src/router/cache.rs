@@ -16,9 +16,7 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
-use super::Decision;
-#[cfg(test)]
-use super::{route, FunctionPolicy, RouterError};
+use super::{route, Decision, FunctionPolicy, RouterError};
 
 /// Keys are hashes already (foldhash, or SipHash for exact texts).
 type Entries = LruCache<u64, Decision, nohash_hasher::BuildNoHashHasher<u64>>;
@@ -28,8 +26,7 @@ pub struct RouteCache {
 }
 
 /// The cache key of a statement text (see the module docs).
-pub fn key(sql: &str) -> u64 {
-    let b = sql.as_bytes();
+pub fn key(b: &[u8]) -> u64 {
     let mentions_us = memchr::memchr2_iter(b'p', b'P', b).any(|i| {
         b.get(i..i + 8)
             .is_some_and(|w| w.eq_ignore_ascii_case(b"pgswitch"))
@@ -41,7 +38,7 @@ pub fn key(sql: &str) -> u64 {
         h.write(b);
         h.finish()
     } else {
-        crate::stats::fingerprint::key(sql)
+        crate::stats::fingerprint::key_of_bytes(b)
     }
 }
 
@@ -55,10 +52,10 @@ impl RouteCache {
     }
 
     /// The decision for `sql`, from the cache or computed and remembered.
-    /// Errors (bad hints) are not cached.
-    #[cfg(test)]
+    /// Errors (bad hints) are not cached. (The session asks its database's
+    /// `Router`, which holds the function catalog; this is for tests.)
     pub fn route(&self, sql: &str, functions: &FunctionPolicy) -> Result<Decision, RouterError> {
-        let key = key(sql);
+        let key = key(sql.as_bytes());
         if let Some(d) = self.get(key) {
             return Ok(d);
         }
@@ -171,7 +168,7 @@ mod tests {
                 "WITH RECURSIVE s AS (SELECT 1) CYCLE a SET c TO 'x' DEFAULT 'y' USING p SELECT 1",
             ),
         ] {
-            assert_eq!(key(a), key(b), "{a}");
+            assert_eq!(key(a.as_bytes()), key(b.as_bytes()), "{a}");
             assert_eq!(route(a, &p).unwrap(), route(b, &p).unwrap(), "{a}");
         }
     }

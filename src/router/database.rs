@@ -32,16 +32,28 @@ impl Router {
     /// The routing decision for a statement (cached by its shape).
     /// Errors (bad hints) are not cached.
     pub fn route(&self, sql: &str) -> Result<Decision, RouterError> {
+        let d = self.route_bytes(sql.as_bytes())?;
+        Ok(d.unwrap_or_else(|| Decision::primary(super::Reason::Unparsed)))
+    }
+
+    /// `route` of a text not yet checked as UTF-8, checked on a cache miss
+    /// only: `None` if it is not UTF-8. (A text that shares a cached shape
+    /// gets its decision, valid or not: the server refuses an invalid one
+    /// wherever it runs.)
+    pub fn route_bytes(&self, sql: &[u8]) -> Result<Option<Decision>, RouterError> {
         let key = super::cache::key(sql);
         if let Some(d) = self.cache.get(key) {
-            return Ok(d);
+            return Ok(Some(d));
         }
+        let Ok(sql) = std::str::from_utf8(sql) else {
+            return Ok(None);
+        };
         // The catalog's lock is held until the decision is cached: a new
         // catalog (`set_functions`) clears the cache after that, not before.
         let functions = self.functions.read().unwrap_or_else(|p| p.into_inner());
         let d = super::route(sql, &functions)?;
         self.cache.put(key, d.clone());
-        Ok(d)
+        Ok(Some(d))
     }
 
     /// DDL went through the proxy: re-read function volatility soon.

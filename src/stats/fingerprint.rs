@@ -87,16 +87,21 @@ impl<H: Hasher> Sink for HashSink<H> {
 /// text. A hit costs a comparison of the text, and the text decides: the
 /// memo never answers for another text.
 pub fn key(sql: &str) -> u64 {
+    key_of_bytes(sql.as_bytes())
+}
+
+/// `key` of a text not yet checked as UTF-8 (the scanner reads bytes).
+pub fn key_of_bytes(sql: &[u8]) -> u64 {
     if sql.len() > MEMO_MAX {
         return key_now(sql);
     }
     MEMO.with_borrow_mut(|memo| match memo {
-        Some((text, key)) if text.as_slice() == sql.as_bytes() => *key,
+        Some((text, key)) if text.as_slice() == sql => *key,
         _ => {
             let key = key_now(sql);
             let (text, last) = memo.get_or_insert_with(|| (Vec::new(), key));
             text.clear();
-            text.extend_from_slice(sql.as_bytes());
+            text.extend_from_slice(sql);
             *last = key;
             key
         }
@@ -111,7 +116,7 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-fn key_now(sql: &str) -> u64 {
+fn key_now(sql: &[u8]) -> u64 {
     let mut sink = hash_sink();
     scan(sql, &mut sink);
     sink.finish()
@@ -139,7 +144,7 @@ fn hash_sink() -> HashSink<foldhash::quality::FoldHasher<'static>> {
 /// The fingerprint's text (at most `max` bytes of it, then `...`).
 pub fn text(sql: &str, max: usize) -> String {
     let mut out = Vec::new();
-    scan(sql, &mut out);
+    scan(sql.as_bytes(), &mut out);
     // Pieces are cut at ASCII bytes only, so this is whole UTF-8.
     let mut out = String::from_utf8_lossy(&out).into_owned();
     if out.len() > max {
@@ -201,8 +206,7 @@ enum Last {
 
 /// Tokens are emitted with a single space between words; a `?` that
 /// follows `?,` (a list) is folded into the first.
-fn scan(sql: &str, sink: &mut impl Sink) {
-    let b = sql.as_bytes();
+fn scan(b: &[u8], sink: &mut impl Sink) {
     let mut i = 0;
     let mut last = Last::Nothing;
     let mut pending_space = false;
@@ -439,7 +443,7 @@ mod tests {
             "", "SELECT a", "SELECT a", "SELECT b", "", &long, "SELECT a",
         ];
         for sql in texts {
-            assert_eq!(key(sql), key_now(sql), "{sql:.20}");
+            assert_eq!(key(sql), key_now(sql.as_bytes()), "{sql:.20}");
         }
         assert_ne!(key("SELECT a"), key("SELECT b"));
         assert_eq!(key("SELECT 1"), key("select  2"));

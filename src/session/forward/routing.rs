@@ -83,25 +83,26 @@ impl Forwarder<'_> {
         };
         // Query: sql\0. Parse: name\0 sql\0 types. Bind: portal\0 name\0 ...
         let mut parts = split_nul(body);
+        // (Checked as UTF-8 by the router, on a cache miss.)
         let sql = match tag {
             // A client's named statement, prepared in an earlier batch:
             // its text decides, wherever it will be parsed.
-            b'B' if self.track => {
-                super::statements::bound(self.statements.as_deref(), Some(body)).map(|s| s.text())
-            }
+            b'B' if self.track => super::statements::bound(self.statements.as_deref(), Some(body))
+                .map(|s| s.text().as_bytes()),
             b'B' => None,
             b'P' if parts.next().is_some_and(|name| !name.is_empty()) && !self.track => {
                 // Untracked, a named statement must stay where its Binds
                 // will find it: the primary.
                 return self.write_target(false);
             }
-            b'P' => parts.next().and_then(|s| std::str::from_utf8(s).ok()),
-            _ => parts.next().and_then(|s| std::str::from_utf8(s).ok()),
+            _ => parts.next(),
         };
-        let Some(sql) = sql else {
-            return self.write_target(true);
+        let decision = match sql.map(|sql| router.route_bytes(sql)) {
+            Some(Ok(Some(decision))) => decision,
+            Some(Err(e)) => return Err(SessionError::Route(e)),
+            // No text, or not UTF-8.
+            _ => return self.write_target(true),
         };
-        let decision = router.route(sql).map_err(SessionError::Route)?;
         self.shared.metrics.decision(&decision);
         if self.shared.queries.enabled() {
             // The field itself: `replicas` still borrows `self.pool`.
