@@ -39,7 +39,7 @@ struct HashSink<H: Hasher> {
 const BLOCK: usize = 128;
 
 impl<H: Hasher> HashSink<H> {
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, mut s: &[u8], lower: bool) {
         loop {
             let n = (BLOCK - self.len).min(s.len());
@@ -67,11 +67,15 @@ impl<H: Hasher> HashSink<H> {
     }
 }
 
+// Inlined into the scanner (its every token): a call per piece costs as
+// much as the piece's copy.
 impl<H: Hasher> Sink for HashSink<H> {
+    #[inline(always)]
     fn push(&mut self, s: &[u8]) {
         self.put(s, false);
     }
 
+    #[inline(always)]
     fn push_lower(&mut self, s: &[u8]) {
         self.put(s, true);
     }
