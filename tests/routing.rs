@@ -666,6 +666,15 @@ async fn primary_reads_always_joins_the_rotation() {
     proxy.stop().await;
 }
 
+/// Whether both replicas, and not the primary, serve a handful of reads.
+async fn both_replicas_serve(c: &tokio_postgres::Client) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        seen.insert(port_of(c, "SELECT inet_server_port()").await);
+    }
+    seen.len() == 2 && !seen.contains(&primary_port())
+}
+
 #[tokio::test]
 async fn round_robin_follows_weights() {
     let r = replica_urls();
@@ -692,14 +701,7 @@ async fn round_robin_follows_weights() {
     let proxy = Proxy::start(cfg).await;
     let c = proxy.client().await;
     // Both replicas in rotation first.
-    let both = eventually(Duration::from_secs(15), || async {
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..8 {
-            seen.insert(port_of(&c, "SELECT inet_server_port()").await);
-        }
-        seen.len() == 2 && !seen.contains(&primary_port())
-    })
-    .await;
+    let both = eventually(Duration::from_secs(15), || both_replicas_serve(&c)).await;
     assert!(both, "both replicas should serve reads");
     let mut ports = std::collections::BTreeMap::new();
     for _ in 0..400 {
@@ -724,14 +726,7 @@ async fn least_outstanding_avoids_the_busy_replica() {
     );
     let proxy = Proxy::start(cfg).await;
     let (a, b) = (proxy.client().await, proxy.client().await);
-    let both = eventually(Duration::from_secs(15), || async {
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..8 {
-            seen.insert(port_of(&b, "SELECT inet_server_port()").await);
-        }
-        seen.len() == 2 && !seen.contains(&primary_port())
-    })
-    .await;
+    let both = eventually(Duration::from_secs(15), || both_replicas_serve(&b)).await;
     assert!(both, "both replicas should serve reads");
     // A read-only transaction holds a connection to one replica ...
     a.batch_execute("BEGIN READ ONLY").await.unwrap();
