@@ -490,3 +490,50 @@ pub fn md5_url() -> String {
         )
     })
 }
+
+/// A config for the cluster with read routing on (`extra` adds to
+/// `[pgswitch]`).
+pub fn routing_config(mode: &str, extra: &str) -> pgswitch::config::Config {
+    routing_config_with(mode, extra, &replica_urls())
+}
+
+pub fn routing_config_with(
+    mode: &str,
+    extra: &str,
+    replicas: &[String],
+) -> pgswitch::config::Config {
+    cluster_config(
+        &format!(
+            "pool_mode = \"{mode}\"\npool_size = 4\nhealth_check_interval = \"50ms\"\n{extra}"
+        ),
+        replicas,
+    )
+}
+
+/// The port of the server that ran `sql` (which must return it as int).
+pub async fn port_that_ran(c: &tokio_postgres::Client, sql: &str) -> i32 {
+    first_row(c, sql).await[0]
+        .parse()
+        .unwrap_or_else(|e| panic!("{sql}: no port: {e}"))
+}
+
+/// Whether reads reach a replica within 15 s (its first probes done).
+pub async fn reads_reach_a_replica(c: &tokio_postgres::Client) -> bool {
+    eventually(Duration::from_secs(15), || async {
+        port_that_ran(c, "SELECT inet_server_port()").await != primary_port()
+    })
+    .await
+}
+
+/// The metrics pgswitch exports now.
+pub fn metrics(proxy: &Proxy) -> String {
+    proxy.shared.metrics.render()
+}
+
+/// The value of one exported sample (a metric name with its labels), or 0.
+pub fn sample(proxy: &Proxy, series: &str) -> u64 {
+    metrics(proxy)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
