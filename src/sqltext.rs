@@ -250,14 +250,29 @@ impl<'a> Text<'a> {
     /// ...`) body; `None` for other messages and for text that is not
     /// UTF-8.
     pub fn of_request(tag: u8, body: &'a [u8]) -> Option<Text<'a>> {
-        let b = match tag {
-            b'P' => &body[memchr::memchr(0, body)? + 1..],
-            b'Q' => body,
-            _ => return None,
-        };
-        let end = memchr::memchr(0, b).unwrap_or(b.len());
-        std::str::from_utf8(&b[..end]).ok().map(Text::new)
+        request_sql(tag, body).map(Text::new)
     }
+
+    /// `of_request` for a text only the statistics read (session mode,
+    /// where no rule looks at it): not scanned, its words read as none.
+    pub fn of_request_unscanned(tag: u8, body: &'a [u8]) -> Option<Text<'a>> {
+        let sql = request_sql(tag, body)?;
+        Some(Text {
+            sql,
+            words: Words::default(),
+        })
+    }
+}
+
+/// The statement text of a Query or Parse body (see `Text::of_request`).
+fn request_sql(tag: u8, body: &[u8]) -> Option<&str> {
+    let b = match tag {
+        b'P' => &body[memchr::memchr(0, body)? + 1..],
+        b'Q' => body,
+        _ => return None,
+    };
+    let end = memchr::memchr(0, b).unwrap_or(b.len());
+    std::str::from_utf8(&b[..end]).ok()
 }
 
 #[cfg(test)]
@@ -394,6 +409,8 @@ mod tests {
         let p = Text::of_request(b'P', b"s1\0SELECT 1\0\0\0").map(|t| t.sql);
         assert_eq!(p, Some("SELECT 1"));
         assert!(Text::of_request(b'Q', b"\xff\0").is_none());
+        let plain = Text::of_request_unscanned(b'Q', b"SET x = 1\0").map(|t| (t.sql, t.words));
+        assert_eq!(plain, Some(("SET x = 1", Words::default())));
         assert!(Text::of_request(b'B', b"\0\0").is_none());
     }
 }

@@ -91,8 +91,12 @@ impl Forwarder<'_> {
             }
             // The statement text, checked as UTF-8 and scanned for words
             // once for the statistics, the session-state rules and the
-            // rewriter.
-            let text = body.and_then(|b| Text::of_request(tag, b));
+            // rewriter; in session mode with no rewriter, for the
+            // statistics alone, which need no words.
+            let text = body.and_then(|b| match pooled || track {
+                true => Text::of_request(tag, b),
+                false => Text::of_request_unscanned(tag, b),
+            });
             // A statement refused instead of pinning (`session_state`).
             let refused = match tag {
                 b'Q' | b'S' | b'F' | b'P' => self.note_request(link, tag, body, text),
