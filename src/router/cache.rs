@@ -56,12 +56,10 @@ impl RouteCache {
     /// `Router`, which holds the function catalog; this is for tests.)
     pub fn route(&self, sql: &str, functions: &FunctionPolicy) -> Result<Decision, RouterError> {
         let key = key(sql.as_bytes());
-        if let Some(d) = self.get(key) {
-            return Ok(d);
+        match self.get(key) {
+            Some(d) => Ok(d),
+            None => self.decide(key, sql, functions),
         }
-        let d = route(sql, functions)?;
-        self.put(key, d.clone());
-        Ok(d)
     }
 
     /// The decision cached under `key` (see `key`).
@@ -69,8 +67,17 @@ impl RouteCache {
         self.lock().get(&key).cloned()
     }
 
-    pub fn put(&self, key: u64, decision: Decision) {
-        self.lock().put(key, decision);
+    /// The decision for `sql` (whose key is `key`), computed and
+    /// remembered; errors (bad hints) are not.
+    pub fn decide(
+        &self,
+        key: u64,
+        sql: &str,
+        functions: &FunctionPolicy,
+    ) -> Result<Decision, RouterError> {
+        let d = route(sql, functions)?;
+        self.lock().put(key, d.clone());
+        Ok(d)
     }
 
     /// Forgets everything, e.g. after DDL changed function volatility.

@@ -51,9 +51,7 @@ impl Router {
         // The catalog's lock is held until the decision is cached: a new
         // catalog (`set_functions`) clears the cache after that, not before.
         let functions = self.functions.read().unwrap_or_else(|p| p.into_inner());
-        let d = super::route(sql, &functions)?;
-        self.cache.put(key, d.clone());
-        Ok(Some(d))
+        self.cache.decide(key, sql, &functions).map(Some)
     }
 
     /// DDL went through the proxy: re-read function volatility soon.
