@@ -206,11 +206,7 @@ impl Forwarder<'_> {
         refused: Option<&'static str>,
         made: &mut BytesMut,
     ) -> bool {
-        let cap = self
-            .config
-            .get(&self.shared.config)
-            .general
-            .max_client_prepared_statements;
+        let cap = self.client_statement_cap();
         let statements = self.statements.get_or_insert_with(Box::default);
         let before = (statements.len(), statements.bytes());
         let mut rw = statements::rewriter(self.shared, statements, link, cap, false);

@@ -238,19 +238,24 @@ impl Forwarder<'_> {
             .map_err(SessionError::ClientGone)
     }
 
+    /// `max_client_prepared_statements`, as the rewriter takes it.
+    #[inline]
+    pub(super) fn client_statement_cap(&mut self) -> usize {
+        self.config
+            .get(&self.shared.config)
+            .general
+            .max_client_prepared_statements
+    }
+
     /// The client's request, rewritten for a new server connection (the
     /// replica safety net's re-run on the primary).
     pub(super) fn rewrite_request(&mut self, request: &[u8]) -> BytesMut {
         let mut out = BytesMut::new();
+        let cap = self.client_statement_cap();
         let (Some(link), true) = (self.link.as_mut(), self.track) else {
             out.extend_from_slice(request);
             return out;
         };
-        let cap = self
-            .config
-            .get(&self.shared.config)
-            .general
-            .max_client_prepared_statements;
         let statements = self.statements.get_or_insert_with(Box::default);
         let mut rw = rewriter(self.shared, statements, link, cap, true);
         let mut pos = 0;
