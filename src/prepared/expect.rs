@@ -249,22 +249,31 @@ impl Expect {
         }
     }
 
+    /// A server message answering the plain run at the front, or one that
+    /// may come at any time while it is owed: forwarded as it is, and
+    /// nothing is due before it ([`Expect::due`] makes nothing). The
+    /// common case of [`Expect::received`], inline. False, noting
+    /// nothing, when the general way must see it (no plain run, an
+    /// error, a COPY).
+    #[inline]
+    pub fn plain_reply(&mut self, tag: u8) -> bool {
+        if self.plain.len == 0 || matches!(tag, b'E' | b'G') {
+            return false;
+        }
+        if !matches!(tag, b'N' | b'S' | b'A') && ends(self.plain.at(0), tag) {
+            self.plain.pop();
+        }
+        true
+    }
+
     /// A message from the server: what to do with it. Bookkeeping to undo
     /// is appended to `undo`, to be applied last first.
     pub fn received(&mut self, tag: u8, undo: &mut Vec<Undo>) -> Action {
-        if matches!(tag, b'N' | b'S' | b'A') {
+        if self.plain_reply(tag) || matches!(tag, b'N' | b'S' | b'A') {
             return Action::Forward;
         }
-        if self.plain.len > 0 {
-            if !matches!(tag, b'E' | b'G') {
-                if ends(self.plain.at(0), tag) {
-                    self.plain.pop();
-                }
-                return Action::Forward;
-            }
-            // An error skips, a COPY drops Syncs: the general way.
-            self.spill();
-        }
+        // An error skips, a COPY drops Syncs: the general way.
+        self.spill();
         self.settle(undo);
         let Some(Entry::Reply { kind, .. }) = self.queue.front() else {
             return Action::Forward;

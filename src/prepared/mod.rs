@@ -22,6 +22,6 @@ pub use client::ClientStatements;
 pub use expect::Expect;
 pub use interner::Interner;
 pub use replies::Replies;
-pub use rewrite::{client_error, undo, Rewriter};
+pub use rewrite::{client_error, note_unread, undo, Rewriter};
 pub use server::ServerStatements;
 pub use statement::{Statement, PREFIX};

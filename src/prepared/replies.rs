@@ -25,6 +25,20 @@ pub struct Replies {
 }
 
 impl Replies {
+    /// A message answering the plain run at the front of the ledger (see
+    /// [`Expect::plain_reply`]): it goes out as it is. False when
+    /// [`Replies::message`] must see it.
+    #[inline]
+    pub fn plain(&mut self, expect: &mut Expect, tag: u8) -> bool {
+        // Nothing is made or dropped while a plain reply is owed: any
+        // body still being dropped belonged to the message before.
+        let plain = expect.plain_reply(tag);
+        if plain {
+            self.dropping = false;
+        }
+        plain
+    }
+
     /// The message starting at `pos` in `buf`, `n` bytes of it here (all of
     /// it when `body` is given).
     pub fn message(
@@ -120,6 +134,7 @@ mod tests {
         let mut pos = 0;
         while let Some((item, n)) = split.next(&buf[pos..], |t| t == b'E').unwrap() {
             match item {
+                Item::Whole { tag, .. } | Item::Header { tag, .. } if r.plain(expect, tag) => {}
                 Item::Whole { tag, body } => {
                     r.message(expect, None, buf, (pos, n), tag, Some(body))
                 }
@@ -150,6 +165,26 @@ mod tests {
         r.message(&mut e, None, &buf, (0, 14), b'C', None);
         r.message(&mut e, None, &buf, (14, 6), b'Z', None);
         assert!(r.finish(&mut e, &buf, buf.len()).is_none());
+    }
+
+    #[test]
+    fn plain_turns_take_the_short_way() {
+        let mut e = Expect::default();
+        for kind in [Kind::Parse, Kind::Bind, Kind::Execute, Kind::Sync] {
+            e.sent(kind, Fate::Forward, None);
+        }
+        let mut r = Replies::default();
+        for tag in *b"12DCNZ" {
+            assert!(r.plain(&mut e, tag), "{}", tag as char);
+        }
+        assert!(e.is_empty());
+        // An error, a COPY and replies to named messages go the long way.
+        e.sent(Kind::Sync, Fate::Forward, None);
+        assert!(!r.plain(&mut e, b'E'));
+        assert!(!r.plain(&mut e, b'G'));
+        let mut e = Expect::default();
+        e.sent(Kind::Bind, Fate::Named(b"s1".as_slice().into(), 7), None);
+        assert!(!r.plain(&mut e, b'2'));
     }
 
     #[test]

@@ -70,11 +70,11 @@ impl Rewriter<'_> {
             (b'D', Some(body)) => self.describe(body, out),
             (b'C', Some(body)) => self.close(body, out),
             _ => {
-                match tag {
-                    b'E' => self.expect.sent(Kind::Execute, Fate::Forward, None),
-                    b'S' | b'Q' | b'F' => self.expect.sent(Kind::Sync, Fate::Forward, None),
-                    b'c' | b'f' => self.expect.copy_end(),
-                    _ => {}
+                if !note_unread(self.expect, tag) {
+                    // Not read whole (a huge Query) or a FunctionCall.
+                    if matches!(tag, b'Q' | b'F') {
+                        self.expect.sent(Kind::Sync, Fate::Forward, None);
+                    }
                 }
                 true
             }
@@ -366,6 +366,23 @@ impl Rewriter<'_> {
         let fate = Fate::Replace(error.to_vec().into_boxed_slice());
         self.expect.sent(Kind::Bind, fate, None);
     }
+}
+
+/// Notes, in the ledger, a message whose body the rewriter never reads
+/// (Execute, Sync, Flush, COPY data and its end): only its reply is owed.
+/// The common case of a plain turn, without a rewriter. Returns false,
+/// noting nothing, for the messages the rewriter reads (Parse, Bind,
+/// Describe, Close, Query, FunctionCall).
+#[inline]
+pub fn note_unread(expect: &mut Expect, tag: u8) -> bool {
+    match tag {
+        b'P' | b'B' | b'D' | b'C' | b'Q' | b'F' => return false,
+        b'E' => expect.sent(Kind::Execute, Fate::Forward, None),
+        b'S' => expect.sent(Kind::Sync, Fate::Forward, None),
+        b'c' | b'f' => expect.copy_end(),
+        _ => {}
+    }
+    true
 }
 
 /// Applies bookkeeping for messages the server never acted on, last first.

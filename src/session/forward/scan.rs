@@ -206,6 +206,11 @@ impl Forwarder<'_> {
         refused: Option<&'static str>,
         made: &mut BytesMut,
     ) -> bool {
+        // Execute, Sync and the like change no statement: their replies
+        // are noted, with no rewriter.
+        if refused.is_none() && crate::prepared::note_unread(&mut link.expect, tag) {
+            return true;
+        }
         let cap = self.client_statement_cap();
         let statements = self.statements.get_or_insert_with(Box::default);
         let before = (statements.len(), statements.bytes());
@@ -295,6 +300,9 @@ impl Forwarder<'_> {
             if let Some(r) = replies.as_mut() {
                 let client = self.statements.as_deref();
                 match item {
+                    // Most replies answer a plain turn: nothing to change.
+                    Item::Whole { tag, .. } | Item::Header { tag, .. }
+                        if r.plain(&mut link.expect, tag) => {}
                     Item::Whole { tag, body } => r.message(
                         &mut link.expect,
                         client,

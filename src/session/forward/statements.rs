@@ -28,7 +28,12 @@ pub(super) struct Rewritten {
 impl Rewritten {
     /// The message at `pos..pos + n` of `client` is replaced by `made`.
     pub fn replace(&mut self, client: &[u8], pos: usize, n: usize) {
-        let out = self.out.get_or_insert_with(BytesMut::new);
+        // Room for the whole read and what is made for it, usually: one
+        // allocation per rewritten read rather than a few as it grows.
+        let room = client.len() + self.made.len() + 64;
+        let out = self
+            .out
+            .get_or_insert_with(|| BytesMut::with_capacity(room));
         out.extend_from_slice(&client[self.from..pos]);
         out.extend_from_slice(&self.made);
         self.made.clear();
@@ -97,9 +102,12 @@ pub(super) fn undo(
 
 /// Moves the client-statement gauges by what changed since `before`.
 pub(super) fn gauge(metrics: &Metrics, before: (usize, usize), client: &ClientStatements) {
-    let (n, bytes) = (client.len() as i64, client.bytes() as i64);
-    metrics.prepared_statements.add(n - before.0 as i64);
-    metrics.prepared_bytes.add(bytes - before.1 as i64);
+    // Most messages change nothing: no atomic writes then.
+    let (n, bytes) = (client.len(), client.bytes());
+    if (n, bytes) != before {
+        metrics.prepared_statements.add(n as i64 - before.0 as i64);
+        metrics.prepared_bytes.add(bytes as i64 - before.1 as i64);
+    }
 }
 
 /// True when the batch in `buf` (whole messages) binds a named statement
