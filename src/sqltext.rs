@@ -46,7 +46,7 @@ pub struct Words {
 /// functions `calls` looks for (every session advisory lock contains
 /// "advisory_lock"), `SELECT ... INTO TEMP` and names spelled with escapes.
 /// The other triggers are statements' first words ([`LEADING`]).
-const ANYWHERE: [&str; 5] = ["set_config", "setseed", "advisory_lock", "u&", "into"];
+const ANYWHERE: &[&[u8]] = &[b"set_config", b"setseed", b"advisory_lock", b"u&", b"into"];
 
 /// The first words of the statements the session-state rules look at
 /// (`EXPLAIN ANALYZE` runs a `CREATE TABLE ... AS`).
@@ -63,24 +63,24 @@ impl Words {
     /// the whole lists.
     pub fn of(sql: &str) -> Words {
         // The common case first, cheaper than the automaton's scan.
-        if !contains_any(sql.as_bytes()) {
+        if !ALL_WORDS.contains(sql.as_bytes()) {
             return Words::default();
+        }
+        if let Some(lead) = single_statement_lead(sql) {
+            let is = |k: &&str| lead.eq_ignore_ascii_case(k);
+            let dml = is(&"insert") || is(&"merge");
+            let anywhere = || match dml {
+                true => ANYWHERE_DML_WORDS.contains(sql.as_bytes()),
+                false => ANYWHERE_WORDS.contains(sql.as_bytes()),
+            };
+            return Words {
+                session: LEADING.iter().any(is) || anywhere(),
+                prepared: PREPARED_KEYWORDS.iter().any(is),
+            };
         }
         let Some(first) = ALL.0.find(sql) else {
             return Words::default();
         };
-        if let Some(lead) = single_statement_lead(sql) {
-            let is = |k: &&str| lead.eq_ignore_ascii_case(k);
-            // As `effects::calls`: INTO in an INSERT or MERGE names its target.
-            let dml = is(&"insert") || is(&"merge");
-            let anywhere = ANYWHERE_AUTOMATON
-                .find_iter(sql)
-                .any(|m| !(dml && ANYWHERE[m.pattern().as_usize()] == "into"));
-            return Words {
-                session: LEADING.iter().any(is) || anywhere,
-                prepared: PREPARED_KEYWORDS.iter().any(is),
-            };
-        }
         let w = ALL.1[first.pattern().as_usize()];
         Words {
             session: w.session || SESSION.is_match(sql),
@@ -124,39 +124,21 @@ fn single_statement_lead(sql: &str) -> Option<&str> {
     (ends_word && lead.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')).then_some(lead)
 }
 
-/// Every word of both lists, lowercased, grouped by first letter (see
-/// `contains_any`; a test checks them against the lists).
-const BY_FIRST: [(u8, &[&[u8]]); 8] = [
-    (b's', &[b"set"]),
-    (b'l', &[b"listen", b"load"]),
-    (b'd', &[b"do", b"discard", b"declare", b"deallocate"]),
-    (b'c', &[b"create"]),
-    (b'p', &[b"prepare"]),
-    (b'i', &[b"into"]),
-    (b'a', &[b"advisory_lock"]),
-    (b'u', &[b"u&"]),
-];
+/// A list of words (lowercase ASCII, two bytes or more) looked for in any
+/// case, with one table lookup per pair of bytes, and a comparison only
+/// where a word's first two letters stand: what an automaton of the list
+/// would find (tests check it), several times faster on the short texts
+/// statements are.
+struct WordSet {
+    words: &'static [&'static [u8]],
+    /// A bit for every pair of bytes that starts a word, in either case
+    /// (bit `first << 8 | second`).
+    pairs: [u64; 1024],
+}
 
-/// For each byte, 1 + its group's index in `BY_FIRST` (either case), or 0.
-static FIRST: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut g = 0;
-    while g < BY_FIRST.len() {
-        let c = BY_FIRST[g].0;
-        t[c as usize] = g as u8 + 1;
-        t[c.to_ascii_uppercase() as usize] = g as u8 + 1;
-        g += 1;
-    }
-    t
-};
-
-/// A bit for every pair of bytes that starts a word of `BY_FIRST`, in
-/// either case (bit `first << 8 | second`).
-static PAIRS: [u64; 1024] = {
-    let mut t = [0u64; 1024];
-    let mut g = 0;
-    while g < BY_FIRST.len() {
-        let words = BY_FIRST[g].1;
+impl WordSet {
+    const fn new(words: &'static [&'static [u8]]) -> WordSet {
+        let mut pairs = [0u64; 1024];
         let mut w = 0;
         while w < words.len() {
             let (a, b) = (words[w][0], words[w][1]);
@@ -165,44 +147,60 @@ static PAIRS: [u64; 1024] = {
             let mut i = 0;
             while i < 4 {
                 let pair = (firsts[i / 2] as usize) << 8 | seconds[i % 2] as usize;
-                t[pair >> 6] |= 1 << (pair & 63);
+                pairs[pair >> 6] |= 1 << (pair & 63);
                 i += 1;
             }
             w += 1;
         }
-        g += 1;
+        WordSet { words, pairs }
     }
-    t
-};
 
-/// Whether `b` contains any word of either list, in any case: what the
-/// automaton of both lists would find, with one table lookup per pair of
-/// bytes and a comparison only where a word's first two letters stand.
-fn contains_any(b: &[u8]) -> bool {
-    let Some((&first, rest)) = b.split_first() else {
-        return false;
-    };
-    let mut pair = first as usize;
-    for (i, &c) in rest.iter().enumerate() {
-        pair = (pair << 8 | c as usize) & 0xffff;
-        if PAIRS[pair >> 6] & (1 << (pair & 63)) != 0 && starts_with_word(&b[i..]) {
-            return true;
+    /// Whether `b` contains any of the words, in any case.
+    fn contains(&self, b: &[u8]) -> bool {
+        let Some((&first, rest)) = b.split_first() else {
+            return false;
+        };
+        let mut pair = first as usize;
+        for (i, &c) in rest.iter().enumerate() {
+            pair = (pair << 8 | c as usize) & 0xffff;
+            if self.pairs[pair >> 6] & (1 << (pair & 63)) != 0 && self.starts(&b[i..]) {
+                return true;
+            }
         }
+        false
     }
-    false
-}
 
-/// Whether a word of `BY_FIRST` starts `b` (in any case).
-fn starts_with_word(b: &[u8]) -> bool {
-    let g = FIRST[b[0] as usize] as usize;
-    g > 0
-        && BY_FIRST[g - 1]
-            .1
+    /// Whether one of the words starts `b` (in any case).
+    fn starts(&self, b: &[u8]) -> bool {
+        self.words
             .iter()
             .any(|w| b.len() >= w.len() && b[..w.len()].eq_ignore_ascii_case(w))
+    }
 }
 
-fn automaton(patterns: &[&str]) -> AhoCorasick {
+/// Every word of both lists (a test checks them against the lists).
+static ALL_WORDS: WordSet = WordSet::new(&[
+    b"set",
+    b"listen",
+    b"load",
+    b"do",
+    b"discard",
+    b"declare",
+    b"deallocate",
+    b"create",
+    b"prepare",
+    b"into",
+    b"advisory_lock",
+    b"u&",
+]);
+
+/// [`ANYWHERE`], and the same but `INTO` for an `INSERT` or `MERGE`, where
+/// it names the target (as `effects::calls`).
+static ANYWHERE_WORDS: WordSet = WordSet::new(ANYWHERE);
+static ANYWHERE_DML_WORDS: WordSet =
+    WordSet::new(&[b"set_config", b"setseed", b"advisory_lock", b"u&"]);
+
+fn automaton<P: AsRef<[u8]>>(patterns: &[P]) -> AhoCorasick {
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
         .kind(Some(AhoCorasickKind::DFA))
@@ -229,7 +227,6 @@ static ALL: LazyLock<(AhoCorasick, Vec<Words>)> = LazyLock::new(|| {
 });
 static SESSION: LazyLock<AhoCorasick> = LazyLock::new(|| automaton(&SESSION_TRIGGERS));
 static PREPARED: LazyLock<AhoCorasick> = LazyLock::new(|| automaton(&PREPARED_KEYWORDS));
-static ANYWHERE_AUTOMATON: LazyLock<AhoCorasick> = LazyLock::new(|| automaton(&ANYWHERE));
 
 /// A statement's text, valid UTF-8, with what [`Words::of`] found in it.
 #[derive(Debug, Clone, Copy)]
@@ -314,7 +311,7 @@ mod tests {
 
     #[test]
     fn the_quick_look_finds_what_the_automaton_finds() {
-        let mut words: Vec<&[u8]> = BY_FIRST.iter().flat_map(|g| g.1.iter().copied()).collect();
+        let mut words = ALL_WORDS.words.to_vec();
         words.sort();
         let mut lists: Vec<&[u8]> = SESSION_TRIGGERS
             .iter()
@@ -323,10 +320,18 @@ mod tests {
             .collect();
         lists.sort();
         lists.dedup();
-        assert_eq!(words, lists, "BY_FIRST holds both lists");
-        for (c, group) in BY_FIRST {
-            assert!(group.iter().all(|w| w[0] == c));
-        }
+        assert_eq!(words, lists, "ALL_WORDS holds both lists");
+        let dml: Vec<&[u8]> = ANYWHERE_WORDS
+            .words
+            .iter()
+            .copied()
+            .filter(|w| *w != b"into")
+            .collect();
+        assert_eq!(
+            ANYWHERE_DML_WORDS.words, dml,
+            "the DML list is the same but INTO"
+        );
+        let anywhere_automaton = automaton(ANYWHERE);
         let pieces = [
             "s",
             "S",
@@ -356,6 +361,10 @@ mod tests {
             "create",
             "prepare",
             "prepar",
+            "_config",
+            "seed",
+            "set_confi",
+            "setsee",
             " ",
             "x",
             "é",
@@ -374,7 +383,9 @@ mod tests {
             }
             seed = seed.wrapping_add(0x9e37_79b9);
             let found = ALL.0.find(&text).is_some();
-            assert_eq!(contains_any(text.as_bytes()), found, "{text:?}");
+            assert_eq!(ALL_WORDS.contains(text.as_bytes()), found, "{text:?}");
+            let found = anywhere_automaton.is_match(&text);
+            assert_eq!(ANYWHERE_WORDS.contains(text.as_bytes()), found, "{text:?}");
         }
     }
 

@@ -15,6 +15,8 @@ trait Sink {
     /// `s` with ASCII letters lowercased (as Postgres folds unquoted
     /// names), without allocating.
     fn push_lower(&mut self, s: &[u8]);
+    /// One byte (a space, a `?`, a punctuation mark): most tokens.
+    fn push_byte(&mut self, c: u8);
 }
 
 impl Sink for Vec<u8> {
@@ -24,6 +26,10 @@ impl Sink for Vec<u8> {
 
     fn push_lower(&mut self, s: &[u8]) {
         self.extend(s.iter().map(u8::to_ascii_lowercase));
+    }
+
+    fn push_byte(&mut self, c: u8) {
+        self.push(c);
     }
 }
 
@@ -78,6 +84,16 @@ impl<H: Hasher> Sink for HashSink<H> {
     #[inline(always)]
     fn push_lower(&mut self, s: &[u8]) {
         self.put(s, true);
+    }
+
+    #[inline(always)]
+    fn push_byte(&mut self, c: u8) {
+        if self.len == BLOCK {
+            self.hasher.write(&self.block);
+            self.len = 0;
+        }
+        self.block[self.len] = c;
+        self.len += 1;
     }
 }
 
@@ -310,12 +326,13 @@ fn scan(b: &[u8], sink: &mut impl Sink) {
             && !matches!(last, Last::Nothing | Last::Open)
             && !matches!(punct, b')' | b',' | b';')
         {
-            sink.push(b" ");
+            sink.push_byte(b' ');
         }
         pending_space = false;
         match (placeholder, lower) {
-            (true, _) => sink.push(b"?"),
+            (true, _) => sink.push_byte(b'?'),
             (false, true) => sink.push_lower(&b[start..i]),
+            (false, false) if punct != 0 => sink.push_byte(punct),
             (false, false) => sink.push(&b[start..i.min(b.len())]),
         }
         last = match punct {
