@@ -320,25 +320,26 @@ for w in "${WORKLOADS[@]}"; do
     for t in "${TARGETS[@]}"; do
         IFS='|' read -r tname tport tpid <<<"$t"
         log "$wname -> $tname (${BENCH_SECONDS}s)"
-        before=""; [ -n "$tpid" ] && before="$(cpu_ticks "$tpid")"
+        before=""; [ -n "$tpid" ] && before="$(cpu_ticks "$tpid")" ubefore="$(user_ticks "$tpid")"
         out="$BENCH_DIR/pgbench-${wi}-$tname.out"
         [ "$BENCH_TLS" = 1 ] && out="$BENCH_DIR/pgbench-tls-${wi}-$tname.out"
         rc=0
         "$PGBENCH" -h 127.0.0.1 -p "$tport" -U app -j 2 -T "$BENCH_SECONDS" "${wargs[@]}" bench \
             >"$out" 2>&1 || rc=$?
-        after=""; [ -n "$tpid" ] && after="$(cpu_ticks "$tpid")"
+        after=""; [ -n "$tpid" ] && after="$(cpu_ticks "$tpid")" uafter="$(user_ticks "$tpid")"
         if ! pgbench_figures "$out" "$rc" "$tname"; then
             FAILED=1
-            ROWS+=("| $wname | $tname | FAILED | - | - |")
+            ROWS+=("| $wname | $tname | FAILED | - | - | - |")
             continue
         fi
         tps="$TPS" tx="$TX"
         [ "$tname" = direct ] && direct_tps="$tps"
         ratio="-"
         [ -n "$direct_tps" ] && ratio="$(ratio_of "$tps" "$direct_tps")"
-        cpu="-"
+        cpu="-" user="-"
         if [ -n "$tpid" ]; then
             cpu="$(cpu_per_tx "$before" "$after" "$tx")"
+            user="$(cpu_per_tx "$ubefore" "$uafter" "$tx")"
         fi
         tps_fmt="$(awk -v a="$tps" 'BEGIN {printf "%.0f", a}')"
         # Connecting (SCRAM) many clients can eat much of a short run; flag it.
@@ -348,8 +349,8 @@ for w in "${WORKLOADS[@]}"; do
             NOTE_CONN=1
             warn "$tname: initial connection time ${conn_ms} ms is over 25% of the run; use a longer BENCH_SECONDS"
         fi
-        ROWS+=("| $wname | $tname | $tps_fmt | $ratio | $cpu |")
-        log "  tps=$tps_fmt ratio=$ratio cpu_us_per_tx=$cpu"
+        ROWS+=("| $wname | $tname | $tps_fmt | $ratio | $cpu | $user |")
+        log "  tps=$tps_fmt ratio=$ratio cpu_us_per_tx=$cpu user_us_per_tx=$user"
     done
 done
 
@@ -409,13 +410,14 @@ cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
         echo "$BENCH_SECONDS s per run, pgbench -j 2, scale $BENCH_SCALE, pool size $POOL, transaction mode."
     fi
     echo
-    echo "| workload | target | TPS | ratio to direct | pooler CPU µs/tx |"
-    echo "|---|---|---:|---:|---:|"
+    echo "| workload | target | TPS | ratio to direct | pooler CPU µs/tx | of which user µs/tx |"
+    echo "|---|---|---:|---:|---:|---:|"
     printf '%s\n' "${ROWS[@]}"
     echo
     echo "Pooler CPU is the pooler process's utime+stime over the whole pgbench run divided by"
     echo "processed transactions; it includes authenticating pgbench's clients (SCRAM), which"
-    echo "dominates the -C workload."
+    echo "dominates the -C workload. The user part (utime) is the pooler's own code; the rest"
+    echo "(stime) is the kernel's work for its system calls, mostly loopback TCP."
     if [ "$NOTE_CONN" = 1 ]; then
         echo "\\* pgbench's initial connection time exceeded 25% of the run: that TPS is unreliable."
     fi

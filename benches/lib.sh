@@ -47,6 +47,15 @@ cpu_ticks() {  # utime + stime (fields 14, 15) of PID, all threads
     echo $(( ${12} + ${13} ))
 }
 
+user_ticks() {  # utime (field 14) of PID, all threads: the pooler's own code
+    local stat rest
+    stat="$(cat "/proc/$1/stat")"
+    rest="${stat##*) }"
+    # shellcheck disable=SC2086
+    set -- $rest
+    echo "${12}"
+}
+
 
 # pgbench_figures OUT RC NAME: sets TPS and TX from the pgbench output in
 # OUT; warns (with the output's tail) and returns 1 when the run failed.
