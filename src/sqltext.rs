@@ -64,6 +64,14 @@ impl Words {
     pub fn of(sql: &str) -> Words {
         // The common case first: the automaton's scans cost several times more.
         if let Some(lead) = single_statement_lead(sql) {
+            // The most common first word is on no list: one comparison.
+            if lead.eq_ignore_ascii_case("select") {
+                let session = ANYWHERE_WORDS.contains(sql.as_bytes());
+                return Words {
+                    session,
+                    prepared: false,
+                };
+            }
             let is = |k: &&str| lead.eq_ignore_ascii_case(k);
             let dml = is(&"insert") || is(&"merge");
             let anywhere = || match dml {
@@ -170,11 +178,16 @@ impl WordSet {
         false
     }
 
-    /// Whether one of the words starts `b` (in any case).
+    /// Whether one of the words starts `b` (in any case; `b` holds two
+    /// bytes at least, the pair that matched).
     fn starts(&self, b: &[u8]) -> bool {
-        self.words
-            .iter()
-            .any(|w| b.len() >= w.len() && b[..w.len()].eq_ignore_ascii_case(w))
+        let (c0, c1) = (b[0].to_ascii_lowercase(), b[1].to_ascii_lowercase());
+        self.words.iter().any(|w| {
+            w[0] == c0
+                && w[1] == c1
+                && b.len() >= w.len()
+                && b[2..w.len()].eq_ignore_ascii_case(&w[2..])
+        })
     }
 }
 
@@ -411,6 +424,10 @@ mod tests {
         assert!(Words::of("UPDATEé SET a = 1").session);
         assert!(Words::of("deallocate p; insert into t values (1)").prepared);
         assert!(!Words::of("UPDATE t SET prepared = 1").prepared);
+        // SELECT's shortcut: it is on neither list of first words.
+        assert!(!LEADING.contains(&"select") && !PREPARED_KEYWORDS.contains(&"select"));
+        assert!(Words::of("select pg_advisory_lock(1)").session);
+        assert_eq!(Words::of("Select 1 from t where a = 'set'"), none);
     }
 
     #[test]
