@@ -101,7 +101,8 @@ pub struct ServerConn {
     /// BackendKeyData: (process id, secret key), for cancel requests.
     pub key: (i32, i32),
     pub addr: Arc<ServerAddr>,
-    pub state: ConnState,
+    /// Changed through `mark_*` outside the pool (see `state`).
+    pub(super) state: ConnState,
     /// Pooler-wide prepared statements this connection has.
     pub statements: crate::prepared::ServerStatements,
     /// Its place in the database's `max_server_connections`, if limited.
@@ -226,6 +227,37 @@ impl ServerConn {
     }
 
     /// Writes as much of `bytes` as the socket takes now, without waiting.
+    /// Where the connection stands, as last seen.
+    #[inline]
+    pub fn state(&self) -> ConnState {
+        self.state
+    }
+
+    /// It cannot be trusted any more (I/O failed, the protocol lost its
+    /// place, an error pgswitch cannot hand on): closed when released.
+    #[inline]
+    pub fn mark_broken(&mut self) {
+        self.state = ConnState::Broken;
+    }
+
+    /// A request went out: its replies are owed.
+    #[inline]
+    pub fn mark_busy(&mut self) {
+        self.state = ConnState::Busy;
+    }
+
+    /// ReadyForQuery with `status`, and nothing else owed.
+    #[inline]
+    pub fn mark_ready(&mut self, status: u8) {
+        self.state = ConnState::Ready(status);
+    }
+
+    /// The first `n` bytes of `buf` are handled.
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+    }
+
     pub fn write_now(&mut self, bytes: &[u8]) -> Result<usize, ServerError> {
         let mut written = 0;
         while written < bytes.len() {

@@ -19,7 +19,7 @@ pub enum FrameError {
 }
 
 /// One step of the walk over a buffer.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Item<'a> {
     /// A whole message the caller asked to see.
     Whole { tag: u8, body: &'a [u8] },

@@ -189,7 +189,7 @@ impl Forwarder<'_> {
                         Some(sql) => match Box::pin(server.run(&sql, timeout)).await {
                             Ok(()) => Ok((server, true)),
                             Err(e) => {
-                                server.state = ConnState::Broken;
+                                server.mark_broken();
                                 Err(CheckoutError::Server(e))
                             }
                         },
@@ -285,7 +285,7 @@ impl Forwarder<'_> {
         let applied = match self.route.as_ref().and_then(|r| r.settings.apply_sql()) {
             Some(sql) => {
                 if let Err(e) = Box::pin(server.run(&sql, timeout)).await {
-                    server.state = ConnState::Broken;
+                    server.mark_broken();
                     return Err(CheckoutError::Server(e).into());
                 }
                 true
@@ -296,7 +296,7 @@ impl Forwarder<'_> {
         let sql_prepared = match self.replay_sql_statements(server).await {
             Ok(p) => p,
             Err(SessionError::Server(e)) => {
-                server.state = ConnState::Broken;
+                server.mark_broken();
                 return Err(CheckoutError::Server(e).into());
             }
             Err(e) => return Err(e),
@@ -305,7 +305,7 @@ impl Forwarder<'_> {
         let begun = match self.route.as_ref().and_then(|r| r.deferred_begin.clone()) {
             Some(sql) => {
                 if let Err(e) = Box::pin(server.run(&sql, timeout)).await {
-                    server.state = ConnState::Broken;
+                    server.mark_broken();
                     return Err(CheckoutError::Server(e).into());
                 }
                 if let Some(r) = self.route.as_mut() {
@@ -342,7 +342,7 @@ impl Forwarder<'_> {
             if self.track && self.turn_left_work(&link) {
                 Box::pin(self.end_turn(&mut link)).await;
             }
-            if link.server.state == ConnState::Ready(b'I')
+            if link.server.state() == ConnState::Ready(b'I')
                 && link.server.buf.is_empty()
                 && !link.server.wanted_elsewhere()
             {
@@ -353,7 +353,7 @@ impl Forwarder<'_> {
             if !link.server.buf.is_empty() {
                 // Unsolicited output after the end of the turn, most often
                 // a FATAL from a server shutting down: not worth keeping.
-                link.server.state = ConnState::Broken;
+                link.server.mark_broken();
             }
             let timeout = self
                 .config
@@ -394,7 +394,7 @@ impl Forwarder<'_> {
                         self.shared
                             .incidents
                             .event(&link.server.addr, what, &e, repeat);
-                        link.server.state = ConnState::Broken;
+                        link.server.mark_broken();
                         return;
                     }
                 }
@@ -407,7 +407,7 @@ impl Forwarder<'_> {
             self.shared
                 .incidents
                 .event(&link.server.addr, what, &e, repeat);
-            link.server.state = ConnState::Broken;
+            link.server.mark_broken();
         }
     }
 }

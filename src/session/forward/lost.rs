@@ -24,7 +24,7 @@ use bytes::BytesMut;
 
 use super::{statements, Forwarder, Refusal, SessionError};
 use crate::config::PoolMode;
-use crate::pool::{self, ConnState, Release, ServerError, Which};
+use crate::pool::{self, Release, ServerError, Which};
 use crate::protocol::frame::whole_messages;
 use crate::protocol::messages::{self, Severity};
 use crate::session::lexer::Lexer;
@@ -41,7 +41,7 @@ impl Forwarder<'_> {
             return Err(e.into());
         };
         self.slot().detach();
-        link.server.state = ConnState::Broken;
+        link.server.mark_broken();
         let in_transaction = matches!(link.last_status, b'T' | b'E');
         let (owed, unsynced) = (link.pending.owed(), link.pending.unsynced());
         if self.track {

@@ -92,7 +92,7 @@ impl Link {
     }
 
     fn status(&self) -> Option<u8> {
-        match self.server.state {
+        match self.server.state() {
             ConnState::Ready(s) if self.quiet() => Some(s),
             _ => None,
         }
@@ -291,17 +291,9 @@ impl<'a> Forwarder<'a> {
         let mut graced = false;
         loop {
             let phase = self.phase();
-            // Read on every turn (a cheap load), so a RELOAD applies to
-            // connected clients too.
-            let timeout = {
-                let g = &self.config.get(&self.shared.config).general;
-                match phase {
-                    Phase::Idle => g.client_idle_timeout,
-                    Phase::IdleInTransaction => g.idle_transaction_timeout,
-                    Phase::Active => None,
-                }
-            };
-            let mut timer = timeout.map(|d| Box::pin(tokio::time::sleep(d)));
+            let mut timer = self
+                .wait_limit(&phase)
+                .map(|d| Box::pin(tokio::time::sleep(d)));
             let graceful = matches!(phase, Phase::Idle);
             let (client, link) = (&*self.client, &self.link);
             // One wait for everything, polling readiness directly: no
@@ -352,39 +344,14 @@ impl<'a> Forwarder<'a> {
                 Wake::Timeout => return Err(SessionError::IdleTimeout),
                 Wake::Client(Err(e)) => return Err(SessionError::ClientGone(e)),
                 Wake::Client(Ok(())) => {
-                    match read_some(&mut *self.client, &mut self.cbuf, &mut self.read_size) {
-                        Ok(None) => continue,
-                        Ok(Some(0)) => {
-                            return Err(SessionError::ClientGone(
-                                std::io::ErrorKind::UnexpectedEof.into(),
-                            ))
-                        }
-                        Ok(Some(n)) => {
-                            self.pool.stats.bytes_in.inc_by(n as u64);
-                            if self.on_client_bytes().await? == Flow::Terminate {
-                                return Ok(());
-                            }
-                        }
-                        Err(e) => return Err(SessionError::ClientGone(e)),
+                    if self.read_client()? && self.on_client_bytes().await? == Flow::Terminate {
+                        return Ok(());
                     }
                 }
                 Wake::Server => {
-                    let Some(link) = self.link.as_mut() else {
-                        continue;
-                    };
                     // Decided before any await, so that no error value
                     // widens the loop's state.
-                    let filled = match link.server.try_fill() {
-                        Ok(Some(_)) => Filled::Bytes,
-                        Ok(None) => Filled::Nothing,
-                        // A replica that closes before answering a request
-                        // it could not have run costs the client nothing.
-                        Err(e) => match std::mem::replace(&mut link.replay, Replay::Off) {
-                            Replay::Sent(request) => Filled::Rerun(request),
-                            _ => Filled::Lost(Box::new(e)),
-                        },
-                    };
-                    match filled {
+                    match self.fill_server() {
                         Filled::Bytes => self.on_server_bytes().await?,
                         Filled::Nothing => {}
                         // Boxed, and the match holds nothing across it.
@@ -397,6 +364,53 @@ impl<'a> Forwarder<'a> {
             if self.cbuf.is_empty() && matches!(self.phase(), Phase::Idle) {
                 self.cbuf = BytesMut::new();
             }
+        }
+    }
+
+    /// How long the client may wait in this phase before it is closed.
+    /// Read on every turn (a cheap load), so a RELOAD applies to connected
+    /// clients too.
+    #[inline]
+    fn wait_limit(&mut self, phase: &Phase) -> Option<std::time::Duration> {
+        let g = &self.config.get(&self.shared.config).general;
+        match phase {
+            Phase::Idle => g.client_idle_timeout,
+            Phase::IdleInTransaction => g.idle_transaction_timeout,
+            Phase::Active => None,
+        }
+    }
+
+    /// One read of the client's socket: true when bytes came.
+    #[inline]
+    fn read_client(&mut self) -> Result<bool, SessionError> {
+        match read_some(&mut *self.client, &mut self.cbuf, &mut self.read_size) {
+            Ok(None) => Ok(false),
+            Ok(Some(0)) => Err(SessionError::ClientGone(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            )),
+            Ok(Some(n)) => {
+                self.pool.stats.bytes_in.inc_by(n as u64);
+                Ok(true)
+            }
+            Err(e) => Err(SessionError::ClientGone(e)),
+        }
+    }
+
+    /// One read of the server's socket, and what it means.
+    #[inline]
+    fn fill_server(&mut self) -> Filled {
+        let Some(link) = self.link.as_mut() else {
+            return Filled::Nothing;
+        };
+        match link.server.try_fill() {
+            Ok(Some(_)) => Filled::Bytes,
+            Ok(None) => Filled::Nothing,
+            // A replica that closes before answering a request it could
+            // not have run costs the client nothing.
+            Err(e) => match std::mem::replace(&mut link.replay, Replay::Off) {
+                Replay::Sent(request) => Filled::Rerun(request),
+                _ => Filled::Lost(Box::new(e)),
+            },
         }
     }
 
@@ -489,7 +503,7 @@ impl<'a> Forwarder<'a> {
                 Verdict::NeedMore => return Ok(()),
                 Verdict::Refused { len } if on_replica => {
                     let query = query.clone();
-                    link.server.buf.advance(len);
+                    link.server.consume(len);
                     return Box::pin(self.rerun_on_primary(query, false)).await;
                 }
                 Verdict::Lost if on_replica => {
@@ -498,7 +512,7 @@ impl<'a> Forwarder<'a> {
                 }
                 Verdict::Stale { len } => {
                     let query = query.clone();
-                    link.server.buf.advance(len);
+                    link.server.consume(len);
                     return Box::pin(self.replan(query)).await;
                 }
                 _ => link.replay = Replay::Off,
@@ -517,13 +531,13 @@ impl<'a> Forwarder<'a> {
                 .map_err(SessionError::ClientGone)?;
             self.pool.stats.bytes_out.inc_by(out.len() as u64);
             link.rewritten = None;
-            link.server.buf.advance(pos);
+            link.server.consume(pos);
         } else if pos > 0 {
             self.client
                 .send(&conn.buf[..pos])
                 .await
                 .map_err(SessionError::ClientGone)?;
-            conn.buf.advance(pos);
+            conn.consume(pos);
             self.pool.stats.bytes_out.inc_by(pos as u64);
         }
         if let Some(fatal) = link.fatal.take() {

@@ -5,7 +5,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{ConnState, Forwarder, PoolMode, Refusal, SessionError, Which};
+use super::{Forwarder, PoolMode, Refusal, SessionError, Which};
 use crate::config::{Consistency, PrimaryReads, TransactionRouting};
 use crate::metrics::Fallback;
 use crate::pool::replicas::{Fence, Pick};
@@ -318,11 +318,10 @@ impl Forwarder<'_> {
             .log_repeat_interval;
         if let Some(mut link) = self.link.take() {
             self.slot().detach();
-            link.server.state = if lost {
-                ConnState::Broken
-            } else {
-                ConnState::Ready(b'I')
-            };
+            match lost {
+                true => link.server.mark_broken(),
+                false => link.server.mark_ready(b'I'),
+            }
             let addr = &link.server.addr;
             if lost {
                 let what = "a replica went away under reads; they ran again on the primary";
@@ -374,7 +373,7 @@ impl Forwarder<'_> {
             link.traced(self.shared.traces.is_some(), tag, Some(body));
             link.pending.client(tag);
         }
-        link.server.state = ConnState::Busy;
+        link.server.mark_busy();
         let out = self.rewrite_request(&request);
         if let Some(link) = self.link.as_mut() {
             if let Err(e) = link.server.write(&out).await {

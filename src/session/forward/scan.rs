@@ -10,7 +10,7 @@ use super::requests::track_request;
 use super::statements::{self, Rewritten};
 use super::{Flow, Forwarder, Link, SessionError};
 use crate::config::{PoolMode, SessionState};
-use crate::pool::{ConnState, Which};
+use crate::pool::Which;
 use crate::prepared::Replies;
 use crate::protocol::frame::{peek_header, Item, HEADER_LEN};
 
@@ -117,7 +117,7 @@ impl Forwarder<'_> {
             }
             link.segment_ended |= matches!(tag, b'S' | b'Q');
             link.pending.client(tag);
-            link.server.state = ConnState::Busy;
+            link.server.mark_busy();
             pos += n;
         }
         link.rewritten = rewritten.finish(&cbuf[..pos]);
@@ -257,6 +257,25 @@ impl Forwarder<'_> {
     }
 
     fn walk_server(&mut self, link: &mut Link) -> Result<(usize, bool), SessionError> {
+        // The read buffer is out of the link while it is walked, so that
+        // the steps below can take the link (a move of a buffer handle).
+        let buf = std::mem::take(&mut link.server.buf);
+        let walked = self.walk_replies(link, &buf);
+        link.server.buf = buf;
+        let (pos, refused_block, mut replies) = walked?;
+        link.rewritten = match replies.as_mut() {
+            Some(r) => self.finish_replies(r, link, pos),
+            None => None,
+        };
+        Ok((pos, refused_block))
+    }
+
+    /// Walks `buf`, the server's bytes at hand (see `walk_server`).
+    fn walk_replies(
+        &mut self,
+        link: &mut Link,
+        buf: &[u8],
+    ) -> Result<(usize, bool, Option<Replies>), SessionError> {
         let mut pos = 0;
         let mut refused_block = false;
         // Replies changed on the way (named statements, see `prepared`).
@@ -264,31 +283,23 @@ impl Forwarder<'_> {
         // Row counts come from CommandComplete, read whole while traced.
         let whole_c = link.trace.is_some();
         loop {
-            // Once per message: the guard's deref is not free.
-            let conn: &mut crate::pool::ServerConn = &mut link.server;
-            // The client gets whole messages only, so that an error can
-            // follow if the server goes away (see `lost`); a message larger
-            // than `HOLD_MAX` streams through.
-            if link.split.at_boundary() {
-                if let Ok(Some((_, len))) = peek_header(&conn.buf[pos..]) {
-                    if conn.buf.len() - pos < HEADER_LEN + len && len <= HOLD_MAX {
-                        break;
-                    }
-                }
+            if link.split.at_boundary() && held_back(&buf[pos..]) {
+                break;
             }
-            let step = match link.split.next(&conn.buf[pos..], |t| {
+            let step = link.split.next(&buf[pos..], |t| {
                 matches!(t, b'Z' | b'S' | b'E') || (whole_c && t == b'C')
-            }) {
-                Ok(s) => s,
+            });
+            let (item, n) = match step {
+                Ok(Some(step)) => step,
+                Ok(None) => break,
                 Err(e) => {
-                    conn.state = ConnState::Broken;
+                    link.server.mark_broken();
                     return Err(SessionError::Protocol(format!(
                         "server {} sent {e}",
-                        conn.addr
+                        link.server.addr
                     )));
                 }
             };
-            let Some((item, n)) = step else { break };
             if let Item::Whole { tag: b'E', body } = item {
                 let e = messages::BackendError::parse(body);
                 if matches!(e.severity.as_str(), "FATAL" | "PANIC") {
@@ -299,103 +310,93 @@ impl Forwarder<'_> {
             }
             if let Some(r) = replies.as_mut() {
                 let client = self.statements.as_deref();
-                match item {
-                    // Most replies answer a plain turn: nothing to change.
-                    Item::Whole { tag, .. } | Item::Header { tag, .. }
-                        if r.plain(&mut link.expect, tag) => {}
-                    Item::Whole { tag, body } => r.message(
-                        &mut link.expect,
-                        client,
-                        &conn.buf,
-                        (pos, n),
-                        tag,
-                        Some(body),
-                    ),
-                    Item::Header { tag, .. } => {
-                        r.message(&mut link.expect, client, &conn.buf, (pos, n), tag, None)
-                    }
-                    Item::Body => r.body(&conn.buf, (pos, n)),
-                }
+                pass_reply(r, &mut link.expect, client, buf, item, (pos, n));
             }
-            match item {
-                Item::Whole { tag: b'Z', body } => {
-                    let status = body.first().copied().unwrap_or(b'I');
-                    match self.on_ready(link, status) {
-                        Ready::Continue => {}
-                        Ready::RefuseBlock => {
-                            // Swallow this ReadyForQuery; answer after the
-                            // rollback.
-                            refused_block = true;
-                            break;
-                        }
-                        Ready::TurnEnds => {
-                            // Whatever the server sent after it (e.g. a
-                            // FATAL as it shuts down) is not this client's:
-                            // it stays with the connection.
-                            pos += n;
-                            break;
-                        }
-                    }
+            match self.note_reply(link, item) {
+                Ready::Continue => {}
+                Ready::RefuseBlock => {
+                    // Swallow this ReadyForQuery; answer after the rollback.
+                    refused_block = true;
+                    break;
                 }
-                Item::Whole { tag: b'S', body } => {
-                    if let Some((k, v)) = messages::parse_parameter_status(body) {
-                        if self.params.get(k) != Some(v) {
-                            std::sync::Arc::make_mut(&mut self.params).set(k, v);
-                        }
-                        conn.params.set(k, v);
-                    }
+                Ready::TurnEnds => {
+                    // Whatever the server sent after it (e.g. a FATAL as it
+                    // shuts down) is not this client's: it stays with the
+                    // connection.
+                    pos += n;
+                    break;
                 }
-                Item::Whole { tag: b'E', body } => {
-                    link.pending.server(b'E');
-                    if let Some(r) = link.running.oldest_mut() {
-                        r.error = true;
-                    }
-                    if let Some((_, code)) = messages::error_fields(body).find(|(f, _)| *f == b'C')
-                    {
-                        self.pool.stats.server_error(code);
-                        if let Some(span) = link.trace.as_mut() {
-                            span.error(code);
-                        }
-                        // A plan gone stale under a schema change: parse
-                        // every statement afresh on this connection.
-                        link.wiped |= code == "0A000" && self.track;
-                    }
-                }
-                Item::Whole { tag: b'C', body } => {
-                    if let Some(span) = link.trace.as_mut() {
-                        span.completed(body);
-                    }
-                    link.pending.server(b'C');
-                }
-                Item::Header { tag, .. } => {
-                    if tag == b'D' {
-                        if let Some(r) = link.running.oldest_mut() {
-                            r.rows += 1;
-                        }
-                    }
-                    link.pending.server(tag)
-                }
-                _ => {}
             }
             pos += n;
         }
-        let changed = match replies.as_mut() {
-            Some(r) => {
-                let out = r.finish(&mut link.expect, &link.server.buf, pos);
-                let undo = std::mem::take(&mut r.undo);
-                statements::undo(
-                    undo,
-                    &mut self.statements,
-                    &mut link.server,
-                    &self.shared.metrics,
-                );
-                out
-            }
-            None => None,
-        };
-        link.rewritten = changed;
-        Ok((pos, refused_block))
+        Ok((pos, refused_block, replies))
     }
+
+    /// One server message (or the start of one) noted: the end of a
+    /// statement, parameters, errors, rows.
+    fn note_reply(&mut self, link: &mut Link, item: Item<'_>) -> Ready {
+        match item {
+            Item::Whole { tag: b'Z', body } => {
+                let status = body.first().copied().unwrap_or(b'I');
+                return self.on_ready(link, status);
+            }
+            Item::Whole { tag: b'S', body } => {
+                if let Some((k, v)) = messages::parse_parameter_status(body) {
+                    if self.params.get(k) != Some(v) {
+                        std::sync::Arc::make_mut(&mut self.params).set(k, v);
+                    }
+                    link.server.params.set(k, v);
+                }
+            }
+            Item::Whole { tag: b'E', body } => {
+                link.pending.server(b'E');
+                if let Some(r) = link.running.oldest_mut() {
+                    r.error = true;
+                }
+                if let Some((_, code)) = messages::error_fields(body).find(|(f, _)| *f == b'C') {
+                    self.pool.stats.server_error(code);
+                    if let Some(span) = link.trace.as_mut() {
+                        span.error(code);
+                    }
+                    // A plan gone stale under a schema change: parse
+                    // every statement afresh on this connection.
+                    link.wiped |= code == "0A000" && self.track;
+                }
+            }
+            Item::Whole { tag: b'C', body } => {
+                if let Some(span) = link.trace.as_mut() {
+                    span.completed(body);
+                }
+                link.pending.server(b'C');
+            }
+            Item::Header { tag, .. } => {
+                if tag == b'D' {
+                    if let Some(r) = link.running.oldest_mut() {
+                        r.rows += 1;
+                    }
+                }
+                link.pending.server(tag)
+            }
+            _ => {}
+        }
+        Ready::Continue
+    }
+
+    /// The end of a read's walk: what the client gets instead of the
+    /// bytes walked, if anything changed, and the bookkeeping of messages
+    /// the server skipped undone.
+    fn finish_replies(&mut self, r: &mut Replies, link: &mut Link, pos: usize) -> Option<BytesMut> {
+        let out = r.finish(&mut link.expect, &link.server.buf, pos);
+        let undo = std::mem::take(&mut r.undo);
+        statements::undo(
+            undo,
+            &mut self.statements,
+            &mut link.server,
+            &self.shared.metrics,
+        );
+        out
+    }
+
     /// ReadyForQuery (`status`): the end of a statement, and maybe of the
     /// transaction and of the client's turn.
     fn on_ready(&mut self, link: &mut Link, status: u8) -> Ready {
@@ -428,11 +429,10 @@ impl Forwarder<'_> {
             };
             ended.count(&self.pool, self.shared.traces.as_deref(), &link.server.addr);
         }
-        link.server.state = if quiet {
-            ConnState::Ready(status)
-        } else {
-            ConnState::Busy
-        };
+        match quiet {
+            true => link.server.mark_ready(status),
+            false => link.server.mark_busy(),
+        }
         let pooled = matches!(self.mode, PoolMode::Transaction | PoolMode::Statement);
         match (quiet, status) {
             (true, b'I') if pooled => Ready::TurnEnds,
@@ -483,6 +483,37 @@ fn session_effects(tag: u8, body: Option<&[u8]>, text: Option<Text<'_>>, track: 
 }
 
 /// What a ReadyForQuery means for the walk of the server's bytes.
+/// The client gets whole messages only, so that an error can follow if
+/// the server goes away (see `lost`): true when the message starting
+/// `rest` is not all here yet. A message larger than `HOLD_MAX` streams
+/// through.
+fn held_back(rest: &[u8]) -> bool {
+    match peek_header(rest) {
+        Ok(Some((_, len))) => rest.len() < HEADER_LEN + len && len <= HOLD_MAX,
+        _ => false,
+    }
+}
+
+/// A server message at `at` in `buf` on its way to the client through the
+/// reply ledger: most answer a plain turn and need nothing
+/// (`Replies::plain`). Inline: it runs for every server message.
+#[inline(always)]
+fn pass_reply(
+    r: &mut Replies,
+    expect: &mut crate::prepared::Expect,
+    client: Option<&crate::prepared::ClientStatements>,
+    buf: &[u8],
+    item: Item<'_>,
+    at: (usize, usize),
+) {
+    match item {
+        Item::Whole { tag, .. } | Item::Header { tag, .. } if r.plain(expect, tag) => {}
+        Item::Whole { tag, body } => r.message(expect, client, buf, at, tag, Some(body)),
+        Item::Header { tag, .. } => r.message(expect, client, buf, at, tag, None),
+        Item::Body => r.body(buf, at),
+    }
+}
+
 enum Ready {
     Continue,
     /// Statement mode: a transaction block began; it is refused.

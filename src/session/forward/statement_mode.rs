@@ -2,7 +2,7 @@
 //! transaction open is rolled back and refused, instead of pinning the
 //! server connection.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 use super::{Forwarder, SessionError};
 use crate::protocol::frame::peek_header;
@@ -18,7 +18,7 @@ impl Forwarder<'_> {
         let conn: &mut crate::pool::ServerConn = &mut link.server;
         let skip = peek_header(&conn.buf)?.map_or(0, |(_, len)| 5 + len);
         let skip = skip.min(conn.buf.len());
-        conn.buf.advance(skip);
+        conn.consume(skip);
         let timeout = self
             .config
             .get(&self.shared.config)

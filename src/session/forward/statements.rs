@@ -215,7 +215,7 @@ impl Forwarder<'_> {
         for (tag, _) in whole_messages(&request) {
             link.pending.client(tag);
         }
-        link.server.state = crate::pool::ConnState::Busy;
+        link.server.mark_busy();
         out.extend_from_slice(&self.rewrite_request(&request));
         if let Some(link) = self.link.as_mut() {
             link.server.write(&out).await?;
@@ -309,7 +309,7 @@ impl Forwarder<'_> {
                 "closing prepared statements failed; discarding server connection",
                 &e,
             );
-            link.server.state = crate::pool::ConnState::Broken;
+            link.server.mark_broken();
         }
     }
 }
@@ -369,7 +369,7 @@ impl Forwarder<'_> {
                         "could not list prepared statements; discarding server connection",
                         &e,
                     );
-                    link.server.state = crate::pool::ConnState::Broken;
+                    link.server.mark_broken();
                     return;
                 }
             };
@@ -390,7 +390,7 @@ impl Forwarder<'_> {
                         "DEALLOCATE failed; discarding server connection",
                         &e,
                     );
-                    link.server.state = crate::pool::ConnState::Broken;
+                    link.server.mark_broken();
                     return;
                 }
             }
@@ -405,7 +405,7 @@ impl Forwarder<'_> {
                     "DEALLOCATE ALL failed; discarding server connection",
                     &e,
                 );
-                link.server.state = crate::pool::ConnState::Broken;
+                link.server.mark_broken();
                 return;
             }
             link.server.statements.clear();
@@ -450,7 +450,7 @@ impl Forwarder<'_> {
         for (name, text) in client.sql().to_vec() {
             match Box::pin(server.run(&text, timeout)).await {
                 Ok(()) => kept.push(name),
-                Err(e) if server.state == crate::pool::ConnState::Ready(b'I') => {
+                Err(e) if server.state() == crate::pool::ConnState::Ready(b'I') => {
                     let what =
                         "a prepared statement could not be recreated; its client no longer has it";
                     let repeat = self
