@@ -114,8 +114,6 @@ struct RouteState {
     reason: &'static str,
     /// Session settings to carry from one server connection to the next.
     settings: Settings,
-    /// Pinned to its server connection (see `session::effects`).
-    pinned: bool,
     /// The server under the client's transaction went away: statements get
     /// 25P02 until the client ends it (see `lost`).
     aborted: bool,
@@ -245,7 +243,13 @@ impl<'a> Forwarder<'a> {
         // Boxed so that the result, alive across the release below, costs
         // the session's state 8 bytes rather than a whole error.
         let result = self.pump().await.map_err(Box::new);
-        if self.route.as_ref().is_some_and(|r| r.pinned) {
+        // Pinned: the one record of it is the slot's (SHOW CLIENTS reads
+        // it too); the mode says how the session goes on.
+        if self
+            .slot()
+            .pinned
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             self.shared.metrics.pinned_clients.dec();
         }
         if let Some(s) = self.statements.take() {

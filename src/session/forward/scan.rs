@@ -185,12 +185,9 @@ impl Forwarder<'_> {
         tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
         self.mode = PoolMode::Session;
         self.shared.metrics.pinned_clients.inc();
-        self.login
-            .registration
-            .slot
+        self.slot()
             .pinned
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.route.get_or_insert_with(Box::default).pinned = true;
         None
     }
 
