@@ -18,7 +18,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::raw::{self, error_code, read_until};
+use common::raw::{self, error_code, query, read_until, read_until_nth};
 use common::*;
 use pgswitch::config::{Config, PoolMode};
 use tokio::io::AsyncWriteExt;
@@ -284,6 +284,47 @@ async fn errors_name_the_clients_statement() {
         error_field(&m, b'M'),
         "prepared statement \"mine\" does not exist"
     );
+    drop(s);
+    proxy.stop().await;
+}
+
+/// A Sync pipelined behind a Query that starts COPY FROM STDIN is ignored
+/// by the server (copy-in mode), so it must not take the place of a reply
+/// owed after the COPY: here the ParseComplete of the Parse pgswitch puts
+/// ahead of a Bind (the connection no longer has the statement), which
+/// the client must not see.
+#[tokio::test]
+async fn a_sync_behind_a_copy_query_gets_no_reply() {
+    let config = trust_config(PoolMode::Transaction, 1, "max_prepared_statements = 1");
+    let proxy = Proxy::start(config).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let table = "prepared_copy_sync";
+    let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)");
+    let m = exchange(&mut s, &[query(&create)]).await;
+    assert_eq!(error_code(&m), None);
+    let m = exchange(&mut s, &[parse("mine", "SELECT $1::int"), sync()]).await;
+    assert_eq!(tags(&m), "1Z", "{:?}", error_code(&m));
+    // The connection keeps one statement: this one takes its place.
+    let m = exchange(&mut s, &[parse("other", "SELECT 2"), sync()]).await;
+    assert_eq!(tags(&m), "1Z", "{:?}", error_code(&m));
+
+    let batch = [
+        query(&format!("COPY {table} FROM STDIN")),
+        sync(),
+        wire(b'd', &[b"7\n"]),
+        wire(b'c', &[]),
+        bind("mine", &["5"]),
+        execute(),
+        sync(),
+    ];
+    s.write_all(&batch.concat()).await.expect("send");
+    let m = read_until_nth(&mut s, b'Z', 2).await;
+    assert_eq!(tags(&m), "GCZ2DCZ", "{:?}", error_code(&m));
+    assert_eq!(first_value(&m), "5");
+
+    let m = exchange(&mut s, &[query(&format!("SELECT sum(v) FROM {table}"))]).await;
+    assert_eq!(first_value(&m), "7");
+    exchange(&mut s, &[query(&format!("DROP TABLE {table}"))]).await;
     drop(s);
     proxy.stop().await;
 }

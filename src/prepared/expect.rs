@@ -14,8 +14,9 @@
 //!   those messages get no reply and whatever they did here is undone;
 //! - NoticeResponse, ParameterStatus and NotificationResponse may come at
 //!   any time;
-//! - Syncs sent after an Execute that turns out to be a COPY FROM STDIN,
-//!   and before its CopyDone or CopyFail, are ignored by the server.
+//! - Syncs sent after an Execute or a Query that turns out to be a COPY
+//!   FROM STDIN, and before its CopyDone or CopyFail, are ignored by the
+//!   server.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -283,7 +284,9 @@ impl Expect {
         if tag == b'E' {
             self.copy_in = false;
         }
-        if tag == b'G' && kind == Kind::Execute {
+        // COPY FROM STDIN, started by an Execute or a Query (a Query's
+        // entry is of kind Sync).
+        if tag == b'G' && matches!(kind, Kind::Execute | Kind::Sync) {
             self.copy_started();
         }
         let Some(Entry::Reply { fate, .. }) = self.queue.front() else {
@@ -345,8 +348,9 @@ impl Expect {
         }
     }
 
-    /// The Execute at the front started a COPY FROM STDIN: the Syncs sent
-    /// after it and before the client's CopyDone/CopyFail get no reply.
+    /// The Execute or Query at the front started a COPY FROM STDIN: the
+    /// Syncs sent after it and before the client's CopyDone/CopyFail get
+    /// no reply.
     fn copy_started(&mut self) {
         let mut i = 1;
         while i < self.queue.len() {
@@ -544,6 +548,22 @@ mod tests {
         assert_eq!(out, b"2G");
         e.copy_end();
         e.sent(Kind::Sync, Fate::Forward, None);
+        e.emit(b'3', None);
+        let (out, _) = replies(&mut e, b"CZ");
+        assert_eq!(out, b"CZ3");
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn a_sync_after_a_copy_query_is_ignored_too() {
+        // A Query that starts COPY FROM STDIN, a Sync pipelined behind it
+        // (ignored by the server in copy-in mode), then the data.
+        let mut e = Expect::default();
+        e.sent(Kind::Sync, Fate::Forward, None); // the Query
+        e.sent(Kind::Sync, Fate::Forward, None);
+        let (out, _) = replies(&mut e, b"G");
+        assert_eq!(out, b"G");
+        e.copy_end();
         e.emit(b'3', None);
         let (out, _) = replies(&mut e, b"CZ");
         assert_eq!(out, b"CZ3");
