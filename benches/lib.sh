@@ -38,23 +38,18 @@ wait_port() {
     log "$name is accepting connections on 127.0.0.1:$port (pid $pid)"
 }
 
-cpu_ticks() {  # utime + stime (fields 14, 15) of PID, all threads
-    local stat rest
+# proc_ticks PID [user]: utime + stime (fields 14, 15) of PID, all threads;
+# with "user", utime alone (the process's own code, not the kernel's).
+proc_ticks() {
+    local stat rest which="${2:-all}"
     stat="$(cat "/proc/$1/stat")"
     rest="${stat##*) }"           # drop "pid (comm) "; rest starts at field 3
     # shellcheck disable=SC2086
     set -- $rest
-    echo $(( ${12} + ${13} ))
+    if [ "$which" = user ]; then echo "${12}"; else echo $(( ${12} + ${13} )); fi
 }
-
-user_ticks() {  # utime (field 14) of PID, all threads: the pooler's own code
-    local stat rest
-    stat="$(cat "/proc/$1/stat")"
-    rest="${stat##*) }"
-    # shellcheck disable=SC2086
-    set -- $rest
-    echo "${12}"
-}
+cpu_ticks() { proc_ticks "$1"; }
+user_ticks() { proc_ticks "$1" user; }
 
 
 # pgbench_figures OUT RC NAME: sets TPS and TX from the pgbench output in
