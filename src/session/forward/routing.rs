@@ -85,6 +85,10 @@ impl Forwarder<'_> {
         let mut parts = split_nul(body);
         // (Checked as UTF-8 by the router, on a cache miss.)
         let sql = match tag {
+            // The server refuses a Query with anything after its text's
+            // NUL (08P01), wherever it runs: no need to look for an
+            // earlier one.
+            b'Q' => body.strip_suffix(&[0]),
             // A client's named statement, prepared in an earlier batch:
             // its text decides, wherever it will be parsed.
             b'B' if self.track => super::statements::bound(self.statements.as_deref(), Some(body))
