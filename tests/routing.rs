@@ -659,3 +659,37 @@ async fn closing_a_statement_raises_no_fence() {
     drop(c);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_query_with_more_after_its_text_is_the_servers_to_refuse() {
+    // The server ends a Query's text at its NUL and refuses a message with
+    // more after it (08P01). pgswitch must not act on the text before the
+    // NUL (here its own setting, which it would answer itself).
+    use common::raw;
+    use tokio::io::AsyncWriteExt;
+    let toml = format!(
+        "{}\n[[users]]\nname = \"postgres\"\nauth = \"trust\"\n",
+        cluster_toml(
+            "pool_mode = \"transaction\"\npool_size = 4\nhealth_check_interval = \"50ms\"",
+            &replica_urls(),
+        )
+    );
+    let proxy = Proxy::start(config_from_toml(&toml)).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    for text in [
+        "SET pgswitch.route = 'replica'\0SELECT 1",
+        "SELECT 1\0DELETE FROM nowhere",
+    ] {
+        s.write_all(&raw::query(text)).await.unwrap();
+        let reply = raw::read_until(&mut s, b'Z').await;
+        assert_eq!(
+            raw::error_code(&reply).as_deref(),
+            Some("08P01"),
+            "{text:?}: {reply:?}"
+        );
+    }
+    s.write_all(&raw::query("SELECT 1")).await.unwrap();
+    let reply = raw::read_until(&mut s, b'Z').await;
+    assert_eq!(raw::error_code(&reply), None, "{reply:?}");
+    assert!(reply.iter().any(|(t, _)| *t == b'D'), "{reply:?}");
+}

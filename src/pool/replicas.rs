@@ -34,19 +34,6 @@ pub enum Pick {
     NoReplica,
 }
 
-/// The primary's bit among `pick`'s candidates (replicas take the bits
-/// below it).
-const PRIMARY_BIT: usize = 63;
-
-/// The set bits of `mask`, lowest first.
-fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        let i = mask.trailing_zeros() as usize;
-        mask &= mask.wrapping_sub(1);
-        (i < 64).then_some(i)
-    })
-}
-
 pub struct Replicas {
     pools: Vec<Pool>,
     weights: Vec<u32>,
@@ -122,87 +109,60 @@ impl Replicas {
             _ => None,
         };
         let mut rotation = 0;
-        // The candidates, a bit each (a read must not allocate): replica
-        // `i` is bit `i`, the primary the last bit.
-        let mut candidates = 0u64;
-        for (i, r) in snap.replicas.iter().enumerate().take(PRIMARY_BIT) {
-            if i >= self.pools.len() {
-                break;
-            }
+        // On the stack for up to 8 (a read must not allocate).
+        let mut candidates: smallvec::SmallVec<[(Which, &Pool, u32); 8]> = Default::default();
+        for (i, r) in snap.replicas.iter().enumerate() {
+            let Some(pool) = self.pools.get(i) else { break };
             if !r.in_rotation || tried & (1 << i) != 0 {
                 continue;
             }
             rotation += 1;
             let caught_up = need.is_none_or(|n| r.replay_lsn.is_some_and(|lsn| lsn >= n));
             if caught_up && !fenced_out {
-                candidates |= 1 << i;
+                candidates.push((Which::Replica(i), pool, self.weights[i]));
             }
         }
-        drop(snap);
         if self.primary_reads == PrimaryReads::Always {
-            candidates |= 1 << PRIMARY_BIT;
+            candidates.push((Which::Primary, primary, 1));
         }
-        if candidates == 0 {
+        if candidates.is_empty() {
             return if rotation > 0 {
                 Pick::Behind
             } else {
                 Pick::NoReplica
             };
         }
-        // (which, weight) of candidate bit `i`.
-        let weight = |i: usize| match i {
-            PRIMARY_BIT => 1,
-            i => u64::from(self.weights[i]),
-        };
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let chosen = match self.balancing {
             LoadBalancing::RoundRobin => {
-                let total: u64 = bits(candidates).map(weight).sum();
+                let total: u64 = candidates.iter().map(|c| u64::from(c.2)).sum();
                 let mut slot = turn as u64 % total.max(1);
-                bits(candidates)
-                    .find(|&i| {
-                        let hit = slot < weight(i);
-                        slot = slot.saturating_sub(weight(i));
+                candidates
+                    .iter()
+                    .find(|c| {
+                        let hit = slot < u64::from(c.2);
+                        slot = slot.saturating_sub(u64::from(c.2));
                         hit
                     })
-                    .unwrap_or(candidates.trailing_zeros() as usize)
+                    .unwrap_or(&candidates[0])
             }
             LoadBalancing::LeastOutstanding => {
                 // Fewest in use per unit of weight; ties go round in turn so
                 // that a quiet system still spreads its reads.
-                let busy = |i: usize| match i {
-                    PRIMARY_BIT => primary.in_use() as u64,
-                    i => self.pools[i].in_use() as u64,
-                };
-                let n = candidates.count_ones() as usize;
-                bits(candidates)
-                    .chain(bits(candidates))
-                    .skip(turn % n)
-                    .take(n)
-                    .map(|i| (i, busy(i), weight(i)))
-                    .min_by(|a, b| (a.1 * b.2).cmp(&(b.1 * a.2)))
-                    .map_or(0, |c| c.0)
+                let busy = |c: &(Which, &Pool, u32)| c.1.in_use() as u64;
+                let len = candidates.len();
+                (0..len)
+                    .map(|k| &candidates[(turn + k) % len])
+                    .min_by(|a, b| (busy(a) * u64::from(b.2)).cmp(&(busy(b) * u64::from(a.2))))
+                    .unwrap_or(&candidates[0])
             }
         };
-        Pick::Server(match chosen {
-            PRIMARY_BIT => Which::Primary,
-            i => Which::Replica(i),
-        })
+        Pick::Server(chosen.0)
     }
 
     pub fn close(&self) {
         for p in &self.pools {
             p.close();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn bits_are_the_set_bits_lowest_first() {
-        assert_eq!(super::bits(0).count(), 0);
-        let got: Vec<usize> = super::bits(0b1011 | 1 << 63).collect();
-        assert_eq!(got, [0, 1, 3, 63]);
     }
 }

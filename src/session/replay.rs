@@ -25,10 +25,8 @@ use crate::protocol::messages::BackendError;
 pub enum Replay {
     /// Not retryable (not routed to a replica, or not a whole request).
     Off,
-    /// A request of this many bytes, at the front of the client's buffer,
-    /// is about to be sent; sending it takes it out of the buffer
-    /// (`Bytes::split_to`, no copy) into `Sent`.
-    Armed(usize),
+    /// This request is about to be sent to the replica.
+    Armed(Bytes),
     /// Sent; its first replies decide.
     Sent(Bytes),
 }
@@ -60,7 +58,7 @@ pub fn arm(request: &[u8]) -> Replay {
         len += HEADER_LEN + body.len();
     }
     if len == request.len() && ends == 1 && matches!(last, b'Q' | b'S') {
-        Replay::Armed(len)
+        Replay::Armed(Bytes::copy_from_slice(request))
     } else {
         Replay::Off
     }
@@ -294,7 +292,7 @@ mod tests {
     fn only_one_whole_request_is_armed() {
         let mut q = BytesMut::new();
         messages::query(&mut q, "SELECT 1");
-        assert_eq!(arm(&q), Replay::Armed(q.len()));
+        assert!(matches!(arm(&q), Replay::Armed(_)));
         assert_eq!(arm(&q[..q.len() - 1]), Replay::Off, "incomplete");
         let mut two = q.clone();
         two.extend_from_slice(&q);
@@ -302,7 +300,7 @@ mod tests {
         let mut ext = BytesMut::new();
         postgres_protocol::message::frontend::parse("", "SELECT 1", [], &mut ext).unwrap();
         ext.extend_from_slice(b"S\0\0\0\x04");
-        assert_eq!(arm(&ext), Replay::Armed(ext.len()));
+        assert!(matches!(arm(&ext), Replay::Armed(_)));
         assert_eq!(arm(&ext[..ext.len() - 5]), Replay::Off, "no Sync yet");
         let mut copy = BytesMut::new();
         copy.extend_from_slice(b"d\0\0\0\x05x");

@@ -444,13 +444,11 @@ impl<'a> Forwarder<'a> {
         if pos == 0 {
             return Ok(flow);
         }
-        // The armed request goes out whole and alone, taken out of the
-        // buffer to be kept for a re-run; anything more sent on this link
-        // makes the request unrepeatable.
-        let armed = matches!(link.replay, Replay::Armed(n) if n == pos);
-        link.replay = match armed {
-            true => Replay::Sent(self.cbuf.split_to(pos).freeze()),
-            false => Replay::Off,
+        // The armed Query goes out exactly as saved; anything more sent on
+        // this link makes the request unrepeatable.
+        link.replay = match std::mem::replace(&mut link.replay, Replay::Off) {
+            Replay::Armed(q) if q[..] == self.cbuf[..pos] => Replay::Sent(q),
+            _ => Replay::Off,
         };
         let next = if link.rewritten.is_some() {
             // Boxed: it should not widen every session's state.
@@ -459,13 +457,9 @@ impl<'a> Forwarder<'a> {
                 None => Filled::Nothing,
             }
         } else {
-            let out: &[u8] = match &link.replay {
-                Replay::Sent(request) => request,
-                _ => &self.cbuf[..pos],
-            };
             // Matched at once: a named result would keep its room in the
             // session's state across the await below.
-            match link.server.write_now(out) {
+            match link.server.write_now(&self.cbuf[..pos]) {
                 // (With TLS, done once the encrypted bytes have left too.)
                 Ok(n) if n == pos && !link.server.pending_output() => Filled::Nothing,
                 Ok(n) => Filled::Partly(n),
@@ -479,18 +473,10 @@ impl<'a> Forwarder<'a> {
         };
         let next = match next {
             // The server would not read until its output was taken.
-            Filled::Partly(n) => {
-                let out = match self.link.as_ref().map(|l| &l.replay) {
-                    Some(Replay::Sent(request)) => send::Outgoing::Request(request.clone()),
-                    _ => send::Outgoing::Client(pos),
-                };
-                Box::pin(self.send_rest(out, n)).await?
-            }
+            Filled::Partly(n) => Box::pin(self.send_rest(send::Outgoing::Client(pos), n)).await?,
             other => other,
         };
-        if !armed {
-            self.cbuf.advance(pos);
-        }
+        self.cbuf.advance(pos);
         if !matches!(next, Filled::Nothing) {
             Box::pin(self.recover(next)).await?;
         }

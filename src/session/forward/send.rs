@@ -8,7 +8,7 @@
 //! (`on_server_bytes`) before writing goes on. The common case, a request
 //! the socket takes at once, costs nothing more.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::{Filled, Forwarder, SessionError};
 
@@ -17,12 +17,10 @@ use super::{Filled, Forwarder, SessionError};
 /// on always makes room.
 pub(super) const SEND_CAP: usize = 2 << 20;
 
-/// What is being written: the client's own bytes (`cbuf[..end]`), a
-/// request taken out of them for the replica safety net, or bytes
-/// pgswitch rewrote.
+/// What is being written: the client's own bytes (`cbuf[..end]`), or
+/// bytes pgswitch rewrote.
 pub(super) enum Outgoing {
     Client(usize),
-    Request(Bytes),
     Owned(BytesMut),
 }
 
@@ -54,7 +52,6 @@ impl Forwarder<'_> {
             let read = link.server.buf.len() < held || held < SEND_CAP;
             let bytes = match &out {
                 Outgoing::Client(end) => &self.cbuf[off..*end],
-                Outgoing::Request(b) => &b[off..],
                 Outgoing::Owned(b) => &b[off..],
             };
             match link.server.write_reading(bytes, SEND_CAP, read).await {
