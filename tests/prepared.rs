@@ -329,6 +329,56 @@ async fn a_sync_behind_a_copy_query_gets_no_reply() {
     proxy.stop().await;
 }
 
+/// An error in copy-in mode ends the COPY: the server drops the client's
+/// CopyDone from then on and answers Syncs again. A Sync the client sends
+/// after the error is owed its ReadyForQuery; counted as ignored, the
+/// connection would go back to the pool one reply early, with this
+/// client's last reply still to come (to whoever took the connection).
+#[tokio::test]
+async fn a_sync_after_an_error_in_copy_in_is_answered() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let table = "copy_error_sync";
+    let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)");
+    let m = exchange(&mut s, &[query(&create)]).await;
+    assert_eq!(error_code(&m), None);
+    // Extended COPY, as tokio-postgres sends it: its Sync is ignored.
+    let start = [
+        parse("", &format!("COPY {table} FROM STDIN")),
+        bind("", &[]),
+        execute(),
+        sync(),
+    ];
+    s.write_all(&start.concat()).await.expect("send");
+    let m = read_until(&mut s, b'G').await;
+    assert_eq!(tags(&m), "12G", "{:?}", error_code(&m));
+    s.write_all(&wire(b'd', &[b"not a number\n"]))
+        .await
+        .expect("send");
+    let m = read_until(&mut s, b'E').await;
+    assert_eq!(error_code(&m).as_deref(), Some("22P02"));
+    // The client gives up with a Sync and goes on, pipelining a CopyDone
+    // (dropped by the server) and a second Query that answers late.
+    let rest = [
+        sync(),
+        query("SELECT 1"),
+        wire(b'c', &[]),
+        query("SELECT pg_sleep(0.3)::text || 'late'"),
+    ];
+    s.write_all(&rest.concat()).await.expect("send");
+    let m = read_until_nth(&mut s, b'Z', 3).await;
+    assert_eq!(tags(&m), "ZTDCZTDCZ", "{:?}", error_code(&m));
+    assert_eq!(
+        String::from_utf8_lossy(&m.last().expect("replies").1),
+        "I",
+        "idle at the end"
+    );
+    let m = exchange(&mut s, &[query(&format!("DROP TABLE {table}"))]).await;
+    assert_eq!(error_code(&m), None);
+    drop(s);
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn duplicate_name_is_refused_like_postgres() {
     let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;

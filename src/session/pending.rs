@@ -7,7 +7,11 @@
 //! ignore Flush and Sync messages received during copy-in mode." Clients
 //! that pipeline (tokio-postgres sends Bind/Execute/Sync before the copy
 //! data, then CopyDone/Sync) send a Sync that gets no reply; we discount it
-//! when the server's CopyInResponse shows the Execute started a COPY.
+//! when the server's CopyInResponse shows the Execute started a COPY. An
+//! error ends copy-in mode ("any subsequent CopyData, CopyDone, or CopyFail
+//! messages issued by the frontend will simply be dropped"): Syncs are
+//! answered again from there. `prepared::Expect`, the ledger of each reply
+//! when named statements are tracked, follows the same rules.
 
 /// Reply bookkeeping for one server connection.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,6 +64,8 @@ impl Pending {
     pub fn server(&mut self, tag: u8) {
         match tag {
             b'Z' => self.owed = self.owed.saturating_sub(1),
+            // An error in copy-in mode ends it.
+            b'E' => self.copy_in = false,
             b'G' => {
                 self.owed = self.owed.saturating_sub(self.syncs_after_exec);
                 self.syncs_after_exec = 0;
@@ -138,6 +144,31 @@ mod tests {
         }
         p.server(b'C');
         p.server(b'Z');
+        assert!(p.quiet());
+    }
+
+    #[test]
+    fn an_error_ends_copy_in() {
+        // Extended COPY, bad data: the server drops what follows up to a
+        // Sync, and answers that Sync.
+        let mut p = run(b"BES", b"G");
+        p.client(b'd');
+        p.server(b'E');
+        for t in *b"SQcQ" {
+            p.client(t);
+        }
+        for _ in 0..2 {
+            p.server(b'Z');
+            assert!(!p.quiet(), "the last Query is still owed");
+        }
+        p.server(b'Z');
+        assert!(p.quiet());
+        // Simple COPY: the error and ReadyForQuery end it; the client's
+        // CopyDone that follows is dropped by the server.
+        let mut p = run(b"Q", b"GE");
+        p.server(b'Z');
+        assert!(p.quiet());
+        p.client(b'c');
         assert!(p.quiet());
     }
 
