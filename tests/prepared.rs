@@ -379,6 +379,87 @@ async fn a_sync_after_an_error_in_copy_in_is_answered() {
     proxy.stop().await;
 }
 
+/// A Sync sent in copy-in mode is ignored by the server, unless the data
+/// before it failed the COPY, and then it is answered. pgswitch cannot
+/// tell which, so the client keeps its connection (pinned), and the
+/// connection is closed, not pooled, when the client leaves.
+#[tokio::test]
+async fn a_sync_in_copy_in_mode_pins_the_client() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let table = "copy_mid_sync";
+    let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)");
+    let m = exchange(&mut s, &[query(&create)]).await;
+    assert_eq!(error_code(&m), None);
+    let m = exchange(&mut s, &[query("SELECT pg_backend_pid()::text")]).await;
+    let pid = first_value(&m);
+    s.write_all(&query(&format!("COPY {table} FROM STDIN")))
+        .await
+        .expect("send");
+    let m = read_until(&mut s, b'G').await;
+    assert_eq!(tags(&m), "G", "{:?}", error_code(&m));
+    let data = [
+        wire(b'd', &[b"1\n"]),
+        sync(),
+        wire(b'd', &[b"2\n"]),
+        wire(b'c', &[]),
+    ];
+    let m = exchange(&mut s, &data).await;
+    assert_eq!(tags(&m), "CZ", "{:?}", error_code(&m));
+    assert_eq!(proxy.shared.metrics.pinned_clients.get(), 1);
+    let m = exchange(&mut s, &[query(&format!("SELECT sum(v) FROM {table}"))]).await;
+    assert_eq!(first_value(&m), "3");
+    let m = exchange(&mut s, &[query("SELECT pg_backend_pid()::text")]).await;
+    assert_eq!(first_value(&m), pid, "the same connection");
+    drop(s);
+    // The only connection of the pool was closed: the next client gets a
+    // new one.
+    let mut t = raw::login(proxy.addr, "postgres", "app").await;
+    let m = exchange(&mut t, &[query("SELECT pg_backend_pid()::text")]).await;
+    assert_ne!(
+        first_value(&m),
+        pid,
+        "the unsure connection went back to the pool"
+    );
+    let m = exchange(&mut t, &[query(&format!("DROP TABLE {table}"))]).await;
+    assert_eq!(error_code(&m), None);
+    drop(t);
+    proxy.stop().await;
+}
+
+/// The case that makes a Sync in copy-in mode unsure: the data before it
+/// fails the COPY, so the server answers it. Counted as ignored, the
+/// connection would go back to the pool before the client's last reply.
+#[tokio::test]
+async fn a_sync_behind_bad_copy_data_is_answered_and_nothing_is_lost() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let table = "copy_bad_sync";
+    let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)");
+    let m = exchange(&mut s, &[query(&create)]).await;
+    assert_eq!(error_code(&m), None);
+    s.write_all(&query(&format!("COPY {table} FROM STDIN")))
+        .await
+        .expect("send");
+    let m = read_until(&mut s, b'G').await;
+    assert_eq!(tags(&m), "G", "{:?}", error_code(&m));
+    let rest = [
+        wire(b'd', &[b"not a number\n"]),
+        sync(),
+        query("SELECT 1"),
+        wire(b'c', &[]),
+        query("SELECT pg_sleep(0.3)::text || 'late'"),
+    ];
+    s.write_all(&rest.concat()).await.expect("send");
+    let m = read_until_nth(&mut s, b'Z', 4).await;
+    assert_eq!(tags(&m), "EZZTDCZTDCZ", "{:?}", error_code(&m));
+    assert_eq!(error_code(&m).as_deref(), Some("22P02"));
+    let m = exchange(&mut s, &[query(&format!("DROP TABLE {table}"))]).await;
+    assert_eq!(error_code(&m), None);
+    drop(s);
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn duplicate_name_is_refused_like_postgres() {
     let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;

@@ -27,6 +27,12 @@ pub struct Pending {
     /// CopyFail: ignored by the server if that request turns out to be a COPY.
     syncs_after_exec: u32,
     copy_ended: bool,
+    /// A Sync went out in copy-in mode: the server ignores it, unless the
+    /// COPY failed before the server read it, and then it answers it.
+    /// Which of the two cannot be told, so the replies owed are no longer
+    /// known: the connection never becomes quiet again (it stays with its
+    /// client, and is closed rather than pooled when the client leaves).
+    unsure: bool,
 }
 
 impl Pending {
@@ -43,7 +49,8 @@ impl Pending {
                 self.syncs_after_exec = 0;
                 self.copy_ended = false;
             }
-            b'S' if self.copy_in => {} // ignored by the server
+            // Ignored by the server, unless the COPY has just failed.
+            b'S' if self.copy_in => self.unsure = true,
             b'S' => {
                 self.owed += 1;
                 self.unsynced = false;
@@ -87,7 +94,13 @@ impl Pending {
 
     /// Every request answered.
     pub fn quiet(&self) -> bool {
-        self.owed == 0 && !self.unsynced && !self.copy_in
+        self.owed == 0 && !self.unsynced && !self.copy_in && !self.unsure
+    }
+
+    /// A Sync went out in copy-in mode, and the replies owed are no longer
+    /// known (see the field).
+    pub fn unsure(&self) -> bool {
+        self.unsure
     }
 }
 
@@ -170,6 +183,26 @@ mod tests {
         assert!(p.quiet());
         p.client(b'c');
         assert!(p.quiet());
+    }
+
+    #[test]
+    fn a_sync_in_copy_in_mode_keeps_the_connection_for_good() {
+        // Whether the server answers it depends on whether the data before
+        // it failed the COPY, which pgswitch cannot know.
+        let mut p = run(b"Q", b"G");
+        for t in *b"dSc" {
+            p.client(t);
+        }
+        assert!(p.unsure());
+        for t in *b"EZ" {
+            p.server(t);
+        }
+        assert!(!p.quiet());
+        p.client(b'Q');
+        for t in *b"ZZ" {
+            p.server(t);
+        }
+        assert!(!p.quiet(), "never quiet again");
     }
 
     #[test]

@@ -116,7 +116,11 @@ impl Forwarder<'_> {
                 link.may_write = true;
             }
             link.segment_ended |= matches!(tag, b'S' | b'Q');
+            let sure = !link.pending.unsure();
             link.pending.client(tag);
+            if sure && link.pending.unsure() {
+                self.pin("a Sync during COPY FROM STDIN, whose reply cannot be counted");
+            }
             link.server.mark_busy();
             pos += n;
         }
@@ -181,14 +185,23 @@ impl Forwarder<'_> {
         if general.session_state == SessionState::Refuse && self.track {
             return Some(feature);
         }
-        // From now on the client keeps this connection, as in session mode.
+        self.pin(feature);
+        None
+    }
+
+    /// From now on the client keeps its server connection, as in session
+    /// mode, because of `feature`.
+    #[cold]
+    fn pin(&mut self, feature: &'static str) {
+        if self.mode == PoolMode::Session {
+            return;
+        }
         tracing::info!(pool = %self.pool.name, id = self.login.registration.slot.pid, feature, "client pinned to its server connection");
         self.mode = PoolMode::Session;
         self.shared.metrics.pinned_clients.inc();
         self.slot()
             .pinned
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        None
     }
 
     /// One client message through the named-statement rewriter (`whole`:
