@@ -116,15 +116,14 @@ impl Forwarder<'_> {
                 link.may_write = true;
             }
             link.segment_ended |= matches!(tag, b'S' | b'Q');
-            let sure = !link.pending.unsure();
             link.pending.client(tag);
-            if sure && link.pending.unsure() {
-                self.pin("a Sync during COPY FROM STDIN, whose reply cannot be counted");
-            }
             link.server.mark_busy();
             pos += n;
         }
         link.rewritten = rewritten.finish(&cbuf[..pos]);
+        if link.pending.unsure() && self.mode != PoolMode::Session {
+            self.pin("a Sync during COPY FROM STDIN, whose reply cannot be counted");
+        }
         Ok((pos, flow))
     }
 
@@ -192,6 +191,7 @@ impl Forwarder<'_> {
     /// From now on the client keeps its server connection, as in session
     /// mode, because of `feature`.
     #[cold]
+    #[inline(never)]
     fn pin(&mut self, feature: &'static str) {
         if self.mode == PoolMode::Session {
             return;
