@@ -460,6 +460,47 @@ async fn a_sync_behind_bad_copy_data_is_answered_and_nothing_is_lost() {
     proxy.stop().await;
 }
 
+/// A COPY that fails right after its CopyInResponse, before reading any
+/// data (here a BEFORE STATEMENT trigger), reads the Sync sent ahead of
+/// the data after the failure, and answers it: with everything sent at
+/// once, the client is owed two ReadyForQuery, not the one a COPY that
+/// goes well gives.
+#[tokio::test]
+async fn a_copy_failing_before_its_data_answers_both_syncs() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let table = "copy_refused_by_trigger";
+    let create = format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int); \
+         CREATE OR REPLACE FUNCTION {table}_no() RETURNS trigger LANGUAGE plpgsql \
+         AS $$BEGIN RAISE EXCEPTION 'no copies'; END$$; \
+         CREATE TRIGGER no_copies BEFORE INSERT ON {table} \
+         FOR EACH STATEMENT EXECUTE FUNCTION {table}_no()"
+    );
+    let m = exchange(&mut s, &[query(&create)]).await;
+    assert_eq!(error_code(&m), None);
+    let batch = [
+        parse("", &format!("COPY {table} FROM STDIN")),
+        bind("", &[]),
+        execute(),
+        sync(),
+        wire(b'd', &[b"1\n"]),
+        wire(b'c', &[]),
+        sync(),
+    ];
+    s.write_all(&batch.concat()).await.expect("send");
+    let m = read_until_nth(&mut s, b'Z', 2).await;
+    assert_eq!(tags(&m), "12GEZZ", "{:?}", error_code(&m));
+    assert_eq!(error_code(&m).as_deref(), Some("P0001"));
+    let m = exchange(&mut s, &[query("SELECT 'still mine'")]).await;
+    assert_eq!(first_value(&m), "still mine");
+    let cleanup = format!("DROP TABLE {table}; DROP FUNCTION {table}_no()");
+    let m = exchange(&mut s, &[query(&cleanup)]).await;
+    assert_eq!(error_code(&m), None);
+    drop(s);
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn duplicate_name_is_refused_like_postgres() {
     let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;

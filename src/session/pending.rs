@@ -27,6 +27,12 @@ pub struct Pending {
     /// CopyFail: ignored by the server if that request turns out to be a COPY.
     syncs_after_exec: u32,
     copy_ended: bool,
+    /// Syncs were written off at the latest CopyInResponse and the COPY
+    /// has not ended yet. If it fails, they may have been read after the
+    /// failure, and answered: the server reports CopyInResponse before it
+    /// reads anything (a BEFORE STATEMENT trigger, for one, may fail it
+    /// there), so `unsure` follows.
+    written_off: bool,
     /// A Sync went out in copy-in mode: the server ignores it, unless the
     /// COPY failed before the server read it, and then it answers it.
     /// Which of the two cannot be told, so the replies owed are no longer
@@ -72,9 +78,15 @@ impl Pending {
         match tag {
             b'Z' => self.owed = self.owed.saturating_sub(1),
             // An error in copy-in mode ends it.
-            b'E' => self.copy_in = false,
+            b'E' => {
+                self.copy_in = false;
+                self.unsure |= std::mem::take(&mut self.written_off);
+            }
+            // The COPY (the first to end after CopyInResponse) is done.
+            b'C' => self.written_off = false,
             b'G' => {
                 self.owed = self.owed.saturating_sub(self.syncs_after_exec);
+                self.written_off = self.syncs_after_exec > 0;
                 self.syncs_after_exec = 0;
                 self.copy_in = !self.copy_ended;
             }
@@ -162,12 +174,16 @@ mod tests {
 
     #[test]
     fn an_error_ends_copy_in() {
-        // Extended COPY, bad data: the server drops what follows up to a
-        // Sync, and answers that Sync.
-        let mut p = run(b"BES", b"G");
-        p.client(b'd');
-        p.server(b'E');
-        for t in *b"SQcQ" {
+        // Simple COPY: the error and ReadyForQuery end it; the client's
+        // CopyDone that follows is dropped by the server.
+        let mut p = run(b"Q", b"GE");
+        p.server(b'Z');
+        assert!(p.quiet());
+        p.client(b'c');
+        assert!(p.quiet());
+        // A Sync sent after the error is answered.
+        let mut p = run(b"Q", b"GE");
+        for t in *b"SQ" {
             p.client(t);
         }
         for _ in 0..2 {
@@ -176,13 +192,29 @@ mod tests {
         }
         p.server(b'Z');
         assert!(p.quiet());
-        // Simple COPY: the error and ReadyForQuery end it; the client's
-        // CopyDone that follows is dropped by the server.
-        let mut p = run(b"Q", b"GE");
-        p.server(b'Z');
+    }
+
+    #[test]
+    fn a_failed_copy_makes_its_written_off_syncs_unsure() {
+        // Extended COPY, everything sent at once; the COPY fails right
+        // after CopyInResponse, before reading anything (a BEFORE
+        // STATEMENT trigger): the first Sync is answered after all.
+        let mut p = run(b"BESdcS", b"GE");
+        assert!(p.unsure());
+        for t in *b"ZZ" {
+            p.server(t);
+            assert!(!p.quiet());
+        }
+        // A COPY that completes read its written-off Sync in copy-in mode.
+        let mut p = run(b"BES", b"G");
+        for t in *b"dcS" {
+            p.client(t);
+        }
+        for t in *b"CZ" {
+            p.server(t);
+        }
         assert!(p.quiet());
-        p.client(b'c');
-        assert!(p.quiet());
+        assert!(!p.unsure());
     }
 
     #[test]
