@@ -217,6 +217,22 @@ async fn exchange(s: &mut TcpStream, msgs: &[Vec<u8>]) -> Vec<(u8, Vec<u8>)> {
     read_until(s, b'Z').await
 }
 
+/// Drops and creates `table (v int)`.
+async fn fresh_table(s: &mut TcpStream, table: &str) {
+    let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)");
+    let m = exchange(s, &[query(&create)]).await;
+    assert_eq!(error_code(&m), None);
+}
+
+/// Starts `COPY table FROM STDIN` with a Query, up to its CopyInResponse.
+async fn start_copy(s: &mut TcpStream, table: &str) {
+    s.write_all(&query(&format!("COPY {table} FROM STDIN")))
+        .await
+        .expect("send");
+    let m = read_until(s, b'G').await;
+    assert_eq!(tags(&m), "G", "{:?}", error_code(&m));
+}
+
 /// The reply tags in order, e.g. "12DCZ".
 fn tags(msgs: &[(u8, Vec<u8>)]) -> String {
     msgs.iter().map(|(t, _)| *t as char).collect()
@@ -299,9 +315,7 @@ async fn a_sync_behind_a_copy_query_gets_no_reply() {
     let proxy = Proxy::start(config).await;
     let mut s = raw::login(proxy.addr, "postgres", "app").await;
     let table = "prepared_copy_sync";
-    let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)");
-    let m = exchange(&mut s, &[query(&create)]).await;
-    assert_eq!(error_code(&m), None);
+    fresh_table(&mut s, table).await;
     let m = exchange(&mut s, &[parse("mine", "SELECT $1::int"), sync()]).await;
     assert_eq!(tags(&m), "1Z", "{:?}", error_code(&m));
     // The connection keeps one statement: this one takes its place.
@@ -339,9 +353,7 @@ async fn a_sync_after_an_error_in_copy_in_is_answered() {
     let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
     let mut s = raw::login(proxy.addr, "postgres", "app").await;
     let table = "copy_error_sync";
-    let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)");
-    let m = exchange(&mut s, &[query(&create)]).await;
-    assert_eq!(error_code(&m), None);
+    fresh_table(&mut s, table).await;
     // Extended COPY, as tokio-postgres sends it: its Sync is ignored.
     let start = [
         parse("", &format!("COPY {table} FROM STDIN")),
@@ -388,16 +400,10 @@ async fn a_sync_in_copy_in_mode_pins_the_client() {
     let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
     let mut s = raw::login(proxy.addr, "postgres", "app").await;
     let table = "copy_mid_sync";
-    let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)");
-    let m = exchange(&mut s, &[query(&create)]).await;
-    assert_eq!(error_code(&m), None);
+    fresh_table(&mut s, table).await;
     let m = exchange(&mut s, &[query("SELECT pg_backend_pid()::text")]).await;
     let pid = first_value(&m);
-    s.write_all(&query(&format!("COPY {table} FROM STDIN")))
-        .await
-        .expect("send");
-    let m = read_until(&mut s, b'G').await;
-    assert_eq!(tags(&m), "G", "{:?}", error_code(&m));
+    start_copy(&mut s, table).await;
     let data = [
         wire(b'd', &[b"1\n"]),
         sync(),
@@ -435,14 +441,8 @@ async fn a_sync_behind_bad_copy_data_is_answered_and_nothing_is_lost() {
     let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
     let mut s = raw::login(proxy.addr, "postgres", "app").await;
     let table = "copy_bad_sync";
-    let create = format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v int)");
-    let m = exchange(&mut s, &[query(&create)]).await;
-    assert_eq!(error_code(&m), None);
-    s.write_all(&query(&format!("COPY {table} FROM STDIN")))
-        .await
-        .expect("send");
-    let m = read_until(&mut s, b'G').await;
-    assert_eq!(tags(&m), "G", "{:?}", error_code(&m));
+    fresh_table(&mut s, table).await;
+    start_copy(&mut s, table).await;
     let rest = [
         wire(b'd', &[b"not a number\n"]),
         sync(),
