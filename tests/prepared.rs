@@ -433,6 +433,63 @@ async fn a_sync_in_copy_in_mode_pins_the_client() {
     proxy.stop().await;
 }
 
+/// A Flush in copy-in mode is ignored by the server, and holds nothing:
+/// once the COPY is done the connection serves the next client, while
+/// this one is still connected.
+#[tokio::test]
+async fn a_flush_in_copy_in_mode_keeps_the_connection_pooled() {
+    let extra = "query_wait_timeout = \"2s\"";
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, extra)).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let table = "copy_mid_flush";
+    fresh_table(&mut s, table).await;
+    start_copy(&mut s, table).await;
+    let data = [
+        wire(b'd', &[b"1\n"]),
+        wire(b'H', &[]),
+        wire(b'd', &[b"2\n"]),
+        wire(b'c', &[]),
+    ];
+    let m = exchange(&mut s, &data).await;
+    assert_eq!(tags(&m), "CZ", "{:?}", error_code(&m));
+    // `s` stays connected: the pool's one connection must be free again.
+    let mut t = raw::login(proxy.addr, "postgres", "app").await;
+    let m = exchange(&mut t, &[query(&format!("SELECT sum(v) FROM {table}"))]).await;
+    assert_eq!(error_code(&m), None, "the connection was still held");
+    assert_eq!(first_value(&m), "3");
+    assert_eq!(proxy.shared.metrics.pinned_clients.get(), 0);
+    let m = exchange(&mut t, &[query(&format!("DROP TABLE {table}"))]).await;
+    assert_eq!(error_code(&m), None);
+    drop((s, t));
+    proxy.stop().await;
+}
+
+/// A Query sent in the middle of COPY data is a protocol violation: the
+/// server fails the COPY and, having lost its place in the client's
+/// messages, ends the connection. The client gets the server's error, as
+/// on a direct connection, and the pool serves the next client.
+#[tokio::test]
+async fn a_query_in_copy_in_mode_gets_the_servers_error_and_the_pool_recovers() {
+    let proxy = Proxy::start(trust_config(PoolMode::Transaction, 1, "")).await;
+    let mut s = raw::login(proxy.addr, "postgres", "app").await;
+    let table = "copy_mid_query";
+    fresh_table(&mut s, table).await;
+    start_copy(&mut s, table).await;
+    let data = [wire(b'd', &[b"1\n"]), query("SELECT 1")];
+    let m = exchange(&mut s, &data).await;
+    assert_eq!(m.first().map(|(t, _)| *t), Some(b'E'), "{}", tags(&m));
+    assert_eq!(error_code(&m).as_deref(), Some("08P01"));
+    drop(s);
+    let mut t = raw::login(proxy.addr, "postgres", "app").await;
+    let count = format!("SELECT count(*)::text FROM {table}");
+    let m = exchange(&mut t, &[query(&count)]).await;
+    assert_eq!(first_value(&m), "0", "the failed COPY wrote nothing");
+    let m = exchange(&mut t, &[query(&format!("DROP TABLE {table}"))]).await;
+    assert_eq!(error_code(&m), None);
+    drop(t);
+    proxy.stop().await;
+}
+
 /// The case that makes a Sync in copy-in mode unsure: the data before it
 /// fails the COPY, so the server answers it. Counted as ignored, the
 /// connection would go back to the pool before the client's last reply.

@@ -3,7 +3,7 @@
 //! Describe, Close, Query, Execute, Sync, COPY ends, anything), server
 //! replies (any tags, errors naming pooler-wide statements, ReadyForQuery
 //! with any status), lost and new server connections, and eviction, driven
-//! through `Rewriter`, `Replies`, `Expect` and `undo` as the session drives
+//! through `Rewriter`, `Replies`, `Ledger` and `undo` as the session drives
 //! them (`session/forward/{scan,statements}.rs`). Checked:
 //! - what the rewriter sends instead of a client message is whole protocol
 //!   messages, and nothing when it lets the message pass as it is (its
@@ -19,10 +19,11 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use pgswitch::config::PoolMode;
 use pgswitch::prepared::{
-    undo, ClientStatements, Expect, Interner, Replies, Rewriter, ServerStatements,
+    undo, ClientStatements, Interner, Replies, Rewriter, ServerStatements,
 };
 use pgswitch::protocol::frame::{whole_messages, Item, HEADER_LEN};
 use pgswitch::protocol::Splitter;
+use pgswitch::session::ledger::Ledger;
 use prometheus::IntGauge;
 
 /// Statement names clients use ("" is the unnamed statement).
@@ -89,7 +90,7 @@ impl Script<'_> {
 struct Link {
     client: ClientStatements,
     server: ServerStatements,
-    expect: Expect,
+    ledger: Ledger,
     status: u8,
     rerun: bool,
     cap: usize,
@@ -104,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
         let mut link = Link {
             client: ClientStatements::default(),
             server: ServerStatements::default(),
-            expect: Expect::default(),
+            ledger: Ledger::default(),
             status: b'I',
             rerun: false,
             cap,
@@ -181,7 +182,7 @@ fn step(op: u8, s: &mut Script, link: &mut Link, interner: &Interner) {
             // Replies pgswitch makes, sent when nothing is owed before them.
             let mut made = Vec::new();
             let mut skipped = Vec::new();
-            link.expect.due(&mut made, &mut skipped);
+            link.ledger.due(&mut made, &mut skipped);
             assert_eq!(framed(&made), made.len(), "replies made: {made:?}");
             undo(skipped, &mut link.client, &mut link.server);
         }
@@ -189,9 +190,9 @@ fn step(op: u8, s: &mut Script, link: &mut Link, interner: &Interner) {
             // The server is lost (everything owed is undone); the client
             // goes on with a new connection, its request re-run there or
             // not.
-            let undone = link.expect.abandon();
+            let undone = link.ledger.abandon();
             undo(undone, &mut link.client, &mut link.server);
-            assert!(link.expect.is_empty());
+            assert!(link.ledger.is_empty());
             link.server = ServerStatements::default();
             link.status = b'I';
             link.rerun = s.byte().unwrap_or(0) % 2 == 0;
@@ -199,7 +200,7 @@ fn step(op: u8, s: &mut Script, link: &mut Link, interner: &Interner) {
         _ => {
             // Between transactions: the connection's cap, or a refusal.
             if s.byte().unwrap_or(0) % 2 == 0 {
-                if link.expect.is_empty() {
+                if link.ledger.is_empty() {
                     let evicted = link.server.over_cap(link.cap);
                     assert!(link.server.len() <= link.cap, "{evicted:?}");
                 }
@@ -219,7 +220,7 @@ fn rewriter<'a>(link: &'a mut Link, interner: &'a Interner) -> Rewriter<'a> {
     Rewriter {
         client: &mut link.client,
         server: &mut link.server,
-        expect: &mut link.expect,
+        ledger: &mut link.ledger,
         status: link.status,
         interner,
         client_cap: link.cap,
@@ -228,7 +229,6 @@ fn rewriter<'a>(link: &'a mut Link, interner: &'a Interner) -> Rewriter<'a> {
         reused: 0,
         wiped: false,
         sql_prepared: false,
-        added_syncs: 0,
     }
 }
 
@@ -249,7 +249,8 @@ fn client(link: &mut Link, interner: &Interner, tag: u8, body: Option<&[u8]>) {
         !sent || out.is_empty(),
         "'{}' {shown:?} passes as it is, yet {out:?} was made to go with it",
         char::from(tag)
-    );
+    );    // As the client sent it (scan_client does the same after the rewriter).
+    link.ledger.client(tag);
 }
 
 /// One read of server bytes through `Replies`, as `scan_server` walks it.
@@ -295,20 +296,20 @@ fn server(link: &mut Link, s: &mut Script) {
         let client = Some(&link.client);
         match item {
             Item::Whole { tag, body } => {
-                replies.message(&mut link.expect, client, &buf, (pos, n), tag, Some(body));
+                replies.message(&mut link.ledger, client, &buf, (pos, n), tag, Some(body));
                 if tag == b'Z' {
                     link.status = body.first().copied().unwrap_or(b'I');
                 }
             }
             Item::Header { tag, .. } => {
-                replies.message(&mut link.expect, client, &buf, (pos, n), tag, None)
+                replies.message(&mut link.ledger, client, &buf, (pos, n), tag, None)
             }
             Item::Body => replies.body(&buf, (pos, n)),
         }
         pos += n;
     }
     assert_eq!(pos, buf.len());
-    let out = replies.finish(&mut link.expect, &buf, pos);
+    let out = replies.finish(&mut link.ledger, &buf, pos);
     if let Some(out) = &out {
         assert_eq!(
             framed(out),

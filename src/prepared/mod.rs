@@ -6,22 +6,24 @@
 //! text with the same parameter types, under one pooler-wide name. Each
 //! server connection knows which statements it has ([`ServerStatements`]).
 //! The [`Rewriter`] turns a client's messages into the server's (renaming,
-//! parsing a missing statement first), and [`Expect`] lines the replies up
-//! so the client sees exactly the replies to its own messages.
+//! parsing a missing statement first), and the connection's ledger
+//! (`session::ledger`) lines the replies up so the client sees exactly the
+//! replies to its own messages; [`Undo`] is what to give back when the
+//! server never acted on a message.
 
 mod client;
-pub mod expect;
 mod interner;
 mod replies;
 mod rewrite;
 mod server;
 pub mod sql;
-mod statement;
+pub(crate) mod statement;
+mod undo;
 
 pub use client::ClientStatements;
-pub use expect::Expect;
 pub use interner::Interner;
 pub use replies::Replies;
-pub use rewrite::{client_error, note_unread, undo, Rewriter};
+pub use rewrite::{client_error, note_unread, Rewriter};
 pub use server::ServerStatements;
 pub use statement::{Statement, PREFIX};
+pub use undo::{undo, Undo};

@@ -1,5 +1,5 @@
 //! The server's replies on their way to the client, with the changes
-//! [`Expect`] calls for: replies to messages pgswitch added are dropped,
+//! the connection's [`Ledger`] calls for: replies to messages pgswitch added are dropped,
 //! refusals replaced, replies pgswitch makes put in their place, and
 //! pooler-wide statement names in errors turned back into the client's.
 //! Bytes that need no change are copied in runs, or not at all: when
@@ -7,8 +7,8 @@
 
 use bytes::BytesMut;
 
-use super::expect::{Action, Expect, Undo};
-use super::{client_error, ClientStatements};
+use super::{client_error, ClientStatements, Undo};
+use crate::session::ledger::{Action, Ledger};
 
 /// Client output being assembled from one read of server bytes.
 #[derive(Default)]
@@ -26,13 +26,13 @@ pub struct Replies {
 
 impl Replies {
     /// A message answering the plain run at the front of the ledger (see
-    /// [`Expect::plain_reply`]): it goes out as it is. False when
+    /// [`Ledger::plain_reply`]): it goes out as it is. False when
     /// [`Replies::message`] must see it.
     #[inline]
-    pub fn plain(&mut self, expect: &mut Expect, tag: u8) -> bool {
+    pub fn plain(&mut self, ledger: &mut Ledger, tag: u8) -> bool {
         // Nothing is made or dropped while a plain reply is owed: any
         // body still being dropped belonged to the message before.
-        let plain = expect.plain_reply(tag);
+        let plain = ledger.plain_reply(tag);
         if plain {
             self.dropping = false;
         }
@@ -43,7 +43,7 @@ impl Replies {
     /// it when `body` is given).
     pub fn message(
         &mut self,
-        expect: &mut Expect,
+        ledger: &mut Ledger,
         client: Option<&ClientStatements>,
         buf: &[u8],
         (pos, n): (usize, usize),
@@ -51,8 +51,8 @@ impl Replies {
         body: Option<&[u8]>,
     ) {
         self.dropping = false;
-        expect.due(&mut self.made, &mut self.undo);
-        let action = expect.received(tag, &mut self.undo);
+        ledger.due(&mut self.made, &mut self.undo);
+        let action = ledger.received(tag, &mut self.undo);
         let renamed = match (&action, tag, body, client) {
             (Action::Forward, b'E', Some(body), Some(c)) => client_error(body, None, c),
             (Action::Rename(name, hash), b'E', Some(body), Some(c)) => {
@@ -99,7 +99,7 @@ impl Replies {
     /// The end of this read, at `pos`: what the client gets instead of
     /// `buf[..pos]`, or `None` when that goes out unchanged. Replies
     /// pgswitch makes that are now due (nothing owed before them) go last.
-    pub fn finish(&mut self, expect: &mut Expect, buf: &[u8], pos: usize) -> Option<BytesMut> {
+    pub fn finish(&mut self, ledger: &mut Ledger, buf: &[u8], pos: usize) -> Option<BytesMut> {
         if self.from > pos {
             // The caller stopped before the last message it showed us (a
             // ReadyForQuery it answers itself), which was copied unchanged.
@@ -108,7 +108,7 @@ impl Replies {
             }
             self.from = pos;
         }
-        expect.due(&mut self.made, &mut self.undo);
+        ledger.due(&mut self.made, &mut self.undo);
         if !self.made.is_empty() {
             let made = std::mem::take(&mut self.made);
             self.flush(buf, pos).extend_from_slice(&made);
@@ -124,26 +124,26 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prepared::expect::{Fate, Kind};
     use crate::protocol::frame::{Item, Splitter};
+    use crate::session::ledger::{Fate, Kind};
 
     /// Runs `buf` through `Replies` as the forwarder does.
-    fn filter(expect: &mut Expect, buf: &[u8]) -> Vec<u8> {
+    fn filter(ledger: &mut Ledger, buf: &[u8]) -> Vec<u8> {
         let mut r = Replies::default();
         let mut split = Splitter::new(1 << 20);
         let mut pos = 0;
         while let Some((item, n)) = split.next(&buf[pos..], |t| t == b'E').unwrap() {
             match item {
-                Item::Whole { tag, .. } | Item::Header { tag, .. } if r.plain(expect, tag) => {}
+                Item::Whole { tag, .. } | Item::Header { tag, .. } if r.plain(ledger, tag) => {}
                 Item::Whole { tag, body } => {
-                    r.message(expect, None, buf, (pos, n), tag, Some(body))
+                    r.message(ledger, None, buf, (pos, n), tag, Some(body))
                 }
-                Item::Header { tag, .. } => r.message(expect, None, buf, (pos, n), tag, None),
+                Item::Header { tag, .. } => r.message(ledger, None, buf, (pos, n), tag, None),
                 Item::Body => r.body(buf, (pos, n)),
             }
             pos += n;
         }
-        match r.finish(expect, buf, pos) {
+        match r.finish(ledger, buf, pos) {
             Some(out) => out.to_vec(),
             None => buf[..pos].to_vec(),
         }
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn unchanged_replies_are_not_copied() {
-        let mut e = Expect::default();
+        let mut e = Ledger::default();
         e.sent(Kind::Sync, Fate::Forward, None);
         let buf = [msg(b'C', b"SELECT 1\0"), msg(b'Z', b"I")].concat();
         let mut r = Replies::default();
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn plain_turns_take_the_short_way() {
-        let mut e = Expect::default();
+        let mut e = Ledger::default();
         for kind in [Kind::Parse, Kind::Bind, Kind::Execute, Kind::Sync] {
             e.sent(kind, Fate::Forward, None);
         }
@@ -182,14 +182,14 @@ mod tests {
         e.sent(Kind::Sync, Fate::Forward, None);
         assert!(!r.plain(&mut e, b'E'));
         assert!(!r.plain(&mut e, b'G'));
-        let mut e = Expect::default();
+        let mut e = Ledger::default();
         e.sent(Kind::Bind, Fate::Named(b"s1".as_slice().into(), 7), None);
         assert!(!r.plain(&mut e, b'2'));
     }
 
     #[test]
     fn dropped_added_and_replaced_replies() {
-        let mut e = Expect::default();
+        let mut e = Ledger::default();
         e.emit(b'1', None); // a client Parse the server had
         e.sent(Kind::Parse, Fate::Swallow, None); // added ahead of the Bind
         e.sent(Kind::Bind, Fate::Forward, None);
@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn replies_made_here_go_out_when_nothing_is_owed_before_them() {
-        let mut e = Expect::default();
+        let mut e = Ledger::default();
         e.sent(Kind::Bind, Fate::Forward, None);
         e.emit(b'1', None);
         let buf = msg(b'2', b"");
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn refusal_error_replaces_the_servers() {
-        let mut e = Expect::default();
+        let mut e = Ledger::default();
         let ours = msg(b'E', b"SERROR\0C42P05\0\0");
         e.sent(Kind::Bind, Fate::Replace(ours.clone().into()), None);
         e.sent(Kind::Sync, Fate::Forward, None);

@@ -1,22 +1,23 @@
 //! Client messages in, server messages out: a client's names become the
 //! pooler-wide names of their statements, a statement the server
 //! connection lacks is parsed on it first, and the replies are lined up in
-//! [`Expect`] so the client gets exactly those of its own messages.
+//! the connection's [`Ledger`] so the client gets exactly those of its own
+//! messages.
 
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 
-use super::expect::{Expect, Fate, Kind, Undo};
-use super::{ClientStatements, ServerStatements, Statement, PREFIX};
+use super::{ClientStatements, ServerStatements, Statement, Undo, PREFIX};
 use crate::protocol::messages::{self, Severity};
+use crate::session::ledger::{Fate, Kind, Ledger};
 use crate::sqltext::Text;
 
 /// Everything one client message may touch.
 pub struct Rewriter<'a> {
     pub client: &'a mut ClientStatements,
     pub server: &'a mut ServerStatements,
-    pub expect: &'a mut Expect,
+    pub ledger: &'a mut Ledger,
     /// The transaction status of the server's latest ReadyForQuery.
     pub status: u8,
     /// The pooler's one copy of each statement.
@@ -34,9 +35,6 @@ pub struct Rewriter<'a> {
     /// `DISCARD ALL`), or sent an SQL-level `PREPARE`.
     pub wiped: bool,
     pub sql_prepared: bool,
-    /// Syncs added ahead of the client's message: each owes a
-    /// ReadyForQuery the connection must wait for.
-    pub added_syncs: u32,
 }
 
 impl Rewriter<'_> {
@@ -70,10 +68,10 @@ impl Rewriter<'_> {
             (b'D', Some(body)) => self.describe(body, out),
             (b'C', Some(body)) => self.close(body, out),
             _ => {
-                if !note_unread(self.expect, tag) {
+                if !note_unread(self.ledger, tag) {
                     // Not read whole (a huge Query) or a FunctionCall.
                     if matches!(tag, b'Q' | b'F') {
-                        self.expect.sent(Kind::Sync, Fate::Forward, None);
+                        self.ledger.sent(Kind::Sync, Fate::Forward, None);
                     }
                 }
                 true
@@ -129,16 +127,15 @@ impl Rewriter<'_> {
                         // cannot make the server skip the Query (which then
                         // fails the same way and says so).
                         out.extend_from_slice(&stmt.parse);
-                        self.expect.sent(Kind::Parse, Fate::Silent, None);
+                        self.ledger.sent(Kind::Parse, Fate::Silent, None);
                         put_message(out, b'S', &[]);
-                        self.expect.sent(Kind::Sync, Fate::Silent, None);
-                        self.added_syncs += 1;
+                        self.ledger.sent(Kind::Sync, Fate::Silent, None);
                     }
                     self.server.forget(stmt.hash);
                     let sql = format!("DEALLOCATE {}", quote_ident(stmt.name()));
                     put_message(out, b'Q', &[sql.as_bytes(), b"\0"]);
                     let undo = Undo::Deallocated(name.as_bytes().into(), stmt, cached);
-                    self.expect.sent(Kind::Sync, Fate::Forward, Some(undo));
+                    self.ledger.sent(Kind::Sync, Fate::Forward, Some(undo));
                     return false;
                 }
             }
@@ -195,7 +192,7 @@ impl Rewriter<'_> {
         let undo = Some(Undo::ClientForget(name.into()));
         if self.state_known() {
             self.reused += 1;
-            self.expect.emit(b'1', undo);
+            self.ledger.emit(b'1', undo);
         } else {
             // The server may be in a failed transaction, where a Parse
             // fails: it gets the reply the client's Parse would.
@@ -209,9 +206,9 @@ impl Rewriter<'_> {
     /// Parse (an error, or ParseComplete), and keeps nothing.
     fn parse_aside(&mut self, rest: &[u8], fate: Fate, undo: Option<Undo>, out: &mut BytesMut) {
         put_message(out, b'P', &[b"pgswitch_aside\0", rest]);
-        self.expect.sent(Kind::Parse, fate, undo);
+        self.ledger.sent(Kind::Parse, fate, undo);
         put_message(out, b'C', &[b"Spgswitch_aside\0"]);
-        self.expect.sent(Kind::Close, Fate::Swallow, None);
+        self.ledger.sent(Kind::Close, Fate::Swallow, None);
     }
 
     fn bind(&mut self, body: &[u8], out: &mut BytesMut) -> bool {
@@ -226,7 +223,7 @@ impl Rewriter<'_> {
         let tail = &rest[name_len + 1..];
         let name = Statement::name_z_of(hash);
         put_message(out, b'B', &[&body[..=portal_end], &name, tail]);
-        self.expect
+        self.ledger
             .sent(Kind::Bind, Fate::Named(client_name, hash), None);
         false
     }
@@ -244,14 +241,14 @@ impl Rewriter<'_> {
             return self.pass(kind);
         };
         put_message(out, b'D', &[b"S", &Statement::name_z_of(hash)]);
-        self.expect.sent(kind, Fate::Named(client_name, hash), None);
+        self.ledger.sent(kind, Fate::Named(client_name, hash), None);
         false
     }
 
     /// Nothing is owed by the server and it is not in a failed
     /// transaction, so a reply pgswitch makes is the one it would send.
     fn state_known(&self) -> bool {
-        self.status != b'E' && !self.expect.replies_owed()
+        self.status != b'E' && !self.ledger.replies_owed()
     }
 
     fn close(&mut self, body: &[u8], out: &mut BytesMut) -> bool {
@@ -266,12 +263,12 @@ impl Rewriter<'_> {
             .remove(name)
             .map(|s| Undo::ClientRestore(name.into(), s));
         if known {
-            self.expect.emit(b'3', undo);
+            self.ledger.emit(b'3', undo);
         } else {
             // The server may be in a failed transaction: a Close of a name
             // it lacks gets the reply the client's would.
             put_message(out, b'C', &[b"Spgswitch_none\0"]);
-            self.expect.sent(Kind::Close, Fate::Forward, undo);
+            self.ledger.sent(Kind::Close, Fate::Forward, undo);
         }
         false
     }
@@ -300,7 +297,7 @@ impl Rewriter<'_> {
     }
 
     fn pass(&mut self, kind: Kind) -> bool {
-        self.expect.sent(kind, Fate::Forward, None);
+        self.ledger.sent(kind, Fate::Forward, None);
         true
     }
 
@@ -316,7 +313,7 @@ impl Rewriter<'_> {
         if let Some(old) = self.server.add(stmt.clone()) {
             put_message(out, b'C', &[b"S", old.name_z()]);
             let undo = Some(Undo::ServerRestore(old));
-            self.expect.sent(Kind::Close, Fate::Swallow, undo);
+            self.ledger.sent(Kind::Close, Fate::Swallow, undo);
         }
         out.extend_from_slice(&stmt.parse);
         self.parsed += 1;
@@ -324,7 +321,7 @@ impl Rewriter<'_> {
             Some(name) => Undo::Parsed(name, stmt.hash),
             None => Undo::ServerForget(stmt.hash),
         };
-        self.expect.sent(Kind::Parse, fate, Some(undo));
+        self.ledger.sent(Kind::Parse, fate, Some(undo));
     }
 
     /// Refuses a Query or Parse whose statement would create session state
@@ -350,7 +347,7 @@ impl Rewriter<'_> {
         // replaced by ours.
         put_message(out, b'Q', &[b"SELECT pgswitch.refused()\0"]);
         let fate = Fate::Replace(error.to_vec().into_boxed_slice());
-        self.expect.sent(Kind::Sync, fate, None);
+        self.ledger.sent(Kind::Sync, fate, None);
         false
     }
 
@@ -364,7 +361,7 @@ impl Rewriter<'_> {
         // rest no hex digits), with no parameters or result formats.
         put_message(out, b'B', &[b"\0pgswitch_refused\0", &[0; 6]]);
         let fate = Fate::Replace(error.to_vec().into_boxed_slice());
-        self.expect.sent(Kind::Bind, fate, None);
+        self.ledger.sent(Kind::Bind, fate, None);
     }
 }
 
@@ -374,40 +371,14 @@ impl Rewriter<'_> {
 /// noting nothing, for the messages the rewriter reads (Parse, Bind,
 /// Describe, Close, Query, FunctionCall).
 #[inline]
-pub fn note_unread(expect: &mut Expect, tag: u8) -> bool {
+pub fn note_unread(ledger: &mut Ledger, tag: u8) -> bool {
     match tag {
         b'P' | b'B' | b'D' | b'C' | b'Q' | b'F' => return false,
-        b'E' => expect.sent(Kind::Execute, Fate::Forward, None),
-        b'S' => expect.sent(Kind::Sync, Fate::Forward, None),
-        b'c' | b'f' => expect.copy_end(),
+        b'E' => ledger.sent(Kind::Execute, Fate::Forward, None),
+        b'S' => ledger.sent(Kind::Sync, Fate::Forward, None),
         _ => {}
     }
     true
-}
-
-/// Applies bookkeeping for messages the server never acted on, last first.
-pub fn undo(undo: Vec<Undo>, client: &mut ClientStatements, server: &mut ServerStatements) {
-    for u in undo.into_iter().rev() {
-        tracing::trace!(undo = ?u, "undo");
-        match u {
-            Undo::ClientForget(name) => {
-                client.remove(&name);
-            }
-            Undo::ClientRestore(name, stmt) => client.insert(&name, stmt),
-            Undo::ServerForget(hash) => server.forget(hash),
-            Undo::Parsed(name, hash) => {
-                client.remove(&name);
-                server.forget(hash);
-            }
-            Undo::ServerRestore(stmt) => server.restore(stmt),
-            Undo::Deallocated(name, stmt, cached) => {
-                if cached {
-                    server.restore(stmt.clone());
-                }
-                client.insert(&name, stmt);
-            }
-        }
-    }
 }
 
 /// An ErrorResponse (`body`) naming pooler-wide statements, rewritten to

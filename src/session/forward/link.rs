@@ -15,7 +15,6 @@ use crate::pool::replicas::{Fence, Pick};
 use crate::pool::{self, CheckoutError, ConnState, Release, Which};
 use crate::protocol::frame::Splitter;
 use crate::protocol::messages;
-use crate::session::pending::Pending;
 
 /// A server connection just taken from the pool (see `checkout_server`).
 struct Checkout {
@@ -142,7 +141,7 @@ impl Forwarder<'_> {
             segment_ended: false,
             replay,
             split: Splitter::new(usize::MAX >> 1),
-            pending: Pending::default(),
+            ledger: Default::default(),
             started: None,
             waited,
             trace: None,
@@ -150,7 +149,6 @@ impl Forwarder<'_> {
             parsed: None,
             change: None,
             applied: false,
-            expect: Default::default(),
             rewritten: None,
             wiped: false,
             sql_prepared: false,

@@ -43,17 +43,15 @@ impl Forwarder<'_> {
         self.slot().detach();
         link.server.mark_broken();
         let in_transaction = matches!(link.last_status, b'T' | b'E');
-        let (owed, unsynced) = (link.pending.owed(), link.pending.unsynced());
-        if self.track {
-            // Nothing unanswered took effect, as far as the client knows.
-            let undo = link.expect.abandon();
-            statements::undo(
-                undo,
-                &mut self.statements,
-                &mut link.server,
-                &self.shared.metrics,
-            );
-        }
+        let (owed, unsynced) = (link.ledger.owed(), link.ledger.unsynced());
+        // Nothing unanswered took effect, as far as the client knows.
+        let undo = link.ledger.abandon();
+        statements::undo(
+            undo,
+            &mut self.statements,
+            &mut link.server,
+            &self.shared.metrics,
+        );
         let (timeout, repeat) = {
             let g = &self.config.get(&self.shared.config).general;
             (g.server_reset_timeout, g.log_repeat_interval)

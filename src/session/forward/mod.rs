@@ -3,8 +3,8 @@
 //! transaction (or session) and releasing it when the pool mode says so.
 //!
 //! Transaction state comes only from ReadyForQuery. A server connection may
-//! change hands only when it is "quiet": every request answered, as tracked
-//! by [`Pending`] from the tags passing through.
+//! change hands only when it is "quiet": every request answered, as the
+//! link's [`Ledger`] of replies owed says.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::task::Poll;
 use bytes::{Buf, BytesMut};
 
 use super::cancel::ClientSlot;
-use super::pending::Pending;
+use super::ledger::Ledger;
 use super::refusal::Refusal;
 use super::replay::{self, Replay, Verdict};
 use super::settings::{Change, Settings};
@@ -22,7 +22,7 @@ use super::{LoggedIn, Session};
 use crate::config::PoolMode;
 use crate::pool::replicas::Fence;
 use crate::pool::{ConnState, ParamSet, PoolSet, Server, Which};
-use crate::prepared::{ClientStatements, Expect};
+use crate::prepared::ClientStatements;
 use crate::protocol::frame::{Item, Splitter};
 use crate::router::RouteHint;
 use crate::shared::Shared;
@@ -40,7 +40,8 @@ struct Link {
     /// The replica safety net for this request.
     replay: Replay,
     split: Splitter,
-    pending: Pending,
+    /// The replies the server owes, and what the client gets of them.
+    ledger: Ledger,
     /// When the running transaction's first message arrived (metrics).
     started: Option<std::time::Instant>,
     /// How long the client waited for this connection (for the first
@@ -55,8 +56,6 @@ struct Link {
     /// end of its turn), and whether its earlier settings were put on it.
     change: Option<Box<Change>>,
     applied: bool,
-    /// Replies owed, when named statements are tracked.
-    expect: Expect,
     /// Bytes rewritten on their way (either way), while they are written.
     rewritten: Option<BytesMut>,
     /// The client deallocated the connection's statements this turn, or
@@ -88,7 +87,7 @@ impl Link {
 
     /// Every request answered: the connection may change hands.
     fn quiet(&self) -> bool {
-        self.pending.quiet() && self.split.at_boundary()
+        self.ledger.quiet() && self.split.at_boundary()
     }
 
     fn status(&self) -> Option<u8> {

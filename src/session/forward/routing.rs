@@ -375,7 +375,6 @@ impl Forwarder<'_> {
         link.started = Some(std::time::Instant::now());
         for (tag, body) in whole_messages(&request) {
             link.traced(self.shared.traces.is_some(), tag, Some(body));
-            link.pending.client(tag);
         }
         link.server.mark_busy();
         let out = self.rewrite_request(&request);

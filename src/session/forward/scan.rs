@@ -13,6 +13,7 @@ use crate::config::{PoolMode, SessionState};
 use crate::pool::Which;
 use crate::prepared::Replies;
 use crate::protocol::frame::{peek_header, Item, HEADER_LEN};
+use crate::session::ledger::Ledger;
 
 /// Queries longer than this are not held back whole to be scanned for
 /// SQL-level prepared statements.
@@ -108,6 +109,8 @@ impl Forwarder<'_> {
                 if !sent {
                     rewritten.replace(cbuf, pos, n);
                 }
+            } else {
+                link.ledger.sent_as_is(tag, body);
             }
             link.started.get_or_insert_with(std::time::Instant::now);
             // Only the request's first segment (up to its Sync or Query)
@@ -116,12 +119,12 @@ impl Forwarder<'_> {
                 link.may_write = true;
             }
             link.segment_ended |= matches!(tag, b'S' | b'Q');
-            link.pending.client(tag);
+            link.ledger.client(tag);
             link.server.mark_busy();
             pos += n;
         }
         link.rewritten = rewritten.finish(&cbuf[..pos]);
-        if link.pending.unsure() && self.mode != PoolMode::Session {
+        if link.ledger.unsure() && self.mode != PoolMode::Session {
             self.pin("a Sync during COPY FROM STDIN, whose reply cannot be counted");
         }
         Ok((pos, flow))
@@ -218,7 +221,7 @@ impl Forwarder<'_> {
     ) -> bool {
         // Execute, Sync and the like change no statement: their replies
         // are noted, with no rewriter.
-        if refused.is_none() && crate::prepared::note_unread(&mut link.expect, tag) {
+        if refused.is_none() && crate::prepared::note_unread(&mut link.ledger, tag) {
             return true;
         }
         let cap = self.client_statement_cap();
@@ -241,9 +244,6 @@ impl Forwarder<'_> {
         };
         statements::count(&self.shared.metrics, &rw);
         let (wiped, sql_prepared) = (rw.wiped, rw.sql_prepared);
-        for _ in 0..rw.added_syncs {
-            link.pending.client(b'S');
-        }
         link.wiped |= wiped;
         link.sql_prepared |= sql_prepared;
         statements::gauge(&self.shared.metrics, before, statements);
@@ -273,10 +273,7 @@ impl Forwarder<'_> {
         let walked = self.walk_replies(link, &buf);
         link.server.buf = buf;
         let (pos, refused_block, mut replies) = walked?;
-        link.rewritten = match replies.as_mut() {
-            Some(r) => self.finish_replies(r, link, pos),
-            None => None,
-        };
+        link.rewritten = self.finish_replies(&mut replies, link, pos);
         Ok((pos, refused_block))
     }
 
@@ -285,11 +282,12 @@ impl Forwarder<'_> {
         &mut self,
         link: &mut Link,
         buf: &[u8],
-    ) -> Result<(usize, bool, Option<Replies>), SessionError> {
+    ) -> Result<(usize, bool, Replies), SessionError> {
         let mut pos = 0;
         let mut refused_block = false;
-        // Replies changed on the way (named statements, see `prepared`).
-        let mut replies = self.track.then(Replies::default);
+        // Replies noted in the ledger, and changed on the way where named
+        // statements call for it (see `prepared`).
+        let mut replies = Replies::default();
         // Row counts come from CommandComplete, read whole while traced.
         let whole_c = link.trace.is_some();
         loop {
@@ -318,10 +316,8 @@ impl Forwarder<'_> {
                     break;
                 }
             }
-            if let Some(r) = replies.as_mut() {
-                let client = self.statements.as_deref();
-                pass_reply(r, &mut link.expect, client, buf, item, (pos, n));
-            }
+            let client = self.statements.as_deref();
+            pass_reply(&mut replies, &mut link.ledger, client, buf, item, (pos, n));
             match self.note_reply(link, item) {
                 Ready::Continue => {}
                 Ready::RefuseBlock => {
@@ -359,7 +355,6 @@ impl Forwarder<'_> {
                 }
             }
             Item::Whole { tag: b'E', body } => {
-                link.pending.server(b'E');
                 if let Some(r) = link.running.oldest_mut() {
                     r.error = true;
                 }
@@ -377,15 +372,11 @@ impl Forwarder<'_> {
                 if let Some(span) = link.trace.as_mut() {
                     span.completed(body);
                 }
-                link.pending.server(b'C');
             }
-            Item::Header { tag, .. } => {
-                if tag == b'D' {
-                    if let Some(r) = link.running.oldest_mut() {
-                        r.rows += 1;
-                    }
+            Item::Header { tag: b'D', .. } => {
+                if let Some(r) = link.running.oldest_mut() {
+                    r.rows += 1;
                 }
-                link.pending.server(tag)
             }
             _ => {}
         }
@@ -396,7 +387,7 @@ impl Forwarder<'_> {
     /// bytes walked, if anything changed, and the bookkeeping of messages
     /// the server skipped undone.
     fn finish_replies(&mut self, r: &mut Replies, link: &mut Link, pos: usize) -> Option<BytesMut> {
-        let out = r.finish(&mut link.expect, &link.server.buf, pos);
+        let out = r.finish(&mut link.ledger, &link.server.buf, pos);
         let undo = std::mem::take(&mut r.undo);
         statements::undo(
             undo,
@@ -410,7 +401,6 @@ impl Forwarder<'_> {
     /// ReadyForQuery (`status`): the end of a statement, and maybe of the
     /// transaction and of the client's turn.
     fn on_ready(&mut self, link: &mut Link, status: u8) -> Ready {
-        link.pending.server(b'Z');
         link.last_status = status;
         // One clock read for the statement's and the transaction's end.
         let now = std::time::Instant::now();
@@ -425,7 +415,7 @@ impl Forwarder<'_> {
                 tracing::warn!(pool = %self.pool.name, server = %link.server.addr, ms = took.as_millis() as u64, fingerprint = %text, "slow statement");
             }
         }
-        let quiet = link.pending.quiet();
+        let quiet = link.ledger.quiet();
         if quiet && status == b'I' {
             // The server answered: any outage of it is over (one atomic
             // load when none is open).
@@ -510,16 +500,16 @@ fn held_back(rest: &[u8]) -> bool {
 #[inline(always)]
 fn pass_reply(
     r: &mut Replies,
-    expect: &mut crate::prepared::Expect,
+    ledger: &mut Ledger,
     client: Option<&crate::prepared::ClientStatements>,
     buf: &[u8],
     item: Item<'_>,
     at: (usize, usize),
 ) {
     match item {
-        Item::Whole { tag, .. } | Item::Header { tag, .. } if r.plain(expect, tag) => {}
-        Item::Whole { tag, body } => r.message(expect, client, buf, at, tag, Some(body)),
-        Item::Header { tag, .. } => r.message(expect, client, buf, at, tag, None),
+        Item::Whole { tag, .. } | Item::Header { tag, .. } if r.plain(ledger, tag) => {}
+        Item::Whole { tag, body } => r.message(ledger, client, buf, at, tag, Some(body)),
+        Item::Header { tag, .. } => r.message(ledger, client, buf, at, tag, None),
         Item::Body => r.body(buf, at),
     }
 }

@@ -8,9 +8,9 @@ use super::send::Outgoing;
 use super::{Filled, Forwarder, Link, Replay, SessionError};
 use crate::metrics::Metrics;
 use crate::pool::ServerConn;
-use crate::prepared::expect::{Fate, Kind};
-use crate::prepared::{self, expect::Undo, ClientStatements, Rewriter};
+use crate::prepared::{self, ClientStatements, Rewriter, Undo};
 use crate::protocol::frame::{whole_messages, HEADER_LEN};
+use crate::session::ledger::{Fate, Kind};
 use crate::sqltext::Text;
 
 /// What goes to the server for one read of client bytes, when some of its
@@ -62,7 +62,7 @@ pub(super) fn rewriter<'b>(
         client,
         server: &mut link.server.statements,
         status: link.last_status,
-        expect: &mut link.expect,
+        ledger: &mut link.ledger,
         interner: &shared.statements,
         client_cap,
         rerun,
@@ -70,7 +70,6 @@ pub(super) fn rewriter<'b>(
         reused: 0,
         wiped: false,
         sql_prepared: false,
-        added_syncs: 0,
     }
 }
 
@@ -205,16 +204,11 @@ impl Forwarder<'_> {
         self.shared.metrics.prepared_replans.inc();
         link.replay = Replay::Off;
         // The first try is over, through its ReadyForQuery.
-        link.expect = Default::default();
-        link.pending = Default::default();
+        link.ledger = Default::default();
         link.server.statements.clear();
         let mut out = BytesMut::new();
         crate::protocol::messages::query(&mut out, "DEALLOCATE ALL");
-        link.expect.sent(Kind::Sync, Fate::Swallow, None);
-        link.pending.client(b'Q');
-        for (tag, _) in whole_messages(&request) {
-            link.pending.client(tag);
-        }
+        link.ledger.sent(Kind::Sync, Fate::Swallow, None);
         link.server.mark_busy();
         out.extend_from_slice(&self.rewrite_request(&request));
         if let Some(link) = self.link.as_mut() {
@@ -230,7 +224,7 @@ impl Forwarder<'_> {
         };
         let mut made = Vec::new();
         let mut skipped = Vec::new();
-        link.expect.due(&mut made, &mut skipped);
+        link.ledger.due(&mut made, &mut skipped);
         undo(
             skipped,
             &mut self.statements,
@@ -260,10 +254,18 @@ impl Forwarder<'_> {
     pub(super) fn rewrite_request(&mut self, request: &[u8]) -> BytesMut {
         let mut out = BytesMut::new();
         let cap = self.client_statement_cap();
-        let (Some(link), true) = (self.link.as_mut(), self.track) else {
+        let Some(link) = self.link.as_mut() else {
             out.extend_from_slice(request);
             return out;
         };
+        if !self.track {
+            for (tag, body) in whole_messages(request) {
+                link.ledger.sent_as_is(tag, Some(body));
+                link.ledger.client(tag);
+            }
+            out.extend_from_slice(request);
+            return out;
+        }
         let statements = self.statements.get_or_insert_with(Box::default);
         let mut rw = rewriter(self.shared, statements, link, cap, true);
         let mut pos = 0;
@@ -272,13 +274,10 @@ impl Forwarder<'_> {
             if rw.message(tag, Some(body), Text::of_request(tag, body), &mut out) {
                 out.extend_from_slice(&request[pos..pos + len]);
             }
+            rw.ledger.client(tag);
             pos += len;
         }
         count(&self.shared.metrics, &rw);
-        let added = rw.added_syncs;
-        for _ in 0..added {
-            link.pending.client(b'S');
-        }
         out
     }
 
