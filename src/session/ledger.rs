@@ -270,16 +270,28 @@ impl Ledger {
     /// requests the server may or may not answer in copy-in mode.
     #[inline]
     pub fn client(&mut self, tag: u8) {
+        if self.copy_in {
+            return self.client_in_copy(tag);
+        }
         match tag {
-            // CopyData and Flush are what copy-in mode expects; any other
-            // request ends it with an error, or (a Sync) is ignored unless
-            // the data before it failed the COPY: the replies owed are
-            // not known any more.
-            b'd' | b'H' if self.copy_in => {}
-            b'c' | b'f' => self.copy_end(),
-            _ if self.copy_in && Kind::of(tag, None).is_some() => self.unsure = true,
             b'S' => self.unsynced = false,
             b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => self.unsynced = true,
+            // Sent before the CopyInResponse (a client that pipelines).
+            b'c' | b'f' => self.copy_end(),
+            _ => {}
+        }
+    }
+
+    /// A client message in copy-in mode. CopyData and Flush are what the
+    /// mode expects. Any other request fails the COPY with no reply of its
+    /// own, or (a Sync) is ignored unless the data before it failed the
+    /// COPY: the replies owed are not known any more.
+    #[cold]
+    fn client_in_copy(&mut self, tag: u8) {
+        match tag {
+            b'c' | b'f' => self.copy_end(),
+            b'd' | b'H' => {}
+            _ if Kind::of(tag, None).is_some() => self.unsure = true,
             _ => {}
         }
     }
