@@ -125,6 +125,9 @@ pub enum Action {
 /// How many plain entries are kept inline (see [`Plain`]).
 const PLAIN_MAX: usize = 8;
 
+/// Room for entries a queue keeps once it is empty again.
+const QUEUE_KEPT: usize = 64;
+
 /// Plain entries (replies forwarded as they are, nothing to undo) at the
 /// front of the ledger, kept inline: most turns name no statement, and
 /// need neither an allocation nor the general bookkeeping. While any are
@@ -257,11 +260,7 @@ impl Ledger {
                 undo.extend(u);
             }
         }
-        let queue = std::mem::take(&mut self.queue);
-        *self = Ledger {
-            queue,
-            ..Ledger::default()
-        };
+        *self = Ledger::default();
         undo
     }
 
@@ -438,6 +437,11 @@ impl Ledger {
             if error {
                 self.skipping = true;
                 self.settle(undo);
+            }
+            if self.queue.is_empty() && self.queue.capacity() > QUEUE_KEPT {
+                // A deep pipeline is over: its room is not kept for the
+                // rest of the session.
+                self.queue = VecDeque::new();
             }
         }
         action
@@ -850,6 +854,20 @@ mod tests {
         assert_eq!(l.owed(), 1);
         recv(&mut l, b"CZ");
         assert!(l.quiet());
+    }
+
+    #[test]
+    fn a_deep_pipeline_gives_its_room_back_once_answered() {
+        let mut l = Ledger::default();
+        for _ in 0..1000 {
+            send(&mut l, b"Q");
+        }
+        assert!(l.queue.capacity() >= 1000 - PLAIN_MAX);
+        for _ in 0..1000 {
+            recv(&mut l, b"CZ");
+        }
+        assert!(l.quiet() && l.is_empty());
+        assert!(l.queue.capacity() <= QUEUE_KEPT);
     }
 
     #[test]
