@@ -6,7 +6,8 @@
 
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use aho_corasick::packed::{self, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Span};
 
 /// Words (in any case) of which every session-state rule needs at least
 /// one: the keywords that start a statement of interest (`SET` and `RESET`
@@ -128,19 +129,48 @@ fn single_statement_lead(sql: &str) -> Option<&str> {
 }
 
 /// A list of words (lowercase ASCII, two bytes or more) looked for in any
-/// case, with one table lookup per pair of bytes, and a comparison only
-/// where a word's first two letters stand: what an automaton of the list
-/// would find (tests check it), several times faster on the short texts
-/// statements are.
+/// case, and compared only where a word's first two letters stand: what an
+/// automaton of the list would find (tests check it), several times faster
+/// on the short texts statements are. Those two letters are found with
+/// aho-corasick's SIMD searcher (Teddy) in texts long enough for it, and
+/// with a table lookup per pair of bytes in the rest.
 struct WordSet {
     words: &'static [&'static [u8]],
     /// A bit for every pair of bytes that starts a word, in either case
     /// (bit `first << 8 | second`).
     pairs: [u64; 1024],
+    /// The same pairs, for the SIMD searcher (see [`pair_searcher`]).
+    searcher: &'static LazyLock<Option<packed::Searcher>>,
+}
+
+/// A searcher for the first two bytes of `words`, in every case, or
+/// `None` where the SIMD searcher is not available (or declines them).
+fn pair_searcher(words: &[&[u8]]) -> Option<packed::Searcher> {
+    let mut pairs: Vec<[u8; 2]> = Vec::new();
+    for w in words {
+        let (a, b) = (w[0], w[1]);
+        for first in [a, a.to_ascii_uppercase()] {
+            for second in [b, b.to_ascii_uppercase()] {
+                pairs.push([first, second]);
+            }
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    // `None` unless it is Teddy; below Teddy's minimum length it would
+    // fall back to Rabin-Karp, slower than the table (`contains`).
+    packed::Config::new()
+        .match_kind(MatchKind::LeftmostFirst)
+        .builder()
+        .extend(&pairs)
+        .build()
 }
 
 impl WordSet {
-    const fn new(words: &'static [&'static [u8]]) -> WordSet {
+    const fn new(
+        words: &'static [&'static [u8]],
+        searcher: &'static LazyLock<Option<packed::Searcher>>,
+    ) -> WordSet {
         let mut pairs = [0u64; 1024];
         let mut w = 0;
         while w < words.len() {
@@ -155,17 +185,41 @@ impl WordSet {
             }
             w += 1;
         }
-        WordSet { words, pairs }
+        WordSet {
+            words,
+            pairs,
+            searcher,
+        }
     }
 
     /// Whether `b` contains any of the words, in any case.
     fn contains(&self, b: &[u8]) -> bool {
-        let Some((&first, rest)) = b.split_first() else {
-            return false;
-        };
-        let mut pair = first as usize;
-        for (i, &c) in rest.iter().enumerate() {
-            pair = (pair << 8 | c as usize) & 0xffff;
+        match &**self.searcher {
+            Some(s) if b.len() >= s.minimum_len() => self.search(s, b),
+            _ => self.lookup(b),
+        }
+    }
+
+    /// `contains` with the SIMD searcher: each place a word's first two
+    /// letters stand is compared, and the search goes on from the byte
+    /// after it (the next place may overlap this one).
+    fn search(&self, s: &packed::Searcher, b: &[u8]) -> bool {
+        let mut at = 0;
+        while let Some(m) = s.find_in(b, Span::from(at..b.len())) {
+            if self.starts(&b[m.start()..]) {
+                return true;
+            }
+            at = m.start() + 1;
+        }
+        false
+    }
+
+    /// `contains` with the table: a load and a bit test per byte. The
+    /// comparison is out of line, so that the loop keeps its registers
+    /// (inlined, it spilled them, at twice the instructions per byte).
+    fn lookup(&self, b: &[u8]) -> bool {
+        for (i, w) in b.windows(2).enumerate() {
+            let pair = (w[0] as usize) << 8 | w[1] as usize;
             if self.pairs[pair >> 6] & (1 << (pair & 63)) != 0 && self.starts(&b[i..]) {
                 return true;
             }
@@ -175,6 +229,7 @@ impl WordSet {
 
     /// Whether one of the words starts `b` (in any case; `b` holds two
     /// bytes at least, the pair that matched).
+    #[inline(never)]
     fn starts(&self, b: &[u8]) -> bool {
         let (c0, c1) = (b[0].to_ascii_lowercase(), b[1].to_ascii_lowercase());
         self.words.iter().any(|w| {
@@ -187,7 +242,7 @@ impl WordSet {
 }
 
 /// Every word of both lists (a test checks them against the lists).
-static ALL_WORDS: WordSet = WordSet::new(&[
+const ALL_LIST: &[&[u8]] = &[
     b"set",
     b"listen",
     b"load",
@@ -200,13 +255,19 @@ static ALL_WORDS: WordSet = WordSet::new(&[
     b"into",
     b"advisory_lock",
     b"u&",
-]);
+];
+static ALL_WORDS: WordSet = WordSet::new(ALL_LIST, &ALL_SEARCHER);
+static ALL_SEARCHER: LazyLock<Option<packed::Searcher>> = LazyLock::new(|| pair_searcher(ALL_LIST));
 
 /// [`ANYWHERE`], and the same but `INTO` for an `INSERT` or `MERGE`, where
 /// it names the target (as `effects::calls`).
-static ANYWHERE_WORDS: WordSet = WordSet::new(ANYWHERE);
-static ANYWHERE_DML_WORDS: WordSet =
-    WordSet::new(&[b"set_config", b"setseed", b"advisory_lock", b"u&"]);
+static ANYWHERE_WORDS: WordSet = WordSet::new(ANYWHERE, &ANYWHERE_SEARCHER);
+static ANYWHERE_SEARCHER: LazyLock<Option<packed::Searcher>> =
+    LazyLock::new(|| pair_searcher(ANYWHERE));
+const ANYWHERE_DML: &[&[u8]] = &[b"set_config", b"setseed", b"advisory_lock", b"u&"];
+static ANYWHERE_DML_WORDS: WordSet = WordSet::new(ANYWHERE_DML, &ANYWHERE_DML_SEARCHER);
+static ANYWHERE_DML_SEARCHER: LazyLock<Option<packed::Searcher>> =
+    LazyLock::new(|| pair_searcher(ANYWHERE_DML));
 
 fn automaton<P: AsRef<[u8]>>(patterns: &[P]) -> AhoCorasick {
     AhoCorasick::builder()
@@ -383,17 +444,23 @@ mod tests {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         for _ in 0..200_000 {
             let mut text = String::new();
-            for _ in 0..seed % 12 {
+            for _ in 0..seed % 24 {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
                 text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
             }
             seed = seed.wrapping_add(0x9e37_79b9);
+            let b = text.as_bytes();
             let found = ALL.0.find(&text).is_some();
-            assert_eq!(ALL_WORDS.contains(text.as_bytes()), found, "{text:?}");
+            assert_eq!(ALL_WORDS.contains(b), found, "{text:?}");
+            assert_eq!(ALL_WORDS.lookup(b), found, "{text:?}");
             let found = anywhere_automaton.is_match(&text);
-            assert_eq!(ANYWHERE_WORDS.contains(text.as_bytes()), found, "{text:?}");
+            assert_eq!(ANYWHERE_WORDS.contains(b), found, "{text:?}");
+            assert_eq!(ANYWHERE_WORDS.lookup(b), found, "{text:?}");
+            if let Some(s) = &**ANYWHERE_WORDS.searcher {
+                assert_eq!(ANYWHERE_WORDS.search(s, b), found, "{text:?}");
+            }
         }
     }
 
