@@ -179,6 +179,20 @@ fn ends(kind: Kind, tag: u8) -> bool {
     }
 }
 
+/// How the server takes the messages it has not read yet.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Each in turn.
+    #[default]
+    InOrder,
+    /// An error was sent: the server skips everything up to the next Sync,
+    /// and the ledger drops those entries.
+    Skipping,
+    /// COPY FROM STDIN (CopyInResponse seen, no CopyDone, CopyFail or
+    /// error since): CopyData and Flush are expected, Syncs ignored.
+    CopyIn,
+}
+
 /// The replies one server connection owes, oldest first: the inline plain
 /// run, then the queue.
 #[derive(Debug, Default)]
@@ -190,11 +204,8 @@ pub struct Ledger {
     owed: u32,
     /// The client sent extended-protocol messages and no Sync after them.
     unsynced: bool,
-    /// An error was sent: drop entries up to the next Sync.
-    skipping: bool,
-    /// The server is in COPY FROM STDIN (CopyInResponse seen, no CopyDone,
-    /// CopyFail or error since).
-    copy_in: bool,
+    /// How the server takes what comes next.
+    flow: Flow,
     /// Syncs were written off at the latest CopyInResponse and the COPY
     /// has not ended yet: if it fails, they may have been answered after
     /// all, and the count becomes unsure.
@@ -206,7 +217,7 @@ pub struct Ledger {
 impl Ledger {
     /// Every request answered: the connection may change hands.
     pub fn quiet(&self) -> bool {
-        self.owed == 0 && !self.unsynced && !self.copy_in && !self.unsure
+        self.owed == 0 && !self.unsynced && self.flow != Flow::CopyIn && !self.unsure
     }
 
     /// ReadyForQuery replies still due.
@@ -269,7 +280,7 @@ impl Ledger {
     /// requests the server may or may not answer in copy-in mode.
     #[inline]
     pub fn client(&mut self, tag: u8) {
-        if self.copy_in {
+        if self.flow == Flow::CopyIn {
             return self.client_in_copy(tag);
         }
         match tag {
@@ -299,7 +310,7 @@ impl Ledger {
     #[inline]
     pub fn sent(&mut self, kind: Kind, fate: Fate, undo: Option<Undo>) {
         if kind == Kind::Sync {
-            if self.copy_in {
+            if self.flow == Flow::CopyIn {
                 // Ignored, or not: see `client`.
                 return;
             }
@@ -308,8 +319,7 @@ impl Ledger {
         let plain = matches!(fate, Fate::Forward) && undo.is_none();
         if plain
             && self.queue.is_empty()
-            && !self.skipping
-            && !self.copy_in
+            && self.flow == Flow::InOrder
             && (self.plain.len as usize) < PLAIN_MAX
         {
             self.plain.push(kind);
@@ -334,7 +344,7 @@ impl Ledger {
 
     /// The client sent CopyDone or CopyFail.
     fn copy_end(&mut self) {
-        self.copy_in = false;
+        self.end_copy_in();
         self.queue.push_back(Entry::CopyEnd);
     }
 
@@ -385,7 +395,7 @@ impl Ledger {
             // An error ends copy-in mode; Syncs written off may be
             // answered after all.
             b'E' => {
-                self.copy_in = false;
+                self.end_copy_in();
                 self.unsure |= std::mem::take(&mut self.written_off);
             }
             // The COPY (the first to end after CopyInResponse) is done.
@@ -435,7 +445,7 @@ impl Ledger {
                 }
             }
             if error {
-                self.skipping = true;
+                self.flow = Flow::Skipping;
                 self.settle(undo);
             }
             if self.queue.is_empty() && self.queue.capacity() > QUEUE_KEPT {
@@ -455,10 +465,14 @@ impl Ledger {
                 Some(Entry::Reply {
                     kind: Kind::Sync, ..
                 }) => {
-                    self.skipping = false;
+                    // (A Query that started a COPY stands here in copy-in
+                    // mode, which goes on.)
+                    if self.flow == Flow::Skipping {
+                        self.flow = Flow::InOrder;
+                    }
                     return;
                 }
-                Some(_) if self.skipping => {}
+                Some(_) if self.flow == Flow::Skipping => {}
                 _ => return,
             }
             if let Some(Entry::Reply { undo: u, .. } | Entry::Emit { undo: u, .. }) =
@@ -491,7 +505,16 @@ impl Ledger {
         self.written_off = written_off > 0;
         // Copy-in mode lasts until the client's CopyDone or CopyFail, unless
         // one was sent already.
-        self.copy_in = i == self.queue.len();
+        if i == self.queue.len() {
+            self.flow = Flow::CopyIn;
+        }
+    }
+
+    /// Copy-in mode, if on, is over (the client ended it, or an error).
+    fn end_copy_in(&mut self) {
+        if self.flow == Flow::CopyIn {
+            self.flow = Flow::InOrder;
+        }
     }
 }
 
