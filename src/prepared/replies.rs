@@ -1,7 +1,8 @@
-//! The server's replies on their way to the client, with the changes
-//! the connection's [`Ledger`] calls for: replies to messages pgswitch added are dropped,
-//! refusals replaced, replies pgswitch makes put in their place, and
-//! pooler-wide statement names in errors turned back into the client's.
+//! The server's replies on their way to the client, with the changes the
+//! connection's [`Ledger`] calls for: replies to messages pgswitch added
+//! are dropped, refusals replaced, replies pgswitch makes put in their
+//! place, and pooler-wide statement names in errors turned back into the
+//! client's.
 //! Bytes that need no change are copied in runs, or not at all: when
 //! nothing changes, the caller forwards its buffer as it is.
 

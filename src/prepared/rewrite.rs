@@ -366,7 +366,8 @@ impl Rewriter<'_> {
 }
 
 /// Notes, in the ledger, a message whose body the rewriter never reads
-/// (Execute, Sync, Flush, COPY data and its end): only its reply is owed.
+/// (Execute, Sync; Flush and COPY data owe nothing, and COPY's end is the
+/// ledger's own to note, in `Ledger::client`): only its reply is owed.
 /// The common case of a plain turn, without a rewriter. Returns false,
 /// noting nothing, for the messages the rewriter reads (Parse, Bind,
 /// Describe, Close, Query, FunctionCall).

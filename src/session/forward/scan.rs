@@ -125,7 +125,7 @@ impl Forwarder<'_> {
         }
         link.rewritten = rewritten.finish(&cbuf[..pos]);
         if link.ledger.unsure() && self.mode != PoolMode::Session {
-            self.pin("a Sync during COPY FROM STDIN, whose reply cannot be counted");
+            self.pin("a request during COPY FROM STDIN, whose replies cannot be counted");
         }
         Ok((pos, flow))
     }
