@@ -224,6 +224,12 @@ async fn fresh_table(s: &mut TcpStream, table: &str) {
     assert_eq!(error_code(&m), None);
 }
 
+/// Drops the table `fresh_table` made.
+async fn drop_table(s: &mut TcpStream, table: &str) {
+    let m = exchange(s, &[query(&format!("DROP TABLE {table}"))]).await;
+    assert_eq!(error_code(&m), None);
+}
+
 /// Starts `COPY table FROM STDIN` with a Query, up to its CopyInResponse.
 async fn start_copy(s: &mut TcpStream, table: &str) {
     s.write_all(&query(&format!("COPY {table} FROM STDIN")))
@@ -385,8 +391,7 @@ async fn a_sync_after_an_error_in_copy_in_is_answered() {
         "I",
         "idle at the end"
     );
-    let m = exchange(&mut s, &[query(&format!("DROP TABLE {table}"))]).await;
-    assert_eq!(error_code(&m), None);
+    drop_table(&mut s, table).await;
     drop(s);
     proxy.stop().await;
 }
@@ -427,8 +432,7 @@ async fn a_sync_in_copy_in_mode_pins_the_client() {
         pid,
         "the unsure connection went back to the pool"
     );
-    let m = exchange(&mut t, &[query(&format!("DROP TABLE {table}"))]).await;
-    assert_eq!(error_code(&m), None);
+    drop_table(&mut t, table).await;
     drop(t);
     proxy.stop().await;
 }
@@ -458,8 +462,7 @@ async fn a_flush_in_copy_in_mode_keeps_the_connection_pooled() {
     assert_eq!(error_code(&m), None, "the connection was still held");
     assert_eq!(first_value(&m), "3");
     assert_eq!(proxy.shared.metrics.pinned_clients.get(), 0);
-    let m = exchange(&mut t, &[query(&format!("DROP TABLE {table}"))]).await;
-    assert_eq!(error_code(&m), None);
+    drop_table(&mut t, table).await;
     drop((s, t));
     proxy.stop().await;
 }
@@ -484,8 +487,7 @@ async fn a_query_in_copy_in_mode_gets_the_servers_error_and_the_pool_recovers() 
     let count = format!("SELECT count(*)::text FROM {table}");
     let m = exchange(&mut t, &[query(&count)]).await;
     assert_eq!(first_value(&m), "0", "the failed COPY wrote nothing");
-    let m = exchange(&mut t, &[query(&format!("DROP TABLE {table}"))]).await;
-    assert_eq!(error_code(&m), None);
+    drop_table(&mut t, table).await;
     drop(t);
     proxy.stop().await;
 }
@@ -511,8 +513,7 @@ async fn a_sync_behind_bad_copy_data_is_answered_and_nothing_is_lost() {
     let m = read_until_nth(&mut s, b'Z', 4).await;
     assert_eq!(tags(&m), "EZZTDCZTDCZ", "{:?}", error_code(&m));
     assert_eq!(error_code(&m).as_deref(), Some("22P02"));
-    let m = exchange(&mut s, &[query(&format!("DROP TABLE {table}"))]).await;
-    assert_eq!(error_code(&m), None);
+    drop_table(&mut s, table).await;
     drop(s);
     proxy.stop().await;
 }
